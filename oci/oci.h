@@ -1,0 +1,370 @@
+/* oci.h — the whole public API of liboci: modelvol's error and cleanup
+ * conventions, and the OCI data model (references, digests, manifests,
+ * indexes, media types). No I/O happens behind this header.
+ *
+ * Every library above (puller, cache, csi) builds on the mv_error and cleanup
+ * conventions declared here, so this is the one header everyone includes. */
+#ifndef MODELVOL_OCI_H
+#define MODELVOL_OCI_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MV_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Functions that can fail return 0 or a negative errno-style code and fill an
+ * mv_error. The message is a chain: each caller that adds context prefixes
+ * "what I was doing: " so the user reads one line, outermost first, e.g.
+ * "pull ghcr.io/x/y:v1: blob sha256:ab…: 416 from storage".
+ *
+ * Codes carry meaning the CSI layer maps to gRPC status codes:
+ *   -EINVAL  bad input (reference, manifest, argument)
+ *   -ENOENT  not found (manifest/blob 404, missing file)
+ *   -EACCES  authentication failed (401 after refresh)
+ *   -EPERM   authorised but denied (403)
+ *   -ENOSPC  disk full
+ *   -EBADMSG digest or size mismatch, hostile content
+ *   -ETIMEDOUT, -ECONNREFUSED, -EIO  transport failures
+ *   -ECANCELED  cancelled by the caller
+ * The message never contains a credential or a token. */
+#define MV_ERROR_MSG_MAX 1024
+
+typedef struct mv_error {
+    int code;                   /* 0 or a negative errno-style code */
+    int http_status;            /* last HTTP status involved, 0 if none */
+    char msg[MV_ERROR_MSG_MAX]; /* "outer: inner: cause" */
+} mv_error;
+
+#define MV_ERROR_INIT {0, 0, {0}}
+
+/* Sets the error (replacing any previous one) and returns code, which must
+ * be negative. err may be NULL. */
+int mv_error_set(mv_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* As mv_error_set, with ": strerror(-code)" appended. */
+int mv_error_errno(mv_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefixes context onto the existing message ("ctx: old") and returns the
+ * existing code. A message that would overflow keeps its outermost part. */
+int mv_error_wrap(mv_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mv_error_clear(mv_error *err);
+/* Copies src into dst (either may be NULL). */
+void mv_error_copy(mv_error *dst, const mv_error *src);
+
+/* ------------------------------------------------------------------------ */
+/* Cleanup attributes                                                       */
+/* ------------------------------------------------------------------------ */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void mv_freep(void *p)
+{
+    free(*(void **)p);
+    *(void **)p = NULL;
+}
+static inline void mv_closep(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+    }
+    *fd = -1;
+}
+static inline void mv_fclosep(FILE **f)
+{
+    if (*f)
+        fclose(*f);
+    *f = NULL;
+}
+static inline void mv_strvfreep(char ***v)
+{
+    if (*v) {
+        for (char **p = *v; *p; p++)
+            free(*p);
+        free(*v);
+    }
+    *v = NULL;
+}
+
+#define _cleanup_free_   _cleanup_(mv_freep)
+#define _cleanup_close_  _cleanup_(mv_closep)
+#define _cleanup_fclose_ _cleanup_(mv_fclosep)
+#define _cleanup_strv_   _cleanup_(mv_strvfreep)
+
+/* Hands ownership on: returns the value and clears the variable so its
+ * cleanup does nothing. */
+#define MV_STEAL(p)                                                                                \
+    ({                                                                                             \
+        __typeof__(p) _mv_tmp = (p);                                                               \
+        (p) = (__typeof__(p))0;                                                                    \
+        _mv_tmp;                                                                                   \
+    })
+#define MV_STEAL_FD(fd)                                                                            \
+    ({                                                                                             \
+        int _mv_tmp = (fd);                                                                        \
+        (fd) = -1;                                                                                 \
+        _mv_tmp;                                                                                   \
+    })
+
+/* Allocation failure is not recoverable in a daemon that must not lie about
+ * its state; these abort with a message instead of returning NULL. */
+void *mv_xmalloc(size_t n);
+void *mv_xcalloc(size_t n, size_t m);
+void *mv_xrealloc(void *p, size_t n);
+char *mv_xstrdup(const char *s);
+char *mv_xstrndup(const char *s, size_t n);
+char *mv_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------------------ */
+/* References                                                               */
+/* ------------------------------------------------------------------------ */
+
+#define OCI_DOCKER_HUB        "docker.io"
+#define OCI_DOCKER_HUB_API    "registry-1.docker.io"
+#define OCI_NAME_MAX          255
+#define OCI_TAG_MAX           128
+
+/* A parsed, normalised reference [host[:port]/]path[:tag][@digest]. */
+typedef struct oci_ref {
+    char *registry;   /* normalised registry name: "docker.io", "localhost:5000", "[::1]:5000" */
+    char *api_host;   /* host[:port] for API calls: "registry-1.docker.io" for docker.io */
+    char *repository; /* "library/ubuntu", "models/llama" */
+    char *tag;        /* NULL when absent; "latest" is filled in when neither tag nor digest */
+    char *digest;     /* NULL when absent, else a validated digest */
+} oci_ref;
+
+/* Parses and normalises. Errors name the offending part, e.g.
+ * "reference \"Foo/bar\": repository \"Foo/bar\" has uppercase letters". */
+int oci_ref_parse(const char *s, oci_ref **out, mv_error *err);
+void oci_ref_free(oci_ref *ref);
+static inline void oci_ref_freep(oci_ref **r)
+{
+    oci_ref_free(*r);
+    *r = NULL;
+}
+#define _cleanup_ref_ _cleanup_(oci_ref_freep)
+/* Canonical string: registry/repository[:tag][@digest]. Caller frees. */
+char *oci_ref_string(const oci_ref *ref);
+/* True for localhost, 127.0.0.0/8 and [::1], with or without a port. */
+bool oci_host_is_loopback(const char *host);
+
+/* ------------------------------------------------------------------------ */
+/* Digests                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* "sha512:" + 128 hex + NUL */
+#define OCI_DIGEST_MAX 136
+
+typedef enum { OCI_DIGEST_SHA256 = 0, OCI_DIGEST_SHA512 = 1 } oci_digest_alg;
+
+/* Accepts "sha256:<64 lowercase hex>" and "sha512:<128 lowercase hex>". */
+int oci_digest_validate(const char *digest, mv_error *err);
+int oci_digest_alg_of(const char *digest, oci_digest_alg *alg, mv_error *err);
+/* The hex part of a validated digest (points into digest). */
+const char *oci_digest_hex(const char *digest);
+
+/* A streaming hasher on OpenSSL EVP. */
+typedef struct oci_hasher oci_hasher;
+oci_hasher *oci_hasher_new(oci_digest_alg alg);
+void oci_hasher_update(oci_hasher *h, const void *buf, size_t len);
+/* Writes "alg:hex" into out (OCI_DIGEST_MAX bytes). The hasher is then reset. */
+void oci_hasher_final(oci_hasher *h, char out[OCI_DIGEST_MAX]);
+void oci_hasher_free(oci_hasher *h);
+static inline void oci_hasher_freep(oci_hasher **h)
+{
+    oci_hasher_free(*h);
+    *h = NULL;
+}
+#define _cleanup_hasher_ _cleanup_(oci_hasher_freep)
+/* One-shot digest of a buffer. */
+void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OCI_DIGEST_MAX]);
+
+/* ------------------------------------------------------------------------ */
+/* Media types                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define OCI_MT_MANIFEST       "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_INDEX          "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_CONFIG         "application/vnd.oci.image.config.v1+json"
+#define OCI_MT_EMPTY          "application/vnd.oci.empty.v1+json"
+#define OCI_MT_LAYER_TAR      "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_LAYER_GZIP     "application/vnd.oci.image.layer.v1.tar+gzip"
+#define OCI_MT_LAYER_ZSTD     "application/vnd.oci.image.layer.v1.tar+zstd"
+#define OCI_MT_LAYER_ND_TAR   "application/vnd.oci.image.layer.nondistributable.v1.tar"
+#define OCI_MT_LAYER_ND_GZIP  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+#define OCI_MT_LAYER_ND_ZSTD  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+#define DOCKER_MT_MANIFEST    "application/vnd.docker.distribution.manifest.v2+json"
+#define DOCKER_MT_LIST        "application/vnd.docker.distribution.manifest.list.v2+json"
+#define DOCKER_MT_V1          "application/vnd.docker.distribution.manifest.v1+json"
+#define DOCKER_MT_V1_SIGNED   "application/vnd.docker.distribution.manifest.v1+prettyjws"
+#define DOCKER_MT_CONFIG      "application/vnd.docker.container.image.v1+json"
+#define DOCKER_MT_LAYER_GZIP  "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define DOCKER_MT_LAYER_FOREIGN "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#define MODEL_ARTIFACT_TYPE   "application/vnd.cncf.model.manifest.v1+json"
+#define MODEL_MT_CONFIG       "application/vnd.cncf.model.config.v1+json"
+#define MODEL_ARTIFACT_TYPE_CNAI "application/vnd.cnai.model.manifest.v1+json"
+#define MODEL_MT_CONFIG_CNAI  "application/vnd.cnai.model.config.v1+json"
+/* Layer types are "application/vnd.cncf.model.<kind>.v1.<format>", kind one
+ * of weight, weight.config, doc, code, dataset; format raw, tar, tar+gzip,
+ * tar+zstd; and the same with "vnd.cnai.model". */
+
+#define OCI_ANNO_TITLE        "org.opencontainers.image.title"
+#define MODEL_ANNO_FILEPATH   "org.cncf.model.filepath"
+#define MODEL_ANNO_FILEMETA   "org.cncf.model.file.metadata+json"
+#define MODEL_ANNO_FILEPATH_CNAI "org.cnai.model.filepath"
+
+/* The Accept header value for manifest requests: every type we parse. */
+const char *oci_manifest_accept(void);
+
+typedef enum {
+    OCI_FMT_UNKNOWN = 0,
+    OCI_FMT_RAW,      /* the blob is the file */
+    OCI_FMT_TAR,
+    OCI_FMT_TAR_GZIP,
+    OCI_FMT_TAR_ZSTD,
+} oci_layer_format;
+
+typedef enum {
+    OCI_FAMILY_UNKNOWN = 0,
+    OCI_FAMILY_OCI,       /* application/vnd.oci.image.layer.* */
+    OCI_FAMILY_DOCKER,    /* application/vnd.docker.image.rootfs.* */
+    OCI_FAMILY_MODELPACK, /* application/vnd.cncf.model.* and vnd.cnai.model.* */
+    OCI_FAMILY_ORAS,      /* anything else: an ORAS-style raw blob */
+} oci_layer_family;
+
+typedef enum {
+    MODEL_KIND_NONE = 0,
+    MODEL_KIND_WEIGHT,
+    MODEL_KIND_WEIGHT_CONFIG,
+    MODEL_KIND_DOC,
+    MODEL_KIND_CODE,
+    MODEL_KIND_DATASET,
+} model_kind;
+
+typedef struct oci_media_class {
+    oci_layer_family family;
+    oci_layer_format format;
+    model_kind kind;          /* MODELPACK only */
+    bool nondistributable;    /* OCI nondistributable and Docker foreign layers */
+    bool legacy_cnai;         /* spelled vnd.cnai.* */
+} oci_media_class;
+
+/* Classifies a layer media type. Unknown non-empty types classify as an
+ * ORAS raw blob. Returns false only for NULL or empty strings. */
+bool oci_media_classify(const char *media_type, oci_media_class *out);
+/* "application/vnd.cncf.model.<kind>.v1.<fmt>"; static storage. NULL for
+ * MODEL_KIND_NONE or OCI_FMT_UNKNOWN. */
+const char *model_media_type(model_kind kind, oci_layer_format fmt);
+const char *model_kind_name(model_kind kind); /* "weight", "weight.config", ... */
+
+/* ------------------------------------------------------------------------ */
+/* Descriptors, manifests, indexes                                          */
+/* ------------------------------------------------------------------------ */
+
+#define OCI_MANIFEST_MAX_BYTES (4 * 1024 * 1024)
+#define OCI_MANIFEST_MAX_LAYERS 10000
+
+typedef struct oci_annotation {
+    char *key;
+    char *value;
+} oci_annotation;
+
+typedef struct oci_platform {
+    char *architecture;
+    char *os;
+    char *variant;    /* NULL if absent */
+    char *os_version; /* NULL if absent */
+} oci_platform;
+
+typedef struct oci_descriptor {
+    char *media_type;
+    char *digest;      /* validated */
+    int64_t size;      /* >= 0 */
+    char *artifact_type;
+    oci_annotation *annotations;
+    size_t n_annotations;
+    oci_platform *platform; /* NULL if absent */
+    char **urls;
+    size_t n_urls;
+    char *data;       /* base64 text as given, NULL if absent */
+} oci_descriptor;
+
+typedef enum {
+    OCI_KIND_MANIFEST = 1,    /* OCI image manifest */
+    OCI_KIND_INDEX,           /* OCI image index */
+    OCI_KIND_DOCKER_MANIFEST, /* Docker v2 schema 2 */
+    OCI_KIND_DOCKER_LIST,     /* Docker manifest list */
+} oci_manifest_kind;
+
+typedef struct oci_manifest {
+    oci_manifest_kind kind;
+    char *media_type;    /* as declared, or the Content-Type, or inferred */
+    char *artifact_type; /* NULL if absent */
+    bool has_config;
+    oci_descriptor config;
+    oci_descriptor *layers; /* manifests */
+    size_t n_layers;
+    oci_descriptor *manifests; /* indexes */
+    size_t n_manifests;
+    oci_descriptor *subject; /* NULL if absent */
+    oci_annotation *annotations;
+    size_t n_annotations;
+} oci_manifest;
+
+/* Parses a manifest or index. content_type (may be NULL) is the HTTP
+ * Content-Type; the document's own mediaType wins when present, and the
+ * shape (layers vs manifests) decides when neither is. Schema 1 is rejected
+ * as unsupported. Unknown fields are ignored. */
+int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **out,
+                       mv_error *err);
+void oci_manifest_free(oci_manifest *m);
+static inline void oci_manifest_freep(oci_manifest **m)
+{
+    oci_manifest_free(*m);
+    *m = NULL;
+}
+#define _cleanup_manifest_ _cleanup_(oci_manifest_freep)
+static inline bool oci_manifest_is_index(const oci_manifest *m)
+{
+    return m->kind == OCI_KIND_INDEX || m->kind == OCI_KIND_DOCKER_LIST;
+}
+/* Serialises to compact JSON with a stable key order, for modelpush.
+ * Returns a malloc'd string; *len gets its length. */
+char *oci_manifest_emit(const oci_manifest *m, size_t *len);
+/* Value of an annotation, or NULL. */
+const char *oci_annotation_get(const oci_annotation *a, size_t n, const char *key);
+
+/* The file path a raw layer presents, from the annotations
+ * org.cncf.model.filepath, then org.opencontainers.image.title, then
+ * org.cnai.model.filepath. The path must be relative, free of ".." and NUL;
+ * it is normalised ("a//b/./c" -> "a/b/c"). -ENOENT if none is present,
+ * -EINVAL if the path is unsafe. Caller frees *out. */
+int oci_layer_filepath(const oci_descriptor *d, char **out, mv_error *err);
+/* Normalises a relative path; rejects absolute paths, "..", NUL and empty. */
+int oci_path_normalize(const char *path, char **out, mv_error *err);
+
+/* Index selection. For images: the platform (os/arch/variant; NULL means
+ * linux/amd64, variant matches when the caller's is NULL or equal). For
+ * artifacts: the first entry whose artifactType matches. -ENOENT when none
+ * matches, with a message listing what was there. */
+int oci_index_select_platform(const oci_manifest *idx, const char *os, const char *arch,
+                              const char *variant, const oci_descriptor **out, mv_error *err);
+int oci_index_select_artifact(const oci_manifest *idx, const char *artifact_type,
+                              const oci_descriptor **out, mv_error *err);
+
+/* Size strings for CLI flags: "64M", "1.5GiB", "4096". */
+int mv_parse_size(const char *s, uint64_t *out, mv_error *err);
+/* Formats bytes as "1.5 GiB" into buf. */
+const char *mv_format_size(uint64_t bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,169 @@
+/* puller.h — the whole public API of libpuller: the registry client on
+ * libcurl. Registry configuration, credentials, manifest resolution,
+ * parallel ranged blob download into files the caller owns, and upload
+ * for push. The puller never decides what becomes visible in the cache:
+ * it fills the fd it is handed and reports whether the digest matched. */
+#ifndef MODELVOL_PULLER_H
+#define MODELVOL_PULLER_H
+
+#include "oci.h"
+
+/* ------------------------------------------------------------------------ */
+/* Registry configuration (--config, default /etc/modelvol/config.json)    */
+/* ------------------------------------------------------------------------ */
+
+#define PULL_DEFAULT_CONFIG "/etc/modelvol/config.json"
+
+/* Per-host settings: mirrors (tried in order before the origin), plain HTTP,
+ * a CA file, a client certificate and key, explicit insecure skip-verify.
+ * Opaque; parsed from JSON. */
+typedef struct pull_config pull_config;
+
+/* Parses config JSON. */
+int pull_config_parse(const char *json, size_t len, pull_config **out, mv_error *err);
+/* Loads a file. A missing file at the default path yields an empty config;
+ * a missing file the user named is an error. */
+int pull_config_load(const char *path, bool user_named, pull_config **out, mv_error *err);
+void pull_config_free(pull_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Credentials: the docker config.json chain                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pull_creds pull_creds;
+
+/* Loads $DOCKER_CONFIG/config.json, ~/.docker/config.json, then
+ * /var/lib/kubelet/config.json; the first entry matching a host wins. */
+int pull_creds_load_default(pull_creds **out, mv_error *err);
+/* Parses config.json / .dockerconfigjson content held in memory (a pod's
+ * nodePublishSecretRef). Nothing is written to disk. */
+int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *err);
+void pull_creds_free(pull_creds *creds);
+
+/* A parsed WWW-Authenticate challenge. Exposed for tests and fuzzing. */
+typedef struct pull_challenge {
+    char *scheme; /* "Bearer" or "Basic" */
+    char *realm;
+    char *service;
+    char *scope;
+    char *error;
+} pull_challenge;
+int pull_challenge_parse(const char *header, pull_challenge *out, mv_error *err);
+void pull_challenge_clear(pull_challenge *ch);
+
+/* ------------------------------------------------------------------------ */
+/* Client                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    PULL_EV_MANIFEST = 1, /* a manifest was fetched */
+    PULL_EV_BLOB_START,
+    PULL_EV_BLOB_PROGRESS, /* bytes written for a blob */
+    PULL_EV_BLOB_DONE,
+    PULL_EV_RETRY,         /* a transient failure is being retried */
+} pull_event_kind;
+
+typedef struct pull_event {
+    pull_event_kind kind;
+    const char *digest;
+    uint64_t done;  /* bytes of this blob present so far */
+    uint64_t total; /* size of this blob */
+    const char *message; /* PULL_EV_RETRY: why; never holds secrets */
+} pull_event;
+
+typedef void (*pull_event_fn)(void *ctx, const pull_event *ev);
+
+typedef struct pull_options {
+    const pull_config *config; /* may be NULL */
+    const pull_creds *creds;   /* may be NULL: anonymous */
+    bool plain_http;           /* --plain-http for this call */
+    int connections;           /* total connection budget; 0 = 16 */
+    uint64_t chunk_size;       /* range size; 0 = 16 MiB */
+    uint64_t range_threshold;  /* ranged above this size; 0 = 32 MiB */
+    int stall_seconds;         /* no bytes for this long = transient; 0 = 30 */
+    int max_retries;           /* per range; 0 = 6 */
+    pull_event_fn on_event;    /* may be NULL; called from the caller's thread */
+    void *event_ctx;
+    const volatile int *cancel; /* non-NULL and set: stop with -ECANCELED */
+} pull_options;
+
+typedef struct pull_stats {
+    uint64_t bytes_origin;    /* blob bytes received from the origin registry */
+    uint64_t bytes_mirror;    /* blob bytes received from mirrors */
+    uint64_t requests;
+    uint64_t retries;
+} pull_stats;
+
+/* One client per (registry, repository). It holds tokens, the resolved
+ * scheme and connection pools. Not thread-safe: one thread at a time. */
+typedef struct pull_client pull_client;
+
+int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **out, mv_error *err);
+void pull_client_free(pull_client *c);
+static inline void pull_client_freep(pull_client **c)
+{
+    pull_client_free(*c);
+    *c = NULL;
+}
+#define _cleanup_pull_client_ _cleanup_(pull_client_freep)
+void pull_client_stats(const pull_client *c, pull_stats *out);
+
+/* Fetches a manifest or index by tag or digest, verified against the digest
+ * asked for or against Docker-Content-Digest. At most OCI_MANIFEST_MAX_BYTES.
+ * *buf and *content_type are malloc'd. digest_out gets the digest. */
+int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, size_t *len,
+                        char **content_type, char digest_out[OCI_DIGEST_MAX], mv_error *err);
+
+/* Fetches a small blob (config) into memory, verified. Refuses sizes above
+ * OCI_MANIFEST_MAX_BYTES. */
+int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, size_t *len,
+                          mv_error *err);
+
+/* One blob to download. The cache opens fd (O_RDWR) on a partial file in its
+ * ingest area and names state_path, a sidecar where the puller records the
+ * completed ranges so a later pull from any process resumes. On success the
+ * fd holds exactly d->size verified bytes and state_path is removed; the
+ * caller then makes the blob visible. */
+typedef struct pull_blob_job {
+    const oci_descriptor *desc;
+    int fd;
+    const char *state_path;
+    /* outputs */
+    int result;          /* 0 or negative code */
+    mv_error err;        /* set when result < 0 */
+    uint64_t downloaded; /* bytes received over the network for this blob */
+    uint64_t resumed;    /* bytes already present from an earlier attempt */
+} pull_blob_job;
+
+/* Downloads all jobs concurrently within the connection budget. Returns 0
+ * when every job succeeded, else the first failure's code with err naming
+ * the blob, the host and the status. */
+int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Upload (modelpush)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* HEAD /v2/<name>/blobs/<digest>. */
+int pull_blob_exists(pull_client *c, const char *digest, bool *exists, mv_error *err);
+/* Cross-repository mount from from_repo on the same registry. *mounted is
+ * false when the registry answered by opening an upload instead. */
+int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, bool *mounted,
+                    mv_error *err);
+
+typedef struct pull_upload_opts {
+    uint64_t chunk_size;   /* PATCH chunk size; 0 = 64 MiB */
+    bool monolithic;       /* force a single PUT */
+    const char *resume_path; /* where to record the upload session for resume; may be NULL */
+} pull_upload_opts;
+
+/* Uploads size bytes from fd as digest. Chunked with PATCH and
+ * Content-Range, falling back to monolithic when refused; resumes a session
+ * recorded at resume_path. */
+int pull_blob_upload(pull_client *c, int fd, const char *digest, uint64_t size,
+                     const pull_upload_opts *o, mv_error *err);
+/* PUT /v2/<name>/manifests/<tag_or_digest>. */
+int pull_manifest_put(pull_client *c, const char *tag_or_digest, const void *buf, size_t len,
+                      const char *media_type, mv_error *err);
+
+#endif

@@ -1,0 +1,130 @@
+"""mvreg.py — test helpers for Python tests: a real docker-registry on a free
+127.0.0.1 port, and pushing files to it as a ModelPack artifact over the
+plain distribution API (monolithic uploads), so tests need not depend on
+modelpush."""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, secs=20):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server at {url} did not come up within {secs}s")
+
+
+class Registry:
+    """docker-registry serving from a temp dir; use as a context manager."""
+
+    def __init__(self, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="modelvol-reg.")
+        self.own_tmp = tmp is None
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log_path = os.path.join(self.tmp, "registry.log")
+        self.proc = None
+
+    def start(self):
+        data = os.path.join(self.tmp, "data")
+        os.makedirs(data, exist_ok=True)
+        cfg = os.path.join(self.tmp, "config.yml")
+        with open(cfg, "w") as f:
+            f.write(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n"
+                f"http:\n  addr: {self.addr}\n"
+            )
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=self.log)
+        wait_http(f"http://{self.addr}/v2/")
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+            self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+        if self.own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def access_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    # ---- pushing ---------------------------------------------------------
+    def _req(self, method, path, data=None, headers=None):
+        req = urllib.request.Request(f"http://{self.addr}{path}", data=data, method=method,
+                                     headers=headers or {})
+        return urllib.request.urlopen(req, timeout=60)
+
+    def push_blob(self, repo, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = self._req("POST", f"/v2/{repo}/blobs/uploads/")
+        loc = r.headers["Location"]
+        sep = "&" if "?" in loc else "?"
+        if loc.startswith("http"):
+            loc = loc.split(self.addr, 1)[1]
+        self._req("PUT", f"{loc}{sep}digest={digest}", data=data,
+                  headers={"Content-Type": "application/octet-stream"})
+        return {"digest": digest, "size": len(data)}
+
+    def push_manifest(self, repo, ref, manifest, media_type):
+        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        self._req("PUT", f"/v2/{repo}/manifests/{ref}", data=body,
+                  headers={"Content-Type": media_type})
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def push_model(self, repo, tag, files):
+        """files: {relative path: bytes}. Pushes one raw ModelPack layer per
+        file and returns the manifest digest."""
+        layers = []
+        for path, data in sorted(files.items()):
+            d = self.push_blob(repo, data)
+            kind = "weight" if path.endswith((".safetensors", ".bin", ".gguf")) else "weight.config"
+            layers.append({
+                "mediaType": f"application/vnd.cncf.model.{kind}.v1.raw",
+                "digest": d["digest"], "size": d["size"],
+                "annotations": {"org.cncf.model.filepath": path,
+                                "org.opencontainers.image.title": os.path.basename(path)},
+            })
+        cfg = json.dumps({"descriptor": {"name": repo}, "modelfs": {"type": "layers", "diffIds": [l["digest"] for l in layers]}}).encode()
+        c = self.push_blob(repo, cfg)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.cncf.model.config.v1+json", **c},
+            "layers": layers,
+        }
+        return self.push_manifest(repo, tag, manifest, "application/vnd.oci.image.manifest.v1+json")
