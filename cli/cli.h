@@ -1,0 +1,38 @@
+/* cli.h — shared by the modelpull and modelpush executables: global
+ * options and the verb table. Each verb lives in its own file and registers
+ * itself with CLI_VERB, so adding a verb touches no other file. */
+#ifndef MODELVOL_CLI_H
+#define MODELVOL_CLI_H
+
+#include "cache.h"
+
+typedef struct cli_global {
+    const char *cache_dir;   /* --cache, default CACHE_DEFAULT_ROOT */
+    const char *config_path; /* --config, default PULL_DEFAULT_CONFIG */
+    bool config_named;       /* the user passed --config */
+} cli_global;
+
+/* A verb gets argv starting at the verb's own name (argv[0] == "pull"). It
+ * returns the process exit code and prints its own one-line error. */
+typedef int (*cli_verb_fn)(const cli_global *g, int argc, char **argv);
+
+typedef struct cli_verb {
+    const char *name;
+    const char *summary; /* one line for --help */
+    cli_verb_fn fn;
+    struct cli_verb *next;
+} cli_verb;
+
+void cli_register_verb(cli_verb *v);
+
+#define CLI_VERB(vname, vsummary, vfn)                                                             \
+    static cli_verb cli_verb_##vfn = {vname, vsummary, vfn, NULL};                                 \
+    __attribute__((constructor)) static void cli_register_##vfn(void)                              \
+    {                                                                                              \
+        cli_register_verb(&cli_verb_##vfn);                                                        \
+    }
+
+/* Prints "modelpull: <msg>" to stderr as one line. */
+void cli_error(const char *prog, const mv_error *err);
+
+#endif
