@@ -17,11 +17,6 @@ void cli_register_verb(cli_verb *v)
     *p = v;
 }
 
-void cli_error(const char *prog, const mv_error *err)
-{
-    fprintf(stderr, "%s: %s\n", prog, err && err->msg[0] ? err->msg : "failed");
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: modelpull [--cache DIR] [--config FILE] VERB [ARGS...]\n\n"
