@@ -55,10 +55,19 @@ int mv_error_wrap(mv_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    char joined[MV_ERROR_MSG_MAX];
     /* Keep the outermost context when the chain overflows: it names what the
      * user asked for, which matters more than the deepest detail. */
-    snprintf(joined, sizeof(joined), "%s: %s", prefix, err->msg);
+    char joined[MV_ERROR_MSG_MAX];
+    size_t cap = sizeof(joined) - 1;
+    size_t n = strnlen(prefix, cap);
+    memcpy(joined, prefix, n);
+    for (const char *sep = ": "; *sep && n < cap; sep++)
+        joined[n++] = *sep;
+    size_t rest = strnlen(err->msg, sizeof(err->msg));
+    if (rest > cap - n)
+        rest = cap - n;
+    memcpy(joined + n, err->msg, rest);
+    joined[n + rest] = '\0';
     memcpy(err->msg, joined, sizeof(err->msg));
     return err->code;
 }
