@@ -1,0 +1,277 @@
+/* auth.c — registry authentication: the Authorization header for a request
+ * (Basic, or a cached Bearer token for the scope), and the answer to a 401:
+ * parse the challenge, fetch a token from the realm (GET with Basic
+ * credentials, or the OAuth2 refresh-token POST when config.json holds an
+ * identitytoken, as docker does), cache it per scope until it expires.
+ * Credentials go only to the origin (or a mirror on the same host:port) and
+ * its token realm; no secret is ever put in an error message. */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <strings.h>
+
+#define TOKEN_BODY_MAX (1u << 20)
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? mv_xstrdup(src) : NULL;
+}
+
+static pull_token *find_token(pull_client *c, size_t ep, const char *scope)
+{
+    time_t now = time(NULL);
+    for (pull_token *t = c->tokens; t; t = t->next)
+        if (t->endpoint == ep && strcmp(t->scope, scope) == 0 && t->expires > now)
+            return t;
+    return NULL;
+}
+
+static const pull_cred *endpoint_cred(pull_client *c, size_t ep)
+{
+    return c->ep[ep].send_creds ? c->cred : NULL;
+}
+
+static char *b64_encode(const char *in, size_t len)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = mv_xmalloc((len + 2) / 3 * 4 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= (uint32_t)(unsigned char)in[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+char *pull_auth_header(pull_client *c, size_t ep, const char *scope)
+{
+    pull_endpoint *e = &c->ep[ep];
+    if (!e->auth_scheme)
+        return NULL;
+    if (strcasecmp(e->auth_scheme, "Bearer") == 0) {
+        pull_token *t = find_token(c, ep, scope);
+        if (!t && strstr(scope, ":pull") && !strstr(scope, "push")) {
+            /* A push token covers pull. */
+            _cleanup_free_ char *wider = mv_xasprintf("%s,push", scope);
+            t = find_token(c, ep, wider);
+        }
+        return t ? mv_xasprintf("Authorization: Bearer %s", t->token) : NULL;
+    }
+    const pull_cred *cr = endpoint_cred(c, ep);
+    if (strcasecmp(e->auth_scheme, "Basic") == 0 && cr && cr->username && cr->password) {
+        char *raw = mv_xasprintf("%s:%s", cr->username, cr->password);
+        char *enc = b64_encode(raw, strlen(raw));
+        wipe_free(raw);
+        char *h = mv_xasprintf("Authorization: Basic %s", enc);
+        wipe_free(enc);
+        return h;
+    }
+    return NULL;
+}
+
+void pull_auth_forget(pull_client *c, size_t ep, const char *scope)
+{
+    for (pull_token **pp = &c->tokens; *pp;) {
+        pull_token *t = *pp;
+        if (t->endpoint == ep && (!scope || strcmp(t->scope, scope) == 0)) {
+            *pp = t->next;
+            free(t->scope);
+            wipe_free(t->token);
+            free(t);
+        } else {
+            pp = &t->next;
+        }
+    }
+}
+
+typedef struct membuf {
+    char *p;
+    size_t n;
+    bool over;
+} membuf;
+
+static size_t membuf_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    membuf *b = ud;
+    size_t len = size * nmemb;
+    if (b->n + len > TOKEN_BODY_MAX) {
+        b->over = true;
+        return 0;
+    }
+    b->p = mv_xrealloc(b->p, b->n + len + 1);
+    memcpy(b->p + b->n, ptr, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+    return len;
+}
+
+static void membuf_wipe(membuf *b)
+{
+    if (b->p) {
+        explicit_bzero(b->p, b->n);
+        free(b->p);
+    }
+    b->p = NULL;
+}
+
+static void curl_easy_freep(CURL **h)
+{
+    if (*h)
+        curl_easy_cleanup(*h);
+    *h = NULL;
+}
+
+static void slist_freep(struct curl_slist **l)
+{
+    curl_slist_free_all(*l);
+    *l = NULL;
+}
+
+/* GET realm?service=&scope= (Basic with the credential when there is one),
+ * or the OAuth2 POST with the identity token. Stores the token. */
+static int fetch_token(pull_client *c, size_t ep, const char *scope, const char *chal_scope,
+                       mv_error *err)
+{
+    pull_endpoint *e = &c->ep[ep];
+    _cleanup_free_ char *realm_host = pull_url_hostport(e->realm);
+    if (!realm_host)
+        return mv_error_set(err, -EPROTO, "%s: token realm is not an http(s) URL", e->hostport);
+    const pull_cred *cr = endpoint_cred(c, ep);
+    _cleanup_(curl_easy_freep) CURL *h = curl_easy_init();
+    if (!h)
+        return mv_error_set(err, -ENOMEM, "token request: curl_easy_init failed");
+    _cleanup_free_ char *svc = e->service ? curl_easy_escape(h, e->service, 0) : NULL;
+    _cleanup_free_ char *sc = curl_easy_escape(h, scope, 0);
+    _cleanup_free_ char *sc2 =
+        chal_scope && strcmp(chal_scope, scope) != 0 ? curl_easy_escape(h, chal_scope, 0) : NULL;
+    _cleanup_free_ char *extra = sc2 ? mv_xasprintf("&scope=%s", sc2) : mv_xstrdup("");
+    bool oauth = cr && cr->identity_token;
+    _cleanup_free_ char *url = NULL;
+    char *form = NULL; /* holds the refresh token: wiped below */
+    _cleanup_(slist_freep) struct curl_slist *hdrs = NULL;
+    if (oauth) {
+        _cleanup_free_ char *rt = curl_easy_escape(h, cr->identity_token, 0);
+        url = mv_xstrdup(e->realm);
+        form = mv_xasprintf("grant_type=refresh_token&client_id=modelvol&access_type=offline"
+                            "&refresh_token=%s%s%s&scope=%s%s",
+                            rt, svc ? "&service=" : "", svc ? svc : "", sc, extra);
+        explicit_bzero(rt, strlen(rt));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
+    } else {
+        url = mv_xasprintf("%s%sscope=%s%s%s%s", e->realm, strchr(e->realm, '?') ? "&" : "?", sc,
+                           extra, svc ? "&service=" : "", svc ? svc : "");
+        if (cr && cr->username && cr->password) {
+            curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+            curl_easy_setopt(h, CURLOPT_USERNAME, cr->username);
+            curl_easy_setopt(h, CURLOPT_PASSWORD, cr->password);
+        }
+    }
+    pull_curl_setup(c, h, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    _cleanup_(membuf_wipe) membuf body = {0};
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, membuf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    CURLcode cc = pull_sync_perform(c, h);
+    c->stats.requests++;
+    if (form) {
+        explicit_bzero(form, strlen(form));
+        free(form);
+    }
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK)
+        return mv_error_set(err, pull_curl_errno(cc), "token from %s: %s", realm_host,
+                            body.over ? "response too large" : curl_easy_strerror(cc));
+    if (status == 401 || status == 403) {
+        int code = status == 401 ? -EACCES : -EPERM;
+        mv_error_set(err, code, "token from %s: %ld (%s)", realm_host, status,
+                     cr ? "credentials rejected" : "anonymous access refused");
+        if (err)
+            err->http_status = (int)status;
+        return code;
+    }
+    if (status != 200) {
+        mv_error_set(err, status >= 500 ? -EIO : -EACCES, "token from %s: %ld", realm_host, status);
+        if (err)
+            err->http_status = (int)status;
+        return err ? err->code : -EIO;
+    }
+    cJSON *j = cJSON_ParseWithLength(body.p ? body.p : "", body.n);
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "token");
+    if (!cJSON_IsString(tok) || !tok->valuestring[0])
+        tok = cJSON_GetObjectItemCaseSensitive(j, "access_token");
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        cJSON_Delete(j);
+        return mv_error_set(err, -EPROTO, "token from %s: response has no token", realm_host);
+    }
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+    long expires_in = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? (long)exp->valuedouble : 60;
+    pull_auth_forget(c, ep, scope);
+    pull_token *t = mv_xcalloc(1, sizeof(*t));
+    t->endpoint = ep;
+    t->scope = mv_xstrdup(scope);
+    t->token = mv_xstrdup(tok->valuestring);
+    explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+    /* Renew a little early so a token does not expire mid-request. */
+    t->expires = time(NULL) + (expires_in > 20 ? expires_in - 10 : expires_in);
+    t->next = c->tokens;
+    c->tokens = t;
+    cJSON_Delete(j);
+    return 0;
+}
+
+int pull_auth_handle_401(pull_client *c, size_t ep, const char *www_authenticate, const char *scope,
+                         mv_error *err)
+{
+    pull_endpoint *e = &c->ep[ep];
+    pull_challenge ch;
+    int rc = pull_challenge_parse(www_authenticate, &ch, err);
+    if (rc < 0)
+        return mv_error_wrap(err, "401 from %s", e->hostport);
+    set_str(&e->auth_scheme, ch.scheme);
+    if (strcasecmp(ch.scheme, "Basic") == 0) {
+        pull_challenge_clear(&ch);
+        const pull_cred *cr = endpoint_cred(c, ep);
+        if (!cr || !cr->username || !cr->password)
+            return mv_error_set(err, -EACCES,
+                                "401 from %s: authentication required and no "
+                                "credentials for %s",
+                                e->hostport, c->registry);
+        return 0;
+    }
+    if (strcasecmp(ch.scheme, "Bearer") != 0) {
+        mv_error_set(err, -EACCES, "401 from %s: unsupported auth scheme \"%s\"", e->hostport,
+                     ch.scheme);
+        pull_challenge_clear(&ch);
+        return -EACCES;
+    }
+    if (!ch.realm) {
+        pull_challenge_clear(&ch);
+        return mv_error_set(err, -EACCES, "401 from %s: Bearer challenge without a realm",
+                            e->hostport);
+    }
+    set_str(&e->realm, ch.realm);
+    set_str(&e->service, ch.service);
+    rc = fetch_token(c, ep, scope, ch.scope, err);
+    pull_challenge_clear(&ch);
+    return rc;
+}

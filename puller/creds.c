@@ -1,0 +1,269 @@
+/* creds.c — registry credentials from docker config.json content: the file
+ * chain ($DOCKER_CONFIG/config.json, ~/.docker/config.json,
+ * /var/lib/kubelet/config.json) or a .dockerconfigjson held in memory.
+ * Entries give "auth" (base64 "user:password"), or username/password, and
+ * optionally an identitytoken (an OAuth2 refresh token). Secrets are wiped on
+ * free and never appear in an error message. */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CREDS_MAX_BYTES (4 << 20)
+
+typedef struct cred_entry {
+    char *registry; /* normalised key */
+    pull_cred cred;
+} cred_entry;
+
+struct pull_creds {
+    cred_entry *v;
+    size_t n;
+};
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void pull_creds_free(pull_creds *creds)
+{
+    if (!creds)
+        return;
+    for (size_t i = 0; i < creds->n; i++) {
+        free(creds->v[i].registry);
+        wipe_free(creds->v[i].cred.username);
+        wipe_free(creds->v[i].cred.password);
+        wipe_free(creds->v[i].cred.identity_token);
+    }
+    free(creds->v);
+    free(creds);
+}
+
+static void creds_freep(pull_creds **c)
+{
+    pull_creds_free(*c);
+    *c = NULL;
+}
+
+static void json_freep(cJSON **j)
+{
+    cJSON_Delete(*j);
+    *j = NULL;
+}
+
+static bool is_docker_hub(const char *h)
+{
+    return strcmp(h, OCI_DOCKER_HUB) == 0 || strcmp(h, OCI_DOCKER_HUB_API) == 0 ||
+           strcmp(h, "index.docker.io") == 0;
+}
+
+/* "https://index.docker.io/v1/" -> "docker.io", "http://h:5000/v2" -> "h:5000". */
+static char *normalise_key(const char *key)
+{
+    const char *p = key;
+    if (strncmp(p, "https://", 8) == 0)
+        p += 8;
+    else if (strncmp(p, "http://", 7) == 0)
+        p += 7;
+    size_t n = strcspn(p, "/");
+    char *h = mv_xstrndup(p, n);
+    if (is_docker_hub(h)) {
+        free(h);
+        h = mv_xstrdup(OCI_DOCKER_HUB);
+    }
+    return h;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+/* Standard or URL-safe base64, padding optional. NULL when malformed. */
+static char *b64_decode(const char *in, size_t *outlen)
+{
+    size_t len = strlen(in);
+    char *out = mv_xmalloc(len / 4 * 3 + 4);
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '=')
+            break;
+        int v = b64val((unsigned char)in[i]);
+        if (v < 0) {
+            wipe_free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = '\0';
+    *outlen = n;
+    return out;
+}
+
+static const char *str_item(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static int add_entry(pull_creds *c, const char *key, const cJSON *o, const char *origin,
+                     mv_error *err)
+{
+    if (!cJSON_IsObject(o))
+        return mv_error_set(err, -EINVAL, "%s: auths entry \"%s\" is not an object", origin, key);
+    pull_cred cr = {0};
+    const char *auth = str_item(o, "auth");
+    if (auth) {
+        size_t n;
+        char *dec = b64_decode(auth, &n);
+        char *colon = dec ? memchr(dec, ':', n) : NULL;
+        if (!colon || strlen(dec) != n) {
+            wipe_free(dec);
+            /* Say which entry, never what it held. */
+            return mv_error_set(err, -EINVAL,
+                                "%s: auths entry \"%s\": \"auth\" is not base64 of user:password",
+                                origin, key);
+        }
+        *colon = '\0';
+        cr.username = mv_xstrdup(dec);
+        cr.password = mv_xstrdup(colon + 1);
+        wipe_free(dec);
+    } else {
+        const char *u = str_item(o, "username"), *pw = str_item(o, "password");
+        if (u)
+            cr.username = mv_xstrdup(u);
+        if (pw)
+            cr.password = mv_xstrdup(pw);
+    }
+    const char *it = str_item(o, "identitytoken");
+    if (it)
+        cr.identity_token = mv_xstrdup(it);
+    if (!cr.username && !cr.password && !cr.identity_token)
+        return 0; /* e.g. an entry that only names a credsStore */
+    c->v = mv_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+    c->v[c->n].registry = normalise_key(key);
+    c->v[c->n].cred = cr;
+    c->n++;
+    return 0;
+}
+
+static int parse_into(pull_creds *c, const char *json, size_t len, const char *origin,
+                      mv_error *err)
+{
+    if (len > CREDS_MAX_BYTES)
+        return mv_error_set(err, -EINVAL, "%s: larger than %d bytes", origin, CREDS_MAX_BYTES);
+    _cleanup_(json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root || !cJSON_IsObject(root))
+        return mv_error_set(err, -EINVAL, "%s: not a JSON object", origin);
+    const cJSON *auths = cJSON_GetObjectItemCaseSensitive(root, "auths");
+    if (!auths) {
+        /* The legacy .dockercfg shape (kubelet still reads it): entries at
+         * the top level. Only take members that look like entries. */
+        auths = root;
+    } else if (!cJSON_IsObject(auths)) {
+        return mv_error_set(err, -EINVAL, "%s: \"auths\" must be an object", origin);
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, auths)
+    {
+        if (auths == root && !cJSON_IsObject(e))
+            continue;
+        int rc = add_entry(c, e->string ? e->string : "", e, origin, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *err)
+{
+    *out = NULL;
+    _cleanup_(creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
+    int rc = parse_into(c, json, len, "docker config", err);
+    if (rc < 0)
+        return rc;
+    *out = MV_STEAL(c);
+    return 0;
+}
+
+static int load_file(pull_creds *c, const char *path, mv_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : mv_error_errno(err, -errno, "%s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return mv_error_errno(err, -errno, "%s", path);
+    if (!S_ISREG(st.st_mode) || st.st_size > CREDS_MAX_BYTES)
+        return mv_error_set(err, -EINVAL, "%s: not a regular file under %d bytes", path,
+                            CREDS_MAX_BYTES);
+    size_t size = (size_t)st.st_size;
+    char *buf = mv_xmalloc(size + 1);
+    size_t n = 0;
+    while (n < size) {
+        ssize_t r = read(fd, buf + n, size - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    int rc = parse_into(c, buf, n, path, err);
+    explicit_bzero(buf, size);
+    free(buf);
+    return rc;
+}
+
+int pull_creds_load_default(pull_creds **out, mv_error *err)
+{
+    *out = NULL;
+    _cleanup_(creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
+    const char *dc = getenv("DOCKER_CONFIG");
+    const char *home = getenv("HOME");
+    _cleanup_free_ char *p1 = dc && *dc ? mv_xasprintf("%s/config.json", dc) : NULL;
+    _cleanup_free_ char *p2 = home && *home ? mv_xasprintf("%s/.docker/config.json", home) : NULL;
+    const char *paths[] = {p1, p2, "/var/lib/kubelet/config.json"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (!paths[i])
+            continue;
+        int rc = load_file(c, paths[i], err);
+        if (rc < 0)
+            return mv_error_wrap(err, "docker credentials");
+    }
+    *out = MV_STEAL(c);
+    return 0;
+}
+
+const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry)
+{
+    if (!creds || !registry)
+        return NULL;
+    _cleanup_free_ char *key = normalise_key(registry);
+    for (size_t i = 0; i < creds->n; i++)
+        if (strcmp(creds->v[i].registry, key) == 0)
+            return &creds->v[i].cred;
+    return NULL;
+}

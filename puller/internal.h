@@ -1,0 +1,261 @@
+/* internal.h — private to libpuller: the client's internals and the one
+ * authenticated request helper (pull_http_do) that manifest fetch, blob
+ * resolution and upload (puller/upload.c) share. Nothing outside puller/
+ * includes this file. */
+#ifndef MODELVOL_PULLER_INTERNAL_H
+#define MODELVOL_PULLER_INTERNAL_H
+
+#include "puller.h"
+
+#include <curl/curl.h>
+#include <time.h>
+
+#define PULL_DEFAULT_CONNECTIONS 16
+#define PULL_DEFAULT_CHUNK       (16ull << 20)
+#define PULL_DEFAULT_THRESHOLD   (32ull << 20)
+#define PULL_DEFAULT_STALL       30
+#define PULL_DEFAULT_RETRIES     6
+#define PULL_USER_AGENT          "modelvol/" MV_VERSION
+/* Response bodies pull_http_do keeps when the caller does not say. */
+#define PULL_HTTP_BODY_DEFAULT (64u << 10)
+
+/* ------------------------------------------------------------------------ */
+/* Registry configuration (config.c)                                        */
+/* ------------------------------------------------------------------------ */
+
+/* One registry's settings, keyed by "host[:port]" as written in a
+ * reference ("docker.io" also matches its API host). */
+typedef struct pull_host_config {
+    char *host;
+    char **mirrors; /* NULL-terminated; each "scheme://host[:port][/prefix]" or "host[:port]" */
+    size_t n_mirrors;
+    bool plain_http;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    bool insecure_skip_verify;
+} pull_host_config;
+
+struct pull_config {
+    pull_host_config *hosts;
+    size_t n_hosts;
+};
+
+/* The entry for host (host[:port]); NULL when the config has none. */
+const pull_host_config *pull_config_host(const pull_config *cfg, const char *host);
+
+/* ------------------------------------------------------------------------ */
+/* Credentials (creds.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* What config.json holds for one registry. identity_token is an OAuth2
+ * refresh token: docker sends it as refresh_token in a POST to the realm
+ * (grant_type=refresh_token) instead of Basic-authenticating the GET. */
+typedef struct pull_cred {
+    char *username;
+    char *password;
+    char *identity_token;
+} pull_cred;
+
+/* The credential for a registry (reference form, e.g. "docker.io",
+ * "localhost:5000"), or NULL. Points into creds. */
+const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry);
+
+/* ------------------------------------------------------------------------ */
+/* Endpoints and auth (client.c, auth.c)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A server the client talks to for the repository: the origin registry or
+ * one of its mirrors. The scheme of a loopback origin is learned on first
+ * contact (https first, then http). */
+typedef struct pull_endpoint {
+    char *hostport; /* "127.0.0.1:5000", "registry-1.docker.io" */
+    char *prefix;   /* path before "/v2/", "" for none (mirrors only) */
+    char *scheme;   /* "https" / "http"; NULL until known */
+    bool try_plain; /* on a transport failure over https, try http once */
+    bool is_mirror;
+    bool send_creds; /* the registry's credentials may go here (origin, same-host mirror) */
+    const pull_host_config *tls; /* CA/cert/key/insecure for this host; may be NULL */
+    /* Last auth challenge seen from this endpoint. */
+    char *auth_scheme; /* "Bearer", "Basic" or NULL */
+    char *realm;
+    char *service;
+} pull_endpoint;
+
+/* A cached Bearer token for one (endpoint, scope). */
+typedef struct pull_token {
+    size_t endpoint;
+    char *scope; /* "repository:x/y:pull" */
+    char *token; /* never logged */
+    time_t expires;
+    struct pull_token *next;
+} pull_token;
+
+struct pull_client {
+    char *registry;                  /* reference form: "docker.io", "127.0.0.1:5000" */
+    char *ref_api_host;              /* host[:port] of the origin's API */
+    char *repository;                /* "models/llama" */
+    char *refname;                   /* "registry/repository" for error messages */
+    pull_options opt;                /* defaults filled in */
+    const pull_host_config *hostcfg; /* origin's config entry; may be NULL */
+    const pull_cred *cred;           /* origin's credential; may be NULL */
+    pull_endpoint *ep;               /* mirrors in config order, then the origin last */
+    size_t n_ep;
+    size_t origin; /* index of the origin in ep */
+    pull_token *tokens;
+    CURLSH *share; /* DNS, TLS sessions and connections across handles */
+    CURLM *multi;  /* the download event loop (download.c) */
+    CURLM *sync;   /* the loop pull_http_do drives one request on */
+    pull_stats stats;
+};
+
+/* Fills an easy handle's connection, TLS and timeout options for url (the
+ * host's own CA/cert/insecure settings, HTTP/1.1, no auto-redirects, the
+ * shared caches, the stall limit). */
+void pull_curl_setup(pull_client *c, CURL *h, const char *url);
+
+/* The Authorization header line ("Authorization: Bearer …") to send to
+ * endpoint ep for scope, or NULL when none applies. Caller frees; never log
+ * it. */
+char *pull_auth_header(pull_client *c, size_t ep, const char *scope);
+/* Handles a 401 from endpoint ep: parses the challenge, fetches a token for
+ * scope (with the credential when the endpoint may receive it). 0 when a new
+ * authorization is available and the request is worth repeating. */
+int pull_auth_handle_401(pull_client *c, size_t ep, const char *www_authenticate, const char *scope,
+                         mv_error *err);
+/* Forgets cached tokens of endpoint ep for scope (a 401 on a request that
+ * carried one). */
+void pull_auth_forget(pull_client *c, size_t ep, const char *scope);
+/* "repository:<repo>:<actions>" for the client's repository. Caller frees. */
+char *pull_scope(const pull_client *c, const char *actions);
+
+/* Builds "<scheme>://<hostport><prefix>/v2/<repo>/<path>". Caller frees. */
+char *pull_endpoint_url(const pull_client *c, size_t ep, const char *path);
+/* "host:port" of an absolute URL (default port omitted), malloc'd, or NULL
+ * when the URL cannot be parsed. */
+char *pull_url_hostport(const char *url);
+/* Resolves a Location value against base. Caller frees. */
+char *pull_url_resolve(const char *base, const char *location);
+
+/* Runs one easy handle to completion on c->sync (the multi interface, so
+ * the same transport code serves both loops). Returns the CURLcode. */
+CURLcode pull_sync_perform(pull_client *c, CURL *h);
+
+/* Seconds from a Retry-After value (delta-seconds or an HTTP date); -1 if
+ * unparseable. */
+long pull_retry_after(const char *value);
+/* Milliseconds to wait before retry attempt n (0-based): exponential with
+ * jitter, at least min_seconds when > 0. */
+uint64_t pull_backoff_ms(int attempt, long min_seconds);
+/* Sleeps for backoff attempt n (0-based) with full jitter, at least
+ * min_seconds when >0, at most 30 s; wakes early on cancel. */
+void pull_backoff_sleep(const pull_client *c, int attempt, long min_seconds);
+/* Maps a transport failure to an errno-style code (-ETIMEDOUT, -ECONNREFUSED,
+ * -EIO, ...). */
+int pull_curl_errno(CURLcode rc);
+
+/* ------------------------------------------------------------------------ */
+/* The generic request helper (http.c)                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Where a request body comes from. */
+typedef enum {
+    PULL_BODY_NONE = 0,
+    PULL_BODY_MEM, /* mem/mem_len, not copied */
+    PULL_BODY_FD,  /* fd_len bytes of fd from fd_off, read with pread as sent */
+} pull_body_kind;
+
+typedef struct pull_http_req {
+    const char *method; /* "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" */
+    /* Path under /v2/<repo>/ ("blobs/uploads/", "manifests/v1") or an
+     * absolute URL (an upload Location). A path starting with '/' is taken
+     * relative to the endpoint's root ("/v2/"). */
+    const char *path;
+    const char *const *headers; /* extra header lines, NULL-terminated; may be NULL */
+    pull_body_kind body;
+    const void *mem;
+    size_t mem_len;
+    int fd;
+    uint64_t fd_off;
+    uint64_t fd_len;
+    const char *content_type; /* request Content-Type; may be NULL */
+    const char *actions;      /* auth scope actions: "pull" (NULL) or "pull,push" */
+    bool use_mirrors;         /* GET/HEAD that a mirror may answer; false = origin only */
+    bool follow;              /* follow 3xx for GET/HEAD (without the Authorization
+                               * header when the host changes); false = return the 3xx */
+    size_t body_max;          /* keep at most this much body; 0 = PULL_HTTP_BODY_DEFAULT */
+    bool body_exact;          /* a body longer than body_max is an error (-EBADMSG),
+                               * else the excess is discarded and body_truncated set */
+} pull_http_req;
+
+typedef struct pull_http_resp {
+    long status;
+    char *location; /* absolute, resolved against the request URL */
+    char *range;
+    char *content_range;
+    char *docker_content_digest;
+    char *content_type;
+    char *docker_upload_uuid;
+    char *www_authenticate;
+    char *retry_after;
+    uint64_t content_length; /* from the header; 0 if absent */
+    bool has_content_length;
+    char *body; /* NUL-terminated (not counted in body_len) */
+    size_t body_len;
+    bool body_truncated;
+    char *url;       /* the URL that answered (after redirects) */
+    size_t endpoint; /* index into c->ep that answered */
+    char host[256];  /* host:port that answered, for error messages */
+} pull_http_resp;
+
+/* Sends req to the registry: picks the scheme (loopback: https then http;
+ * plain_http from options or config), tries mirrors in order for pull
+ * requests, authenticates (Basic, or a Bearer token for the scope, fetched
+ * on the challenge and cached; on a 401 with a cached token it refreshes
+ * once). Returns 0 with resp filled for ANY HTTP status (the caller judges
+ * it), or a negative code for a transport failure / auth failure (-EACCES
+ * when still 401 after refreshing: resp->status is 401 then too). Transport
+ * failures are not retried here; callers decide. resp must be released with
+ * pull_http_resp_clear. */
+int pull_http_do(pull_client *c, const pull_http_req *req, pull_http_resp *resp, mv_error *err);
+void pull_http_resp_clear(pull_http_resp *resp);
+
+/* Sets err to the one-line "<what>: <status> from <host>" for a failed
+ * response, mapping the status (404 -ENOENT, 401 -EACCES, 403 -EPERM,
+ * 416/other 4xx -EINVAL, 5xx -EIO) and storing it in err->http_status;
+ * includes an OCI error message from the body when present. */
+int pull_http_status_error(const pull_http_resp *resp, mv_error *err, const char *what);
+
+/* ------------------------------------------------------------------------ */
+/* Blob download pieces (download.c, hashq.c, rangestate.c)                  */
+/* ------------------------------------------------------------------------ */
+
+/* The in-order hasher: a thread that reads fd back with pread over the
+ * contiguous prefix made available so far and hashes it. */
+typedef struct pull_hashq pull_hashq;
+int pull_hashq_start(int fd, oci_digest_alg alg, pull_hashq **out, mv_error *err);
+/* Bytes [0, upto) of fd are written; hash them when ready. Monotonic. */
+void pull_hashq_advance(pull_hashq *q, uint64_t upto);
+/* Waits for the hash of [0, upto) and writes it. Frees q. */
+int pull_hashq_finish(pull_hashq *q, uint64_t upto, char out[OCI_DIGEST_MAX], mv_error *err);
+/* Stops without a result. Frees q. NULL is fine. */
+void pull_hashq_abort(pull_hashq *q);
+
+/* The resume record of one blob: byte intervals known written. */
+typedef struct pull_rangeset {
+    uint64_t (*iv)[2]; /* sorted, merged [start, end) */
+    size_t n;
+} pull_rangeset;
+void pull_rangeset_add(pull_rangeset *s, uint64_t start, uint64_t end);
+bool pull_rangeset_covers(const pull_rangeset *s, uint64_t start, uint64_t end);
+void pull_rangeset_clear(pull_rangeset *s);
+/* Loads state_path for digest/size. A missing, foreign or damaged record
+ * yields an empty set (and 0). */
+int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pull_rangeset *out,
+                         mv_error *err);
+/* fdatasync(data_fd), then atomically replaces state_path (temp + fsync +
+ * rename) so the record never claims bytes that are not durable. */
+int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
+                         const pull_rangeset *s, mv_error *err);
+
+#endif
