@@ -1,0 +1,99 @@
+/* size.c — byte counts as people write them on a command line ("64M",
+ * "1.5GiB", "4096") and as we print them back ("1.5 GiB"). Units are binary. */
+#include "oci-internal.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+#define N_UNITS (sizeof(units) / sizeof(units[0]))
+
+/* "", "B", "K", "KB", "KiB" (any case) → its power of 1024, or -1. */
+static int unit_power(const char *u)
+{
+    if (!*u || strcasecmp(u, "b") == 0)
+        return 0;
+    static const char letters[] = "kmgtpe";
+    const char *l = strchr(letters, tolower((unsigned char)u[0]));
+    if (!l)
+        return -1;
+    const char *rest = u + 1;
+    if (*rest == 'i' || *rest == 'I')
+        rest++;
+    if (*rest == 'b' || *rest == 'B')
+        rest++;
+    if (*rest)
+        return -1;
+    return (int)(l - letters) + 1;
+}
+
+int mv_parse_size(const char *s, uint64_t *out, mv_error *err)
+{
+    if (!s || !*s)
+        return mv_error_set(err, -EINVAL, "empty size");
+    const char *p = s;
+    unsigned __int128 whole = 0, frac = 0, frac_den = 1;
+    if (!isdigit((unsigned char)*p))
+        return mv_error_set(err, -EINVAL, "size \"%s\" does not start with a digit", OCI_QUOTED(s));
+    for (; isdigit((unsigned char)*p); p++) {
+        whole = whole * 10 + (unsigned)(*p - '0');
+        if (whole > UINT64_MAX)
+            return mv_error_set(err, -EINVAL, "size \"%s\" is too large", OCI_QUOTED(s));
+    }
+    bool has_frac = false;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return mv_error_set(err, -EINVAL, "size \"%s\" has no digits after '.'", OCI_QUOTED(s));
+        has_frac = true;
+        /* Digits past the 18th cannot change the result by a whole byte
+         * below 2^64 / 10^18 units; they are checked but not used. */
+        for (int nd = 0; isdigit((unsigned char)*p); p++, nd++) {
+            if (nd < 18) {
+                frac = frac * 10 + (unsigned)(*p - '0');
+                frac_den *= 10;
+            }
+        }
+    }
+    while (*p == ' ')
+        p++;
+    int power = unit_power(p);
+    if (power < 0)
+        return mv_error_set(err, -EINVAL,
+                            "size \"%s\": unknown unit \"%s\" (use B, K, M, G, T, P or E)",
+                            OCI_QUOTED(s), OCI_QUOTED(p));
+    if (has_frac && power == 0)
+        return mv_error_set(err, -EINVAL, "size \"%s\" is not a whole number of bytes",
+                            OCI_QUOTED(s));
+    unsigned __int128 mult = (unsigned __int128)1 << (10 * power);
+    unsigned __int128 v = whole * mult + frac * mult / frac_den;
+    if (v > UINT64_MAX)
+        return mv_error_set(err, -EINVAL, "size \"%s\" is too large", OCI_QUOTED(s));
+    *out = (uint64_t)v;
+    return 0;
+}
+
+const char *mv_format_size(uint64_t bytes, char *buf, size_t len)
+{
+    if (bytes < 1024) {
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+        return buf;
+    }
+    size_t u = 1;
+    /* Tenths of the unit, rounded half up; step up a unit when rounding
+     * reaches 1024 so we never print "1024.0 KiB". */
+    unsigned __int128 tenths = 0;
+    for (; u < N_UNITS; u++) {
+        unsigned __int128 unit = (unsigned __int128)1 << (10 * u);
+        tenths = ((unsigned __int128)bytes * 10 + unit / 2) / unit;
+        if (tenths < 10240 || u == N_UNITS - 1)
+            break;
+    }
+    unsigned long long t = (unsigned long long)tenths;
+    if (t % 10 == 0)
+        snprintf(buf, len, "%llu %s", t / 10, units[u]);
+    else
+        snprintf(buf, len, "%llu.%llu %s", t / 10, t % 10, units[u]);
+    return buf;
+}
