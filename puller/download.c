@@ -1,0 +1,860 @@
+/* download.c — pull_blobs: many blobs at once on one curl multi event loop.
+ * A blob at or above the threshold is split into ranges fetched over
+ * separate HTTP/1.1 connections and written with pwrite into the caller's
+ * fd; smaller blobs are one stream. The URL is resolved once per blob (a
+ * registry redirect is followed by hand, so the Authorization header stays
+ * with the registry) and every range goes to the final URL. Ranges retry on
+ * their own with backoff; completed ranges are recorded for resume; the
+ * in-order hasher (hashq.c) verifies the digest as the prefix fills. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define MAX_ACTIVE_JOBS   32
+#define MAX_RESOLVES      4
+#define SAVE_INTERVAL_MS  1000
+#define EVENT_INTERVAL_MS 200
+#define ERROR_BODY_MAX    (64u << 10)
+
+typedef enum { R_PENDING = 0, R_ACTIVE, R_DONE } range_state;
+
+typedef struct dl_range {
+    uint64_t start, end; /* [start, end) */
+    uint64_t got;        /* bytes written from start */
+    int attempts;
+    range_state state;
+    uint64_t not_before; /* monotonic ms: backoff */
+} dl_range;
+
+typedef struct dl_job {
+    pull_blob_job *job;
+    oci_digest_alg alg;
+    uint64_t size;
+    bool started, finished;
+    bool ranged; /* Range requests per chunk; false: one stream */
+    dl_range *r;
+    size_t nr;
+    size_t front;        /* first range not done */
+    uint64_t contiguous; /* [0, contiguous) written */
+    char *url;           /* final URL */
+    size_t ep;           /* endpoint that resolved it */
+    bool url_is_registry;
+    bool from_mirror;
+    bool no_mirrors;
+    bool need_resolve;
+    int resolves;
+    int inflight;
+    unsigned plan; /* bumped when ranges are rebuilt or the job ends */
+    pull_hashq *hq;
+    pull_rangeset done;
+    bool dirty;
+    uint64_t last_save;
+    uint64_t last_event;
+} dl_job;
+
+typedef struct dl_xfer {
+    struct dl_xfer *prev, *next;
+    pull_client *c;
+    dl_job *j;
+    size_t ri;     /* index of its range in j->r */
+    unsigned plan; /* j->plan when started */
+    dl_range *r;   /* valid while plan == j->plan */
+    CURL *h;
+    struct curl_slist *hdrs;
+    uint64_t req_start; /* first byte asked for */
+    uint64_t skip;      /* bytes of the body to drop (a 200 answer to a Range) */
+    bool checked;       /* status and Content-Range looked at */
+    bool writing;       /* body is blob bytes */
+    bool range_ignored; /* 200 to a Range request in ranged mode */
+    long status;
+    size_t discarded;
+    char *content_range;
+    char *retry_after;
+    int fatal; /* negative code: end the job */
+    char fatal_msg[256];
+} dl_xfer;
+
+typedef struct dl_ctx {
+    pull_client *c;
+    dl_job *jobs;
+    size_t n;
+    int inflight;
+    char *scope;
+    dl_xfer *xfers; /* live transfers */
+} dl_ctx;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *msg)
+{
+    if (!c->opt.on_event)
+        return;
+    pull_event ev = {.kind = kind,
+                     .digest = j->job->desc->digest,
+                     .done = j->job->resumed + j->job->downloaded,
+                     .total = j->size,
+                     .message = msg};
+    if (ev.done > ev.total)
+        ev.done = ev.total;
+    c->opt.on_event(c->opt.event_ctx, &ev);
+}
+
+static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void save_state(dl_ctx *x, dl_job *j, bool force)
+{
+    if (!j->ranged || !j->job->state_path || !j->dirty)
+        return;
+    uint64_t now = now_ms();
+    if (!force && now - j->last_save < SAVE_INTERVAL_MS)
+        return;
+    mv_error e = MV_ERROR_INIT;
+    /* A record that cannot be written only costs a later resume. */
+    if (pull_rangestate_save(j->job->state_path, j->job->fd, j->job->desc->digest, j->size,
+                             &j->done, &e) == 0)
+        j->dirty = false;
+    j->last_save = now;
+    (void)x;
+}
+
+static bool xfer_current(const dl_xfer *t)
+{
+    return !t->j->finished && t->plan == t->j->plan;
+}
+
+static void xfer_free(dl_ctx *x, dl_xfer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        x->xfers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    curl_multi_remove_handle(x->c->multi, t->h);
+    curl_easy_cleanup(t->h);
+    curl_slist_free_all(t->hdrs);
+    free(t->content_range);
+    free(t->retry_after);
+    t->j->inflight--;
+    x->inflight--;
+    free(t);
+}
+
+/* Stops every transfer of j (a fatal error or a change of plan): they are
+ * freed by the next sweep. */
+static void abort_job_xfers(dl_ctx *x, dl_job *j)
+{
+    (void)x;
+    for (size_t i = 0; i < j->nr; i++)
+        if (j->r[i].state == R_ACTIVE)
+            j->r[i].state = R_PENDING;
+    j->plan++;
+}
+
+static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
+{
+    if (j->finished)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[MV_ERROR_MSG_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mv_error_set(&j->job->err, code, "%s", msg);
+    j->job->result = code;
+    j->finished = true;
+    abort_job_xfers(x, j);
+    pull_hashq_abort(j->hq);
+    j->hq = NULL;
+    if (code == -EBADMSG && j->job->state_path) {
+        /* Nothing of this attempt can be trusted: start clean next time. */
+        unlink(j->job->state_path);
+    } else {
+        save_state(x, j, true);
+    }
+}
+
+static void advance_contiguous(dl_job *j)
+{
+    while (j->front < j->nr && j->r[j->front].state == R_DONE)
+        j->front++;
+    uint64_t c = j->front < j->nr ? j->r[j->front].start + j->r[j->front].got : j->size;
+    if (c > j->contiguous) {
+        j->contiguous = c;
+        if (j->hq)
+            pull_hashq_advance(j->hq, c);
+    }
+}
+
+static void build_ranges(pull_client *c, dl_job *j, const pull_rangeset *have)
+{
+    j->plan++;
+    free(j->r);
+    j->r = NULL;
+    j->nr = 0;
+    j->front = 0;
+    if (!j->ranged) {
+        j->r = mv_xcalloc(1, sizeof(*j->r));
+        j->r[0].start = 0;
+        j->r[0].end = j->size;
+        j->r[0].got = j->contiguous;
+        j->nr = 1;
+        if (j->contiguous >= j->size)
+            j->r[0].state = R_DONE;
+        return;
+    }
+    uint64_t chunk = c->opt.chunk_size;
+    j->nr = (size_t)((j->size + chunk - 1) / chunk);
+    j->r = mv_xcalloc(j->nr, sizeof(*j->r));
+    for (size_t i = 0; i < j->nr; i++) {
+        dl_range *r = &j->r[i];
+        r->start = (uint64_t)i * chunk;
+        r->end = r->start + chunk > j->size ? j->size : r->start + chunk;
+        if (have && pull_rangeset_covers(have, r->start, r->end)) {
+            r->state = R_DONE;
+            r->got = r->end - r->start;
+        }
+    }
+}
+
+/* Finds the URL ranges go to: GET with Range: bytes=0-0 without following
+ * redirects. A 3xx names storage; 206 means the registry serves ranges
+ * itself; 200 means it ignores Range, so the blob is one stream. */
+static int resolve(dl_ctx *x, dl_job *j)
+{
+    pull_client *c = x->c;
+    const char *digest = j->job->desc->digest;
+    if (++j->resolves > MAX_RESOLVES) {
+        job_fail(x, j, -EACCES, "blob %s: storage URL rejected after %d resolutions", digest,
+                 MAX_RESOLVES);
+        return -EACCES;
+    }
+    _cleanup_free_ char *path = mv_xasprintf("blobs/%s", digest);
+    const char *hdrs[] = {"Range: bytes=0-0", NULL};
+    pull_http_req req = {.method = "GET",
+                         .path = path,
+                         .headers = hdrs,
+                         .use_mirrors = !j->no_mirrors,
+                         .follow = false,
+                         .body_max = 1};
+    for (int attempt = 0;; attempt++) {
+        pull_http_resp resp;
+        mv_error e = MV_ERROR_INIT;
+        int rc = pull_http_do(c, &req, &resp, &e);
+        long s = rc == 0 ? resp.status : 0;
+        if (rc == 0 && (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) &&
+            resp.location) {
+            free(j->url);
+            j->url = mv_xstrdup(resp.location);
+            _cleanup_free_ char *hp = pull_url_hostport(j->url);
+            j->ep = resp.endpoint;
+            j->url_is_registry = hp && strcmp(hp, c->ep[resp.endpoint].hostport) == 0;
+            j->from_mirror = c->ep[resp.endpoint].is_mirror;
+            pull_http_resp_clear(&resp);
+            return 0;
+        }
+        if (rc == 0 && (s == 200 || s == 206)) {
+            free(j->url);
+            j->url = mv_xstrdup(resp.url);
+            j->ep = resp.endpoint;
+            j->url_is_registry = true;
+            j->from_mirror = c->ep[resp.endpoint].is_mirror;
+            if (s == 200 && j->ranged) {
+                j->ranged = false;
+                build_ranges(c, j, NULL);
+            }
+            pull_http_resp_clear(&resp);
+            return 0;
+        }
+        bool transient = rc < 0 ? (rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED)
+                                : (s >= 500 || s == 429 || s == 408);
+        if (!transient || attempt >= c->opt.max_retries) {
+            int code;
+            if (rc < 0) {
+                code = rc;
+                job_fail(x, j, code, "blob %s: %s", digest, e.msg);
+            } else {
+                mv_error se = MV_ERROR_INIT;
+                code = pull_http_status_error(&resp, &se, "");
+                job_fail(x, j, code, "blob %s%s", digest, se.msg);
+                j->job->err.http_status = (int)s;
+            }
+            pull_http_resp_clear(&resp);
+            return code;
+        }
+        char msg[MV_ERROR_MSG_MAX + 128];
+        long wait = rc == 0 ? pull_retry_after(resp.retry_after) : 0;
+        if (rc < 0)
+            snprintf(msg, sizeof(msg), "blob %s: %s", digest, e.msg);
+        else
+            snprintf(msg, sizeof(msg), "blob %s: %ld from %s", digest, s, resp.host);
+        c->stats.retries++;
+        emit(c, PULL_EV_RETRY, j, msg);
+        pull_http_resp_clear(&resp);
+        pull_backoff_sleep(c, attempt, wait);
+        if (c->opt.cancel && *c->opt.cancel)
+            return -ECANCELED;
+    }
+}
+
+static int start_job(dl_ctx *x, dl_job *j)
+{
+    pull_client *c = x->c;
+    pull_blob_job *bj = j->job;
+    const char *digest = bj->desc->digest;
+    j->started = true;
+    j->last_save = now_ms();
+    if (bj->desc->size < 0) {
+        job_fail(x, j, -EINVAL, "blob %s: negative size", digest);
+        return -EINVAL;
+    }
+    j->size = (uint64_t)bj->desc->size;
+    mv_error e = MV_ERROR_INIT;
+    if (oci_digest_alg_of(digest, &j->alg, &e) < 0) {
+        job_fail(x, j, -EINVAL, "blob %s: %s", digest, e.msg);
+        return -EINVAL;
+    }
+    j->ranged = j->size >= c->opt.range_threshold && j->size > c->opt.chunk_size;
+    if (ftruncate(bj->fd, (off_t)j->size) < 0) {
+        int en = errno;
+        job_fail(x, j, -en, "blob %s: sizing the partial file: %s", digest, strerror(en));
+        return -en;
+    }
+    int frc = posix_fallocate(bj->fd, 0, (off_t)j->size);
+    if (frc == ENOSPC) {
+        char sz[32];
+        job_fail(x, j, -ENOSPC, "blob %s: no space left for %s", digest,
+                 mv_format_size(j->size, sz, sizeof(sz)));
+        return -ENOSPC;
+    }
+    pull_rangeset have = {0};
+    if (j->ranged && bj->state_path)
+        pull_rangestate_load(bj->state_path, digest, j->size, &have, NULL);
+    build_ranges(c, j, &have);
+    pull_rangeset_clear(&have);
+    for (size_t i = 0; i < j->nr; i++)
+        if (j->r[i].state == R_DONE) {
+            bj->resumed += j->r[i].end - j->r[i].start;
+            pull_rangeset_add(&j->done, j->r[i].start, j->r[i].end);
+        }
+    if (pull_hashq_start(bj->fd, j->alg, &j->hq, &e) < 0) {
+        job_fail(x, j, e.code, "blob %s: %s", digest, e.msg);
+        return e.code;
+    }
+    advance_contiguous(j);
+    emit(c, PULL_EV_BLOB_START, j, NULL);
+    if (j->size > 0 && j->contiguous < j->size) {
+        int rc = resolve(x, j);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void finish_job(dl_ctx *x, dl_job *j)
+{
+    pull_client *c = x->c;
+    const char *digest = j->job->desc->digest;
+    char got[OCI_DIGEST_MAX];
+    mv_error e = MV_ERROR_INIT;
+    pull_hashq *hq = j->hq;
+    j->hq = NULL;
+    if (pull_hashq_finish(hq, j->size, got, &e) < 0) {
+        job_fail(x, j, e.code, "blob %s: %s", digest, e.msg);
+        return;
+    }
+    if (strcmp(got, digest) != 0) {
+        _cleanup_free_ char *hp = j->url ? pull_url_hostport(j->url) : NULL;
+        job_fail(x, j, -EBADMSG, "blob %s: digest mismatch from %s: got %s", digest,
+                 hp ? hp : c->registry, got);
+        return;
+    }
+    /* The bytes are verified: the record has served its purpose (a failed
+     * unlink leaves a harmless stale record). */
+    j->dirty = false;
+    if (j->job->state_path)
+        unlink(j->job->state_path);
+    j->finished = true;
+    j->job->result = 0;
+    emit(c, PULL_EV_BLOB_DONE, j, NULL);
+}
+
+static size_t xfer_header(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    dl_xfer *t = ud;
+    size_t len = size * nmemb;
+    if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        free(t->content_range);
+        free(t->retry_after);
+        t->content_range = t->retry_after = NULL;
+        return len;
+    }
+    const char *colon = memchr(buf, ':', len);
+    if (!colon)
+        return len;
+    size_t nlen = (size_t)(colon - buf);
+    const char *v = colon + 1, *end = buf + len;
+    while (v < end && *v == ' ')
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (nlen == 13 && strncasecmp(buf, "content-range", 13) == 0) {
+        free(t->content_range);
+        t->content_range = mv_xstrndup(v, (size_t)(end - v));
+    } else if (nlen == 11 && strncasecmp(buf, "retry-after", 11) == 0) {
+        free(t->retry_after);
+        t->retry_after = mv_xstrndup(v, (size_t)(end - v));
+    }
+    return len;
+}
+
+/* Looks at the status before the first body byte: decides whether the body
+ * is blob bytes, and checks Content-Range against what was asked. */
+static bool xfer_check(dl_xfer *t)
+{
+    dl_job *j = t->j;
+    dl_range *r = t->r;
+    curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &t->status);
+    t->checked = true;
+    bool asked_range = j->ranged || t->req_start > 0;
+    if (t->status == 206) {
+        unsigned long long a, b;
+        char total[32];
+        uint64_t want_end = r->end - 1;
+        if (!t->content_range ||
+            sscanf(t->content_range, "bytes %llu-%llu/%31s", &a, &b, total) != 3 ||
+            a != t->req_start || b != want_end ||
+            (strcmp(total, "*") != 0 && strtoull(total, NULL, 10) != j->size)) {
+            snprintf(t->fatal_msg, sizeof(t->fatal_msg),
+                     "Content-Range \"%s\" does not match bytes %llu-%llu/%llu",
+                     t->content_range ? t->content_range : "(none)",
+                     (unsigned long long)t->req_start, (unsigned long long)want_end,
+                     (unsigned long long)j->size);
+            return false;
+        }
+        t->writing = true;
+        return true;
+    }
+    if (t->status == 200) {
+        if (j->ranged) {
+            t->range_ignored = true;
+            return false;
+        }
+        /* One stream resumed at req_start: the whole body comes; drop what
+         * is already written. */
+        t->skip = asked_range ? t->req_start : 0;
+        if (!asked_range && t->req_start == 0)
+            t->skip = 0;
+        t->writing = true;
+        return true;
+    }
+    t->writing = false;
+    return true;
+}
+
+static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    dl_xfer *t = ud;
+    size_t len = size * nmemb;
+    if (!t->checked && !xfer_check(t))
+        return 0;
+    if (!t->writing) {
+        t->discarded += len;
+        return t->discarded > ERROR_BODY_MAX ? 0 : len;
+    }
+    const char *p = ptr;
+    size_t n = len;
+    if (t->skip) {
+        size_t s = t->skip < n ? (size_t)t->skip : n;
+        t->skip -= s;
+        p += s;
+        n -= s;
+    }
+    dl_range *r = t->r;
+    dl_job *j = t->j;
+    uint64_t off = r->start + r->got;
+    if (n > r->end - off) {
+        snprintf(t->fatal_msg, sizeof(t->fatal_msg), "server sent more than the %llu bytes asked",
+                 (unsigned long long)(r->end - t->req_start));
+        t->fatal = -EBADMSG;
+        return 0;
+    }
+    while (n > 0) {
+        ssize_t w = pwrite(j->job->fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int en = w < 0 ? errno : EIO;
+            t->fatal = -en;
+            snprintf(t->fatal_msg, sizeof(t->fatal_msg), "writing the partial file: %s",
+                     en == ENOSPC ? "no space left on device" : strerror(en));
+            return 0;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+        r->got += (uint64_t)w;
+        j->job->downloaded += (uint64_t)w;
+        if (j->from_mirror)
+            t->c->stats.bytes_mirror += (uint64_t)w;
+        else
+            t->c->stats.bytes_origin += (uint64_t)w;
+    }
+    if (t->ri == j->front)
+        advance_contiguous(j);
+    return len;
+}
+
+static int start_xfer(dl_ctx *x, dl_job *j, dl_range *r)
+{
+    pull_client *c = x->c;
+    dl_xfer *t = mv_xcalloc(1, sizeof(*t));
+    t->c = c;
+    t->j = j;
+    t->r = r;
+    t->ri = (size_t)(r - j->r);
+    t->plan = j->plan;
+    t->h = curl_easy_init();
+    if (!t->h) {
+        free(t);
+        return -ENOMEM;
+    }
+    pull_curl_setup(c, t->h, j->url);
+    t->req_start = r->start + r->got;
+    char range[96];
+    if (j->ranged || t->req_start > 0) {
+        snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)t->req_start,
+                 (unsigned long long)(r->end - 1));
+        t->hdrs = curl_slist_append(t->hdrs, range);
+    }
+    if (j->url_is_registry) {
+        char *auth = pull_auth_header(c, j->ep, x->scope);
+        if (auth) {
+            t->hdrs = curl_slist_append(t->hdrs, auth);
+            explicit_bzero(auth, strlen(auth));
+            free(auth);
+        }
+    }
+    curl_easy_setopt(t->h, CURLOPT_HTTPHEADER, t->hdrs);
+    curl_easy_setopt(t->h, CURLOPT_HEADERFUNCTION, xfer_header);
+    curl_easy_setopt(t->h, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(t->h, CURLOPT_WRITEFUNCTION, xfer_write);
+    curl_easy_setopt(t->h, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(t->h, CURLOPT_PRIVATE, t);
+    if (curl_multi_add_handle(c->multi, t->h) != CURLM_OK) {
+        curl_easy_cleanup(t->h);
+        curl_slist_free_all(t->hdrs);
+        free(t);
+        return -EIO;
+    }
+    r->state = R_ACTIVE;
+    t->next = x->xfers;
+    if (x->xfers)
+        x->xfers->prev = t;
+    x->xfers = t;
+    j->inflight++;
+    x->inflight++;
+    c->stats.requests++;
+    return 0;
+}
+
+/* A transient failure of range r: back off, or give up after max_retries. */
+static void range_retry(dl_ctx *x, dl_job *j, dl_range *r, const char *why, long min_wait)
+{
+    pull_client *c = x->c;
+    r->state = R_PENDING;
+    if (++r->attempts > c->opt.max_retries) {
+        if (j->from_mirror && !j->no_mirrors) {
+            /* The mirror keeps failing: go to the origin instead. */
+            j->no_mirrors = true;
+            j->need_resolve = true;
+            j->resolves = 0;
+            for (size_t i = 0; i < j->nr; i++)
+                j->r[i].attempts = 0;
+            return;
+        }
+        job_fail(x, j, -EIO, "blob %s: %s (gave up after %d retries)", j->job->desc->digest, why,
+                 c->opt.max_retries);
+        return;
+    }
+    uint64_t ms = pull_backoff_ms(r->attempts - 1, min_wait);
+    r->not_before = now_ms() + ms;
+    c->stats.retries++;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "blob %s: %s; retry %d/%d in %.1f s", j->job->desc->digest, why,
+             r->attempts, c->opt.max_retries, (double)ms / 1000.0);
+    emit(c, PULL_EV_RETRY, j, msg);
+}
+
+static void switch_to_stream(dl_ctx *x, dl_job *j)
+{
+    /* The server ignores Range: one stream from the contiguous prefix. The
+     * other ranges' transfers are dropped by the sweep. */
+    for (size_t i = 0; i < j->nr; i++)
+        j->r[i].state = R_PENDING;
+    j->ranged = false;
+    pull_rangeset_clear(&j->done);
+    if (j->contiguous)
+        pull_rangeset_add(&j->done, 0, j->contiguous);
+    build_ranges(x->c, j, NULL);
+}
+
+static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
+{
+    pull_client *c = x->c;
+    dl_job *j = t->j;
+    dl_range *r = t->r;
+    const char *digest = j->job->desc->digest;
+    if (!xfer_current(t) || r->state != R_ACTIVE)
+        return; /* a leftover of an aborted plan */
+    if (!t->checked)
+        curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &t->status);
+    _cleanup_free_ char *hp = pull_url_hostport(j->url);
+    const char *host = hp ? hp : "?";
+    if (t->range_ignored) {
+        switch_to_stream(x, j);
+        return;
+    }
+    if (t->fatal) {
+        job_fail(x, j, t->fatal, "blob %s: %s", digest, t->fatal_msg);
+        return;
+    }
+    if (t->fatal_msg[0]) {
+        /* A Content-Range that does not match: a broken server or proxy. */
+        char why[400];
+        snprintf(why, sizeof(why), "%s from %s", t->fatal_msg, host);
+        range_retry(x, j, r, why, 0);
+        return;
+    }
+    long s = t->status;
+    if (cc == CURLE_OK && (s == 200 || s == 206)) {
+        if (r->got == r->end - r->start) {
+            r->state = R_DONE;
+            pull_rangeset_add(&j->done, r->start, r->end);
+            j->dirty = true;
+            r->attempts = 0;
+            advance_contiguous(j);
+            save_state(x, j, false);
+            return;
+        }
+        range_retry(x, j, r, "response ended early", 0);
+        return;
+    }
+    if (cc != CURLE_OK) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s from %s", curl_easy_strerror(cc), host);
+        range_retry(x, j, r, why, 0);
+        return;
+    }
+    r->state = R_PENDING;
+    if ((s == 401 || s == 403) && !j->url_is_registry) {
+        /* The signed storage URL expired: ask the registry again. */
+        j->need_resolve = true;
+        return;
+    }
+    if (s == 401 || (s >= 300 && s < 400)) {
+        if (s == 401)
+            pull_auth_forget(c, j->ep, x->scope);
+        j->need_resolve = true;
+        return;
+    }
+    if (s >= 500 || s == 429 || s == 408) {
+        char why[300];
+        snprintf(why, sizeof(why), "%ld from %s", s, host);
+        range_retry(x, j, r, why, pull_retry_after(t->retry_after));
+        return;
+    }
+    int code = s == 404 ? -ENOENT : s == 403 ? -EPERM : -EINVAL;
+    job_fail(x, j, code, "blob %s: %ld from %s", digest, s, host);
+    j->job->err.http_status = (int)s;
+}
+
+/* Removes transfers whose job failed or whose plan changed. */
+static void drop_orphans(dl_ctx *x)
+{
+    for (dl_xfer *t = x->xfers, *next; t; t = next) {
+        next = t->next;
+        if (!xfer_current(t) || t->r->state != R_ACTIVE)
+            xfer_free(x, t);
+    }
+}
+
+static dl_range *next_range(dl_job *j, uint64_t now, uint64_t *wake)
+{
+    for (size_t i = j->front; i < j->nr; i++) {
+        dl_range *r = &j->r[i];
+        if (r->state != R_PENDING)
+            continue;
+        if (r->not_before > now) {
+            if (!*wake || r->not_before < *wake)
+                *wake = r->not_before;
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+static bool job_complete(const dl_job *j)
+{
+    for (size_t i = 0; i < j->nr; i++)
+        if (j->r[i].state != R_DONE)
+            return false;
+    return true;
+}
+
+int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
+{
+    dl_ctx x = {.c = c, .n = n};
+    x.jobs = mv_xcalloc(n ? n : 1, sizeof(*x.jobs));
+    x.scope = pull_scope(c, "pull");
+    for (size_t i = 0; i < n; i++) {
+        x.jobs[i].job = &jobs[i];
+        jobs[i].result = 0;
+        jobs[i].downloaded = jobs[i].resumed = 0;
+        mv_error_clear(&jobs[i].err);
+    }
+    int max_active = c->opt.connections < MAX_ACTIVE_JOBS ? c->opt.connections : MAX_ACTIVE_JOBS;
+    bool cancelled = false;
+
+    for (;;) {
+        if (c->opt.cancel && *c->opt.cancel) {
+            cancelled = true;
+            break;
+        }
+        uint64_t now = now_ms();
+        uint64_t wake = 0;
+        /* Start jobs while connections would otherwise idle. */
+        int active = 0, pending = 0;
+        for (size_t i = 0; i < n; i++) {
+            dl_job *j = &x.jobs[i];
+            if (j->started && !j->finished) {
+                active++;
+                for (size_t k = j->front; k < j->nr; k++)
+                    pending += j->r[k].state == R_PENDING;
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            dl_job *j = &x.jobs[i];
+            if (j->started)
+                continue;
+            if (active >= max_active && pending >= c->opt.connections - x.inflight)
+                break;
+            if (active >= MAX_ACTIVE_JOBS)
+                break;
+            start_job(&x, j);
+            if (!j->finished) {
+                active++;
+                for (size_t k = j->front; k < j->nr; k++)
+                    pending += j->r[k].state == R_PENDING;
+            }
+        }
+        drop_orphans(&x);
+        /* Finish jobs whose ranges are all in; resolve again where asked. */
+        bool all_done = true;
+        for (size_t i = 0; i < n; i++) {
+            dl_job *j = &x.jobs[i];
+            if (!j->started || !j->finished)
+                all_done = all_done && j->finished;
+            if (!j->started || j->finished)
+                continue;
+            if (j->inflight == 0 && job_complete(j)) {
+                finish_job(&x, j);
+                continue;
+            }
+            if (j->need_resolve && j->inflight == 0) {
+                j->need_resolve = false;
+                resolve(&x, j);
+            }
+        }
+        if (all_done)
+            break;
+        /* Fill free connections, earliest job first. */
+        for (size_t i = 0; i < n && x.inflight < c->opt.connections; i++) {
+            dl_job *j = &x.jobs[i];
+            if (!j->started || j->finished || j->need_resolve || !j->url)
+                continue;
+            if (!j->ranged && j->inflight > 0)
+                continue;
+            dl_range *r;
+            while (x.inflight < c->opt.connections && (r = next_range(j, now, &wake))) {
+                if (start_xfer(&x, j, r) < 0) {
+                    job_fail(&x, j, -ENOMEM, "blob %s: cannot start a transfer",
+                             j->job->desc->digest);
+                    break;
+                }
+                if (!j->ranged)
+                    break;
+            }
+        }
+        int running = 0;
+        curl_multi_perform(c->multi, &running);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(c->multi, &left))) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            dl_xfer *t = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+            CURLcode cc = m->data.result;
+            xfer_done(&x, t, cc);
+            if (xfer_current(t) && t->r->state == R_ACTIVE)
+                t->r->state = R_PENDING;
+            xfer_free(&x, t);
+        }
+        for (size_t i = 0; i < n; i++) {
+            dl_job *j = &x.jobs[i];
+            if (!j->started || j->finished)
+                continue;
+            if (now - j->last_event >= EVENT_INTERVAL_MS) {
+                j->last_event = now;
+                emit(c, PULL_EV_BLOB_PROGRESS, j, NULL);
+            }
+        }
+        int timeout = 200;
+        if (wake) {
+            uint64_t nn = now_ms();
+            int d = wake > nn ? (int)(wake - nn) : 0;
+            if (d < timeout)
+                timeout = d;
+        }
+        if (x.inflight > 0)
+            curl_multi_poll(c->multi, NULL, 0, timeout, NULL);
+        else if (timeout > 0) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    while (x.xfers)
+        xfer_free(&x, x.xfers);
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        dl_job *j = &x.jobs[i];
+        if (cancelled && !j->finished) {
+            job_fail(&x, j, -ECANCELED, "blob %s: cancelled", j->job->desc->digest);
+        }
+        pull_hashq_abort(j->hq);
+        j->hq = NULL;
+        save_state(&x, j, true);
+        if (j->job->result < 0 && !first) {
+            first = j->job->result;
+            mv_error_copy(err, &j->job->err);
+        }
+        free(j->r);
+        free(j->url);
+        pull_rangeset_clear(&j->done);
+    }
+    free(x.jobs);
+    free(x.scope);
+    return first;
+}
