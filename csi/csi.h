@@ -1,0 +1,279 @@
+/* csi.h — private to csi/: the pieces of the modelvol-csi daemon and how
+ * they meet. The gRPC plumbing (server.c) hands raw request bytes to
+ * csi_dispatch (dispatch.c), which decodes them with protobuf-c and calls an
+ * Identity or Node handler; those never see gRPC, so a fuzz target can drive
+ * them directly with mounting switched off (csi_set_dry_run). */
+#ifndef MODELVOL_CSI_H
+#define MODELVOL_CSI_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "cache.h"
+#include "csi.pb-c.h"
+
+#define CSI_PLUGIN_NAME             "modelvol.csi.io"
+#define CSI_DEFAULT_PUBLISH_TIMEOUT 100
+#define CSI_DEFAULT_METRICS_ADDR    "127.0.0.1:9808"
+#define CSI_STATE_SUBDIR            "csi"
+#define CSI_PIN_PREFIX              "csi:"
+#define CSI_SECRET_DOCKERCONFIGJSON ".dockerconfigjson"
+#define CSI_MAX_REQUEST_BYTES       (4 * 1024 * 1024)
+
+/* ------------------------------------------------------------------------ */
+/* Status: gRPC status codes, numbered as in grpc/status.h                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    CSI_OK = 0,
+    CSI_CANCELLED = 1,
+    CSI_UNKNOWN = 2,
+    CSI_INVALID_ARGUMENT = 3,
+    CSI_DEADLINE_EXCEEDED = 4,
+    CSI_NOT_FOUND = 5,
+    CSI_ALREADY_EXISTS = 6,
+    CSI_PERMISSION_DENIED = 7,
+    CSI_RESOURCE_EXHAUSTED = 8,
+    CSI_FAILED_PRECONDITION = 9,
+    CSI_ABORTED = 10,
+    CSI_OUT_OF_RANGE = 11,
+    CSI_UNIMPLEMENTED = 12,
+    CSI_INTERNAL = 13,
+    CSI_UNAVAILABLE = 14,
+    CSI_DATA_LOSS = 15,
+    CSI_UNAUTHENTICATED = 16,
+} csi_code;
+
+/* What a call answers: a code and a one-line message for the pod's events. */
+typedef struct csi_status {
+    csi_code code;
+    char msg[MV_ERROR_MSG_MAX];
+} csi_status;
+
+/* Sets the status and returns code. */
+csi_code csi_status_set(csi_status *st, csi_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps an mv_error code (see oci.h) to a gRPC code and copies the message. */
+csi_code csi_status_from_error(csi_status *st, const mv_error *err);
+csi_code csi_code_from_errno(int code);
+/* "INVALID_ARGUMENT"; "ok" style lower-case names for metric labels. */
+const char *csi_code_name(csi_code code);
+const char *csi_code_label(csi_code code);
+
+/* ------------------------------------------------------------------------ */
+/* The plugin: state shared by every call                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct csi_plugin {
+    /* configuration, fixed after start */
+    const char *node_id;
+    const char *cache_dir;
+    char *state_dir; /* <cache>/csi: one record per published target */
+    cache_options cache_opts;
+    const pull_config *config;
+    const pull_creds *default_creds; /* the node's docker config chain; may be NULL */
+    int connections;                 /* pull connection budget; 0 = library default */
+    unsigned publish_timeout;        /* seconds a publish waits for its pull */
+
+    /* set once by recovery, then read-only */
+    cache *cache;
+    atomic_bool ready; /* cache recovery and reconciliation finished */
+
+    /* serialises changes to the mount table and the records */
+    pthread_mutex_t lock;
+} csi_plugin;
+
+/* One call: the plugin and the caller's deadline. */
+typedef struct csi_call {
+    csi_plugin *plugin;
+    int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+} csi_call;
+
+/* CLOCK_MONOTONIC now in nanoseconds. */
+int64_t csi_now_ns(void);
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch (dispatch.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* An encoded response. */
+typedef struct csi_reply {
+    uint8_t *buf;
+    size_t len;
+} csi_reply;
+
+/* Encodes msg into reply (replacing what it held). */
+void csi_reply_pack(csi_reply *reply, const ProtobufCMessage *msg);
+void csi_reply_clear(csi_reply *reply);
+
+typedef csi_code (*csi_handler_fn)(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                                   csi_status *st);
+
+/* Decodes req for the full method name ("/csi.v1.Node/NodeGetInfo"), runs
+ * its handler and fills reply when the answer is CSI_OK. An unknown method
+ * answers CSI_UNIMPLEMENTED, undecodable bytes CSI_INVALID_ARGUMENT. */
+csi_code csi_dispatch(csi_call *call, const char *method, const uint8_t *req, size_t len,
+                      csi_reply *reply, csi_status *st);
+
+/* ------------------------------------------------------------------------ */
+/* Handlers (identity.c, node.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+csi_code csi_identity_get_plugin_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                                      csi_status *st);
+csi_code csi_identity_get_plugin_capabilities(csi_call *call, const ProtobufCMessage *req,
+                                              csi_reply *reply, csi_status *st);
+csi_code csi_identity_probe(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                            csi_status *st);
+
+csi_code csi_node_get_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                           csi_status *st);
+csi_code csi_node_get_capabilities(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                                   csi_status *st);
+csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                                   csi_status *st);
+csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                          csi_status *st);
+csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                            csi_status *st);
+
+/* ------------------------------------------------------------------------ */
+/* Mounts (mounts.c)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Dry run: no mount, umount, mkdir or rmdir reaches the kernel. For the
+ * fuzz target and for tests that must not need root. */
+void csi_set_dry_run(bool on);
+bool csi_dry_run(void);
+
+/* Creates target (one level) and bind-mounts src onto it read-only with
+ * nosuid,nodev. On failure nothing stays mounted. */
+int csi_mount_ro_bind(const char *src, const char *target, mv_error *err);
+/* Unmounts every mount stacked on target; not mounted is success. */
+int csi_unmount(const char *target, mv_error *err);
+/* Whether target is a mount point in /proc/self/mountinfo. */
+int csi_is_mounted(const char *target, bool *out, mv_error *err);
+/* Mount options of the top mount at target ("ro,nosuid,nodev,relatime"),
+ * caller frees; -ENOENT when not mounted. */
+int csi_mount_options(const char *target, char **out, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Disk usage (usage.c)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes (st_size of regular files, each inode once) and inodes (each once)
+ * under a directory tree, without following symlinks. */
+int csi_tree_usage(const char *path, uint64_t *bytes, uint64_t *inodes, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Durable records (state.c)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Which target holds which tree, and with which arguments it was published.
+ * One file per target under <cache>/csi/, replaced atomically. */
+typedef struct csi_record {
+    char *target;
+    char *volume_id;
+    char *reference;
+    char *policy;
+    char *include; /* comma-separated, as given; "" when none */
+    char *exclude;
+    char *subpath;
+    char *tree_id;
+    char *tree_path;
+} csi_record;
+
+void csi_record_free(csi_record *r);
+static inline void csi_record_freep(csi_record **r)
+{
+    csi_record_free(*r);
+    *r = NULL;
+}
+#define _cleanup_record_ _cleanup_(csi_record_freep)
+
+int csi_state_init(const char *dir, mv_error *err);
+/* -ENOENT when target has no record. */
+int csi_state_load(const char *dir, const char *target, csi_record **out, mv_error *err);
+int csi_state_save(const char *dir, const csi_record *r, mv_error *err);
+/* Removing a record that does not exist is success. */
+int csi_state_remove(const char *dir, const char *target, mv_error *err);
+/* All records; unreadable files are logged and skipped. */
+int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err);
+
+/* Start-up: opens the cache (its recovery), then reconciles the records
+ * with /proc/self/mountinfo: a record whose target is no longer mounted is
+ * dropped with its pin. Sets plugin->ready when done. */
+int csi_recover(csi_plugin *p, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Shared background pulls (jobs.c)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* What to pull. Strings are copied; creds is taken over by csi_job_get. */
+typedef struct csi_pull_spec {
+    const char *reference;
+    cache_pull_policy policy;
+    const char *include; /* comma-separated or "" */
+    const char *exclude;
+    const char *subpath;           /* "" for the whole model */
+    pull_creds *creds;             /* NULL: the node's default credentials */
+    char creds_id[OCI_DIGEST_MAX]; /* digest of the secret, "" without one */
+} csi_pull_spec;
+
+typedef struct csi_job csi_job;
+
+/* Finds the running pull for the same (reference, policy, filters, creds) or
+ * starts one in the background. *joined tells which. The caller holds a
+ * reference until csi_job_release; the pull itself runs to its end whether
+ * or not anybody still waits. */
+int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined, mv_error *err);
+/* Waits until the pull ends or deadline_ns (CLOCK_MONOTONIC) passes:
+ * true when it ended. */
+bool csi_job_wait(csi_job *j, int64_t deadline_ns);
+/* After csi_job_wait returned true: the pull's code, error and result. */
+int csi_job_result(csi_job *j, const cache_pull_result **res, const mv_error **err);
+/* Blobs finished and started so far, for messages. */
+void csi_job_progress(csi_job *j, unsigned *blobs_done, unsigned *blobs_started);
+void csi_job_release(csi_job *j);
+/* Shutdown: refuses new pulls, asks every running one to stop, then waits
+ * up to secs for them to end. Returns how many still run. */
+int csi_jobs_shutdown(int secs);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics (metrics.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+int csi_metrics_start(const char *addr, csi_plugin *p, mv_error *err);
+void csi_metrics_stop(void);
+void csi_metrics_pull(csi_code result, double seconds, uint64_t bytes_origin, uint64_t bytes_mirror,
+                      bool cache_hit);
+void csi_metrics_publish(csi_code result);
+/* Re-measures the cache's size (call after a pull). */
+void csi_metrics_update_cache_bytes(const char *cache_dir);
+/* The /metrics page; caller frees. */
+char *csi_metrics_render(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logs (log.c)                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* One line on stderr: ts=... level=... event=... key=value ...; the
+ * variadic part is pairs of (const char *key, const char *value), values
+ * quoted when needed; a NULL value skips its pair. Never pass a secret. */
+void csi_log_pairs(const char *level, const char *event, ...);
+#define csi_log(level, event, ...) csi_log_pairs(level, event, ##__VA_ARGS__, (const char *)NULL)
+/* Silences logs below "warn" (the fuzz target). */
+void csi_log_set_quiet(bool quiet);
+
+/* ------------------------------------------------------------------------ */
+/* gRPC server (server.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Serves Identity and Node on endpoint ("unix:///csi/csi.sock") until one of
+ * stop_signals arrives (they must be blocked in every thread), then shuts
+ * down: running pulls are cancelled, calls answered, the socket removed. */
+int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_signals,
+                   mv_error *err);
+
+#endif

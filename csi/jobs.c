@@ -1,0 +1,295 @@
+/* jobs.c — shared background pulls. A publish never pulls on its own call
+ * thread: it joins the job for (reference, policy, filters, credentials),
+ * starting one when none runs, and waits for it with a deadline. The job
+ * runs to its end on its own thread, so a kubelet that gives up after two
+ * minutes and retries finds the same pull still going, and sixteen pods
+ * asking for one model cause one download. */
+#include <string.h>
+
+#include "csi.h"
+
+struct csi_job {
+    csi_job *next; /* in the table while running */
+    char *key;
+    int refs; /* the thread's and each waiter's; under jobs_lock */
+    bool done;
+    volatile int cancel;
+    atomic_uint blobs_started;
+    atomic_uint blobs_done;
+
+    /* the pull */
+    csi_plugin *plugin;
+    char *reference;
+    cache_pull_policy policy;
+    char **include;
+    char **exclude;
+    char *subpath;
+    pull_creds *creds;
+
+    /* the outcome, written once before done */
+    int result;
+    mv_error err;
+    cache_pull_result res;
+};
+
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t jobs_cond; /* any job ended; CLOCK_MONOTONIC */
+static pthread_once_t jobs_once = PTHREAD_ONCE_INIT;
+static csi_job *jobs_running;
+static int jobs_threads;
+static bool jobs_stopping;
+
+static void jobs_init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&jobs_cond, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* "a, b,,c" -> {"a", "b", "c", NULL}; NULL for none. */
+static char **split_globs(const char *s)
+{
+    if (!s || !*s)
+        return NULL;
+    char **v = mv_xcalloc(strlen(s) + 2, sizeof(char *));
+    size_t n = 0;
+    for (const char *p = s; *p;) {
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (b > a)
+            v[n++] = mv_xstrndup(a, (size_t)(b - a));
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static void job_free(csi_job *j)
+{
+    free(j->key);
+    free(j->reference);
+    mv_strvfreep(&j->include);
+    mv_strvfreep(&j->exclude);
+    free(j->subpath);
+    pull_creds_free(j->creds);
+    cache_pull_result_clear(&j->res);
+    free(j);
+}
+
+/* Drops a reference; under jobs_lock. */
+static void job_unref_locked(csi_job *j)
+{
+    if (--j->refs == 0)
+        job_free(j);
+}
+
+static void on_pull_event(void *ctx, const pull_event *ev)
+{
+    csi_job *j = ctx;
+    if (ev->kind == PULL_EV_BLOB_START) {
+        atomic_fetch_add(&j->blobs_started, 1);
+    } else if (ev->kind == PULL_EV_BLOB_DONE) {
+        atomic_fetch_add(&j->blobs_done, 1);
+    } else if (ev->kind == PULL_EV_RETRY) {
+        csi_log("warn", "pull_retry", "reference", j->reference, "blob", ev->digest, "reason",
+                ev->message);
+    }
+}
+
+static void *job_main(void *arg)
+{
+    csi_job *j = arg;
+    csi_plugin *p = j->plugin;
+    cache_pull_opts o = {0};
+    o.pull.config = p->config;
+    o.pull.creds = j->creds ? j->creds : p->default_creds;
+    o.pull.connections = p->connections;
+    o.pull.on_event = on_pull_event;
+    o.pull.event_ctx = j;
+    o.pull.cancel = &j->cancel;
+    o.policy = j->policy;
+    o.include = (const char *const *)j->include;
+    o.exclude = (const char *const *)j->exclude;
+    o.subpath = j->subpath[0] ? j->subpath : NULL;
+
+    csi_log("info", "pull_start", "reference", j->reference);
+    int64_t t0 = csi_now_ns();
+    mv_error err = MV_ERROR_INIT;
+    cache_pull_result res = {0};
+    int r = cache_pull(p->cache, j->reference, &o, &res, &err);
+    double secs = (double)(csi_now_ns() - t0) / 1e9;
+
+    /* The credentials served this pull only. */
+    pull_creds_free(j->creds);
+    j->creds = NULL;
+
+    char dur[32], bytes[32];
+    snprintf(dur, sizeof(dur), "%.3f", secs);
+    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)res.bytes_downloaded);
+    if (r < 0) {
+        csi_log("warn", "pull_failed", "reference", j->reference, "seconds", dur, "code",
+                csi_code_name(csi_code_from_errno(r)), "error", err.msg);
+        csi_metrics_pull(csi_code_from_errno(r), secs, 0, 0, false);
+    } else {
+        csi_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
+                "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
+        uint64_t mirror = res.bytes_from_mirror;
+        uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
+        csi_metrics_pull(CSI_OK, secs, origin, mirror, res.cache_hit);
+    }
+    csi_metrics_update_cache_bytes(p->cache_dir);
+
+    pthread_mutex_lock(&jobs_lock);
+    j->result = r;
+    mv_error_copy(&j->err, &err);
+    j->res = res;
+    j->done = true;
+    /* Out of the table: a later publish starts afresh (a cache hit). */
+    for (csi_job **pp = &jobs_running; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    jobs_threads--;
+    pthread_cond_broadcast(&jobs_cond);
+    job_unref_locked(j);
+    pthread_mutex_unlock(&jobs_lock);
+    return NULL;
+}
+
+/* Identifies what a job produces. The credentials enter only as a digest,
+ * so one tenant's secret never serves another's pull. */
+static char *job_key(const csi_pull_spec *s)
+{
+    static const char *const policies[] = {"IfNotPresent", "Always", "Never"};
+    const char *policy = (unsigned)s->policy < 3 ? policies[s->policy] : "?";
+    /* The fields cannot hold NUL, so NUL separates them unambiguously;
+     * written as \x01 to keep the key a C string. */
+    return mv_xasprintf("%s\x01%s\x01%s\x01%s\x01%s\x01%s", s->reference, policy, s->include,
+                        s->exclude, s->subpath, s->creds_id);
+}
+
+int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined, mv_error *err)
+{
+    pthread_once(&jobs_once, jobs_init);
+    _cleanup_free_ char *key = job_key(spec);
+
+    pthread_mutex_lock(&jobs_lock);
+    if (jobs_stopping) {
+        pthread_mutex_unlock(&jobs_lock);
+        return mv_error_set(err, -ECANCELED, "the plugin is shutting down");
+    }
+    for (csi_job *j = jobs_running; j; j = j->next) {
+        if (strcmp(j->key, key) == 0) {
+            j->refs++;
+            pthread_mutex_unlock(&jobs_lock);
+            pull_creds_free(spec->creds);
+            spec->creds = NULL;
+            *out = j;
+            *joined = true;
+            return 0;
+        }
+    }
+
+    csi_job *j = mv_xcalloc(1, sizeof(*j));
+    j->key = MV_STEAL(key);
+    j->refs = 2; /* the thread's and the caller's */
+    j->plugin = p;
+    j->reference = mv_xstrdup(spec->reference);
+    j->policy = spec->policy;
+    j->include = split_globs(spec->include);
+    j->exclude = split_globs(spec->exclude);
+    j->subpath = mv_xstrdup(spec->subpath ? spec->subpath : "");
+    j->creds = MV_STEAL(spec->creds);
+    atomic_init(&j->blobs_started, 0);
+    atomic_init(&j->blobs_done, 0);
+
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int r = pthread_create(&t, &attr, job_main, j);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        pthread_mutex_unlock(&jobs_lock);
+        job_free(j);
+        return mv_error_errno(err, -r, "start pull of %s", spec->reference);
+    }
+    j->next = jobs_running;
+    jobs_running = j;
+    jobs_threads++;
+    pthread_mutex_unlock(&jobs_lock);
+    *out = j;
+    *joined = false;
+    return 0;
+}
+
+bool csi_job_wait(csi_job *j, int64_t deadline_ns)
+{
+    struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
+    pthread_mutex_lock(&jobs_lock);
+    while (!j->done) {
+        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    bool done = j->done;
+    pthread_mutex_unlock(&jobs_lock);
+    return done;
+}
+
+int csi_job_result(csi_job *j, const cache_pull_result **res, const mv_error **err)
+{
+    /* done is set once and the outcome is never written after it. */
+    *res = &j->res;
+    *err = &j->err;
+    return j->result;
+}
+
+void csi_job_progress(csi_job *j, unsigned *blobs_done, unsigned *blobs_started)
+{
+    *blobs_done = atomic_load(&j->blobs_done);
+    *blobs_started = atomic_load(&j->blobs_started);
+}
+
+void csi_job_release(csi_job *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&jobs_lock);
+    job_unref_locked(j);
+    pthread_mutex_unlock(&jobs_lock);
+}
+
+int csi_jobs_shutdown(int secs)
+{
+    pthread_once(&jobs_once, jobs_init);
+    int64_t deadline = csi_now_ns() + (int64_t)secs * 1000000000;
+    struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+    pthread_mutex_lock(&jobs_lock);
+    jobs_stopping = true;
+    for (csi_job *j = jobs_running; j; j = j->next)
+        j->cancel = 1;
+    while (jobs_threads > 0) {
+        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT) {
+            char n[16];
+            snprintf(n, sizeof(n), "%d", jobs_threads);
+            csi_log("warn", "pulls_still_running", "count", n);
+            break;
+        }
+    }
+    int left = jobs_threads;
+    pthread_mutex_unlock(&jobs_lock);
+    return left;
+}

@@ -1,0 +1,259 @@
+/* metrics.c — what the daemon counts and how Prometheus reads it: pulls by
+ * result, bytes by source (origin or mirror), cache hits, a pull-duration
+ * histogram, the cache's size and publishes by result, rendered as the
+ * Prometheus text format on /metrics by libmicrohttpd, plus /healthz. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "csi.h"
+
+#define N_CODES 17
+
+static const double duration_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600};
+#define N_BUCKETS (sizeof(duration_buckets) / sizeof(duration_buckets[0]))
+
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint64_t pulls[N_CODES];
+    uint64_t publishes[N_CODES];
+    uint64_t bytes_origin;
+    uint64_t bytes_mirror;
+    uint64_t cache_hits;
+    uint64_t duration_bucket[N_BUCKETS]; /* non-cumulative; summed on render */
+    uint64_t duration_count;
+    double duration_sum;
+    uint64_t cache_bytes;
+    bool cache_bytes_known;
+} m;
+
+static struct MHD_Daemon *mhd;
+static csi_plugin *metrics_plugin;
+
+static unsigned code_index(csi_code c)
+{
+    return (unsigned)c < N_CODES ? (unsigned)c : CSI_UNKNOWN;
+}
+
+void csi_metrics_pull(csi_code result, double seconds, uint64_t bytes_origin, uint64_t bytes_mirror,
+                      bool cache_hit)
+{
+    pthread_mutex_lock(&metrics_lock);
+    m.pulls[code_index(result)]++;
+    m.bytes_origin += bytes_origin;
+    m.bytes_mirror += bytes_mirror;
+    if (cache_hit)
+        m.cache_hits++;
+    size_t i = 0;
+    while (i < N_BUCKETS && seconds > duration_buckets[i])
+        i++;
+    if (i < N_BUCKETS)
+        m.duration_bucket[i]++;
+    m.duration_count++;
+    m.duration_sum += seconds;
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void csi_metrics_publish(csi_code result)
+{
+    pthread_mutex_lock(&metrics_lock);
+    m.publishes[code_index(result)]++;
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+void csi_metrics_update_cache_bytes(const char *cache_dir)
+{
+    uint64_t bytes = 0, inodes = 0;
+    mv_error err = MV_ERROR_INIT;
+    if (!cache_dir || csi_tree_usage(cache_dir, &bytes, &inodes, &err) < 0)
+        return;
+    pthread_mutex_lock(&metrics_lock);
+    m.cache_bytes = bytes;
+    m.cache_bytes_known = true;
+    pthread_mutex_unlock(&metrics_lock);
+}
+
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
+        b->s = mv_xrealloc(b->s, b->cap);
+    }
+}
+
+char *csi_metrics_render(void)
+{
+    sbuf b = {mv_xmalloc(4096), 0, 4096};
+    b.s[0] = '\0';
+    pthread_mutex_lock(&metrics_lock);
+    sb_printf(&b, "# HELP modelvol_pulls_total Model pulls run by the plugin, by result.\n"
+                  "# TYPE modelvol_pulls_total counter\n");
+    sb_printf(&b, "modelvol_pulls_total{result=\"ok\"} %llu\n", (unsigned long long)m.pulls[0]);
+    for (unsigned i = 1; i < N_CODES; i++)
+        if (m.pulls[i])
+            sb_printf(&b, "modelvol_pulls_total{result=\"%s\"} %llu\n", csi_code_label(i),
+                      (unsigned long long)m.pulls[i]);
+    sb_printf(&b,
+              "# HELP modelvol_pull_bytes_total Blob bytes downloaded, by source.\n"
+              "# TYPE modelvol_pull_bytes_total counter\n"
+              "modelvol_pull_bytes_total{source=\"origin\"} %llu\n"
+              "modelvol_pull_bytes_total{source=\"mirror\"} %llu\n",
+              (unsigned long long)m.bytes_origin, (unsigned long long)m.bytes_mirror);
+    sb_printf(&b,
+              "# HELP modelvol_cache_hits_total Pulls answered by a tree already in the cache.\n"
+              "# TYPE modelvol_cache_hits_total counter\n"
+              "modelvol_cache_hits_total %llu\n",
+              (unsigned long long)m.cache_hits);
+    sb_printf(&b, "# HELP modelvol_pull_duration_seconds Time from pull start to tree ready.\n"
+                  "# TYPE modelvol_pull_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        cum += m.duration_bucket[i];
+        sb_printf(&b, "modelvol_pull_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                  duration_buckets[i], (unsigned long long)cum);
+    }
+    sb_printf(&b,
+              "modelvol_pull_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+              "modelvol_pull_duration_seconds_sum %.3f\n"
+              "modelvol_pull_duration_seconds_count %llu\n",
+              (unsigned long long)m.duration_count, m.duration_sum,
+              (unsigned long long)m.duration_count);
+    if (m.cache_bytes_known)
+        sb_printf(&b,
+                  "# HELP modelvol_cache_bytes Bytes held in the node cache (hard links once).\n"
+                  "# TYPE modelvol_cache_bytes gauge\n"
+                  "modelvol_cache_bytes %llu\n",
+                  (unsigned long long)m.cache_bytes);
+    sb_printf(&b, "# HELP modelvol_publishes_total NodePublishVolume calls, by result.\n"
+                  "# TYPE modelvol_publishes_total counter\n");
+    sb_printf(&b, "modelvol_publishes_total{result=\"ok\"} %llu\n",
+              (unsigned long long)m.publishes[0]);
+    for (unsigned i = 1; i < N_CODES; i++)
+        if (m.publishes[i])
+            sb_printf(&b, "modelvol_publishes_total{result=\"%s\"} %llu\n", csi_code_label(i),
+                      (unsigned long long)m.publishes[i]);
+    pthread_mutex_unlock(&metrics_lock);
+    bool ready = metrics_plugin && atomic_load(&metrics_plugin->ready);
+    sb_printf(&b,
+              "# HELP modelvol_ready 1 once cache recovery has finished.\n"
+              "# TYPE modelvol_ready gauge\n"
+              "modelvol_ready %d\n",
+              ready ? 1 : 0);
+    return b.s;
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    (void)upload_data;
+    (void)upload_data_size;
+    (void)con_cls;
+    unsigned status = MHD_HTTP_OK;
+    char *body;
+    const char *type = "text/plain; charset=utf-8";
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        body = mv_xstrdup("method not allowed\n");
+    } else if (strcmp(url, "/metrics") == 0) {
+        body = csi_metrics_render();
+        type = "text/plain; version=0.0.4; charset=utf-8";
+    } else if (strcmp(url, "/healthz") == 0) {
+        bool ready = metrics_plugin && atomic_load(&metrics_plugin->ready);
+        status = ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+        body = mv_xstrdup(ready ? "ok\n" : "starting: cache recovery in progress\n");
+    } else {
+        status = MHD_HTTP_NOT_FOUND;
+        body = mv_xstrdup("not found: try /metrics or /healthz\n");
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* "127.0.0.1:9808", "[::1]:9808" or ":9808" (all IPv4 interfaces). */
+static int parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *flags, mv_error *err)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || !colon[1])
+        return mv_error_set(err, -EINVAL, "metrics address \"%s\" has no :port", addr);
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || *end || port == 0 || port > 65535)
+        return mv_error_set(err, -EINVAL, "metrics address \"%s\": bad port", addr);
+    _cleanup_free_ char *host = mv_xstrndup(addr, (size_t)(colon - addr));
+    memset(ss, 0, sizeof(*ss));
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+            return mv_error_set(err, -EINVAL, "metrics address \"%s\": bad IPv6 address", addr);
+        *flags |= MHD_USE_IPv6;
+        return 0;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    if (!*host) {
+        s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0)
+        return inet_pton(AF_INET, "127.0.0.1", &s4->sin_addr) == 1 ? 0 : -EINVAL;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+        return mv_error_set(err, -EINVAL, "metrics address \"%s\": bad IPv4 address", addr);
+    return 0;
+}
+
+int csi_metrics_start(const char *addr, csi_plugin *p, mv_error *err)
+{
+    struct sockaddr_storage ss;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    int r = parse_addr(addr, &ss, &flags, err);
+    if (r < 0)
+        return r;
+    metrics_plugin = p;
+    uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    mhd = MHD_start_daemon(flags, port, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR,
+                           (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!mhd)
+        return mv_error_set(err, -EADDRINUSE, "metrics: cannot listen on %s", addr);
+    return 0;
+}
+
+void csi_metrics_stop(void)
+{
+    if (mhd)
+        MHD_stop_daemon(mhd);
+    mhd = NULL;
+}

@@ -1,0 +1,318 @@
+/* server.c — gRPC plumbing on gRPC C core: listen on the unix socket,
+ * accept calls on one completion queue, and serve each call on its own
+ * thread with its own queue, so a publish that waits minutes for a pull
+ * never delays Probe, NodeGetInfo or another volume. The bytes go to
+ * csi_dispatch; this file never looks inside a message. */
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "csi.h"
+
+#define MAX_CALLS   256
+#define UNIX_PREFIX "unix://"
+
+typedef struct server_call {
+    csi_plugin *plugin;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array request_md;
+    grpc_completion_queue *cq; /* pluck queue bound to this call */
+} server_call;
+
+static pthread_mutex_t calls_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t calls_cond = PTHREAD_COND_INITIALIZER;
+static int calls_running;
+
+static server_call *server_call_new(csi_plugin *p)
+{
+    server_call *c = mv_xcalloc(1, sizeof(*c));
+    c->plugin = p;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->request_md);
+    c->cq = grpc_completion_queue_create_for_pluck(NULL);
+    return c;
+}
+
+static void server_call_free(server_call *c)
+{
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->request_md);
+    grpc_completion_queue_shutdown(c->cq);
+    grpc_event ev = grpc_completion_queue_pluck(c->cq, c, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    (void)ev; /* GRPC_QUEUE_SHUTDOWN: nothing was left pending */
+    grpc_completion_queue_destroy(c->cq);
+    free(c);
+}
+
+/* Runs one batch and waits for it on the call's own queue. */
+static bool run_batch(server_call *c, const grpc_op *ops, size_t n)
+{
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (e != GRPC_CALL_OK)
+        return false;
+    grpc_event ev = grpc_completion_queue_pluck(c->cq, c, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+static char *slice_strdup(grpc_slice s)
+{
+    return mv_xstrndup((const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+}
+
+static void serve_call(server_call *c)
+{
+    grpc_byte_buffer *request = NULL;
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &request;
+    if (!run_batch(c, ops, 2))
+        return; /* the client went away */
+
+    _cleanup_free_ char *method = slice_strdup(c->details.method);
+    csi_call call = {.plugin = c->plugin};
+    gpr_timespec deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) != 0) {
+        gpr_timespec left = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
+        int64_t left_ns = (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+        call.deadline_ns = csi_now_ns() + (left_ns > 0 ? left_ns : 0);
+        if (call.deadline_ns == 0)
+            call.deadline_ns = 1;
+    }
+
+    csi_status st = {CSI_OK, ""};
+    csi_reply reply = {0};
+    if (!request) {
+        csi_status_set(&st, CSI_INVALID_ARGUMENT, "%s: no request message", method);
+    } else {
+        grpc_byte_buffer_reader reader;
+        if (!grpc_byte_buffer_reader_init(&reader, request)) {
+            csi_status_set(&st, CSI_INVALID_ARGUMENT, "%s: unreadable request", method);
+        } else {
+            grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+            grpc_byte_buffer_reader_destroy(&reader);
+            csi_dispatch(&call, method, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &reply,
+                         &st);
+            grpc_slice_unref(all);
+        }
+        grpc_byte_buffer_destroy(request);
+    }
+    if (st.code != CSI_OK)
+        csi_log(st.code == CSI_INTERNAL ? "error" : "warn", "call_failed", "method", method, "code",
+                csi_code_name(st.code), "error", st.msg);
+
+    grpc_byte_buffer *response = NULL;
+    grpc_slice details = grpc_slice_from_copied_string(st.code == CSI_OK ? "" : st.msg);
+    int cancelled = 0;
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (st.code == CSI_OK) {
+        grpc_slice body = grpc_slice_from_copied_buffer((const char *)reply.buf, reply.len);
+        response = grpc_raw_byte_buffer_create(&body, 1);
+        grpc_slice_unref(body);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = response;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)st.code;
+    ops[n++].data.send_status_from_server.status_details = &details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &cancelled;
+    run_batch(c, ops, n);
+    if (response)
+        grpc_byte_buffer_destroy(response);
+    grpc_slice_unref(details);
+    csi_reply_clear(&reply);
+}
+
+static void *call_thread(void *arg)
+{
+    server_call *c = arg;
+    serve_call(c);
+    server_call_free(c);
+    pthread_mutex_lock(&calls_lock);
+    calls_running--;
+    pthread_cond_broadcast(&calls_cond);
+    pthread_mutex_unlock(&calls_lock);
+    return NULL;
+}
+
+/* Bounds the threads: the accept loop waits while MAX_CALLS run. */
+static void wait_call_slot(void)
+{
+    pthread_mutex_lock(&calls_lock);
+    while (calls_running >= MAX_CALLS)
+        pthread_cond_wait(&calls_cond, &calls_lock);
+    pthread_mutex_unlock(&calls_lock);
+}
+
+static bool start_call_thread(server_call *c)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&calls_lock);
+    calls_running++;
+    pthread_mutex_unlock(&calls_lock);
+    pthread_t t;
+    int r = pthread_create(&t, &attr, call_thread, c);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        pthread_mutex_lock(&calls_lock);
+        calls_running--;
+        pthread_mutex_unlock(&calls_lock);
+        return false;
+    }
+    return true;
+}
+
+/* ---- stopping ------------------------------------------------------------ */
+
+typedef struct stopper {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    const sigset_t *signals;
+    int shutdown_tag;
+} stopper;
+
+static void *stop_thread(void *arg)
+{
+    stopper *s = arg;
+    int sig = 0;
+    while (sigwait(s->signals, &sig) != 0)
+        ;
+    csi_log("info", "stopping", "signal", sigabbrev_np(sig));
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* Publishes waiting for pulls answer ABORTED once their pull stops. */
+    csi_jobs_shutdown(30);
+    grpc_server_cancel_all_calls(s->server);
+    return NULL;
+}
+
+/* ---- the server --------------------------------------------------------- */
+
+static int prepare_socket(const char *endpoint, char **path_out, mv_error *err)
+{
+    if (strncmp(endpoint, UNIX_PREFIX, strlen(UNIX_PREFIX)) != 0)
+        return mv_error_set(
+            err, -EINVAL, "endpoint \"%s\" is not a unix socket (unix:///path/csi.sock)", endpoint);
+    const char *path = endpoint + strlen(UNIX_PREFIX);
+    if (path[0] != '/')
+        return mv_error_set(err, -EINVAL, "endpoint \"%s\": the socket path must be absolute",
+                            endpoint);
+    struct stat s;
+    if (lstat(path, &s) == 0) {
+        if (!S_ISSOCK(s.st_mode))
+            return mv_error_set(err, -EEXIST, "endpoint %s exists and is not a socket", path);
+        /* Left by a previous run that was killed: ours to replace. */
+        if (unlink(path) < 0)
+            return mv_error_errno(err, -errno, "remove stale socket %s", path);
+    }
+    *path_out = mv_xstrdup(path);
+    return 0;
+}
+
+int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_signals, mv_error *err)
+{
+    _cleanup_free_ char *sock_path = NULL;
+    int r = prepare_socket(endpoint, &sock_path, err);
+    if (r < 0)
+        return r;
+
+    grpc_init();
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = CSI_MAX_REQUEST_BYTES},
+    };
+    grpc_channel_args chargs = {.num_args = 1, .args = args};
+    grpc_server *server = grpc_server_create(&chargs, NULL);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(server, cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(server, endpoint, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        grpc_server_destroy(server);
+        grpc_completion_queue_shutdown(cq);
+        while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(cq);
+        grpc_shutdown();
+        return mv_error_set(err, -EADDRNOTAVAIL, "listen on %s failed", endpoint);
+    }
+    grpc_server_start(server);
+    csi_log("info", "listening", "endpoint", endpoint, "node_id", p->node_id);
+
+    stopper s = {.server = server, .cq = cq, .signals = stop_signals};
+    pthread_t stop_tid;
+    bool have_stopper = pthread_create(&stop_tid, NULL, stop_thread, &s) == 0;
+    if (!have_stopper) {
+        r = mv_error_set(err, -EAGAIN, "start the signal thread");
+        grpc_server_shutdown_and_notify(server, cq, &s.shutdown_tag);
+    }
+
+    /* One outstanding request_call; every arrival gets a thread and a new
+     * request is posted before the next wait. */
+    server_call *pending = server_call_new(p);
+    grpc_server_request_call(server, &pending->call, &pending->details, &pending->request_md,
+                             pending->cq, cq, pending);
+    bool stopping = false;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (ev.tag == &s.shutdown_tag) {
+            stopping = true;
+            grpc_completion_queue_shutdown(cq);
+            continue;
+        }
+        server_call *c = ev.tag;
+        if (!ev.success || stopping) {
+            server_call_free(c);
+            pending = NULL;
+            continue;
+        }
+        wait_call_slot();
+        if (!start_call_thread(c)) {
+            csi_log("error", "call_thread_failed", "method", NULL);
+            server_call_free(c);
+        }
+        pending = server_call_new(p);
+        if (grpc_server_request_call(server, &pending->call, &pending->details,
+                                     &pending->request_md, pending->cq, cq,
+                                     pending) != GRPC_CALL_OK) {
+            server_call_free(pending);
+            pending = NULL;
+        }
+    }
+
+    /* The shutdown tag came after the stopper cancelled every call. */
+    if (have_stopper)
+        pthread_join(stop_tid, NULL);
+
+    /* Every call thread answers (or sees its call cancelled) and ends. */
+    pthread_mutex_lock(&calls_lock);
+    while (calls_running > 0)
+        pthread_cond_wait(&calls_cond, &calls_lock);
+    pthread_mutex_unlock(&calls_lock);
+
+    grpc_server_destroy(server);
+    grpc_completion_queue_destroy(cq);
+    grpc_shutdown();
+    if (unlink(sock_path) < 0 && errno != ENOENT)
+        csi_log("warn", "socket_remove_failed", "path", sock_path, "error", strerror(errno));
+    csi_log("info", "stopped", "endpoint", endpoint);
+    return r;
+}

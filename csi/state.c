@@ -1,0 +1,315 @@
+/* state.c — the durable side of the daemon: one record per published
+ * target under <cache>/csi/ saying which tree it holds and with which
+ * arguments, replaced atomically (temp file, fsync, rename, fsync dir), and
+ * the start-up recovery that reconciles those records with the mounts the
+ * kernel really has. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "csi.h"
+
+#define RECORD_SUFFIX    ".rec"
+#define RECORD_MAX_BYTES (64 * 1024)
+
+void csi_record_free(csi_record *r)
+{
+    if (!r)
+        return;
+    free(r->target);
+    free(r->volume_id);
+    free(r->reference);
+    free(r->policy);
+    free(r->include);
+    free(r->exclude);
+    free(r->subpath);
+    free(r->tree_id);
+    free(r->tree_path);
+    free(r);
+}
+
+int csi_state_init(const char *dir, mv_error *err)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return mv_error_errno(err, -errno, "create state directory %s", dir);
+    return 0;
+}
+
+/* Records are named by a digest of the target: any path, fixed length. */
+static char *record_path(const char *dir, const char *target)
+{
+    char digest[OCI_DIGEST_MAX];
+    oci_digest_buf(OCI_DIGEST_SHA256, target, strlen(target), digest);
+    return mv_xasprintf("%s/%s%s", dir, oci_digest_hex(digest), RECORD_SUFFIX);
+}
+
+/* Values are one line each: '%' and control characters are %XX-escaped. */
+static void put_field(FILE *f, const char *key, const char *value)
+{
+    fprintf(f, "%s=", key);
+    for (const unsigned char *p = (const unsigned char *)(value ? value : ""); *p; p++) {
+        if (*p == '%' || *p < ' ' || *p == 0x7f)
+            fprintf(f, "%%%02X", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('\n', f);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static char *unescape(const char *s)
+{
+    char *out = mv_xmalloc(strlen(s) + 1);
+    char *w = out;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
+{
+    _cleanup_free_ char *path = record_path(dir, r->target);
+    _cleanup_free_ char *tmp =
+        mv_xasprintf("%s.tmp.%d.%lx", path, getpid(), (unsigned long)pthread_self());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return mv_error_errno(err, -errno, "create record %s", tmp);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        int saved = -errno;
+        close(fd);
+        unlink(tmp);
+        return mv_error_errno(err, saved, "record %s", tmp);
+    }
+    fputs("# modelvol-csi publish record v1\n", f);
+    put_field(f, "target", r->target);
+    put_field(f, "volume_id", r->volume_id);
+    put_field(f, "reference", r->reference);
+    put_field(f, "policy", r->policy);
+    put_field(f, "include", r->include);
+    put_field(f, "exclude", r->exclude);
+    put_field(f, "path", r->subpath);
+    put_field(f, "tree_id", r->tree_id);
+    put_field(f, "tree_path", r->tree_path);
+    int r1 = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+    if (fclose(f) != 0 && r1 == 0)
+        r1 = -errno;
+    if (r1 < 0) {
+        unlink(tmp);
+        return mv_error_errno(err, r1 ? r1 : -EIO, "write record %s", tmp);
+    }
+    if (rename(tmp, path) < 0) {
+        int saved = -errno;
+        unlink(tmp);
+        return mv_error_errno(err, saved, "rename record to %s", path);
+    }
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0)
+        return mv_error_errno(err, -errno, "fsync %s", dir);
+    return 0;
+}
+
+static int parse_record(const char *file, csi_record **out, mv_error *err)
+{
+    _cleanup_fclose_ FILE *f = fopen(file, "re");
+    if (!f)
+        return mv_error_errno(err, -errno, "open record %s", file);
+    csi_record *r = mv_xcalloc(1, sizeof(*r));
+    _cleanup_record_ csi_record *rec = r;
+    _cleanup_free_ char *line = NULL;
+    size_t cap = 0, total = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        total += (size_t)n;
+        if (total > RECORD_MAX_BYTES)
+            return mv_error_set(err, -EBADMSG, "record %s is larger than %d bytes", file,
+                                RECORD_MAX_BYTES);
+        if (line[n - 1] == '\n')
+            line[n - 1] = '\0';
+        if (line[0] == '#' || !line[0])
+            continue;
+        char *eq = strchr(line, '=');
+        if (!eq)
+            return mv_error_set(err, -EBADMSG, "record %s: line without '='", file);
+        *eq = '\0';
+        char **slot = NULL;
+        if (strcmp(line, "target") == 0)
+            slot = &r->target;
+        else if (strcmp(line, "volume_id") == 0)
+            slot = &r->volume_id;
+        else if (strcmp(line, "reference") == 0)
+            slot = &r->reference;
+        else if (strcmp(line, "policy") == 0)
+            slot = &r->policy;
+        else if (strcmp(line, "include") == 0)
+            slot = &r->include;
+        else if (strcmp(line, "exclude") == 0)
+            slot = &r->exclude;
+        else if (strcmp(line, "path") == 0)
+            slot = &r->subpath;
+        else if (strcmp(line, "tree_id") == 0)
+            slot = &r->tree_id;
+        else if (strcmp(line, "tree_path") == 0)
+            slot = &r->tree_path;
+        if (!slot)
+            continue; /* a newer writer's field */
+        free(*slot);
+        *slot = unescape(eq + 1);
+    }
+    if (!r->target || !r->tree_id || !r->tree_path || !r->reference)
+        return mv_error_set(err, -EBADMSG, "record %s is incomplete", file);
+    char **opt[] = {&r->volume_id, &r->policy, &r->include, &r->exclude, &r->subpath};
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
+        if (!*opt[i])
+            *opt[i] = mv_xstrdup("");
+    *out = MV_STEAL(rec);
+    return 0;
+}
+
+int csi_state_load(const char *dir, const char *target, csi_record **out, mv_error *err)
+{
+    _cleanup_free_ char *path = record_path(dir, target);
+    if (access(path, F_OK) < 0) {
+        if (errno == ENOENT)
+            return mv_error_set(err, -ENOENT, "no record for %s", target);
+        return mv_error_errno(err, -errno, "record %s", path);
+    }
+    _cleanup_record_ csi_record *r = NULL;
+    int rc = parse_record(path, &r, err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(r->target, target) != 0)
+        return mv_error_set(err, -EBADMSG, "record %s names %s, not %s", path, r->target, target);
+    *out = MV_STEAL(r);
+    return 0;
+}
+
+int csi_state_remove(const char *dir, const char *target, mv_error *err)
+{
+    _cleanup_free_ char *path = record_path(dir, target);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return mv_error_errno(err, -errno, "remove record %s", path);
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        fsync(dfd);
+    return 0;
+}
+
+int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return mv_error_errno(err, -errno, "read state directory %s", dir);
+    }
+    csi_record **v = NULL;
+    size_t count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        size_t slen = strlen(RECORD_SUFFIX);
+        if (len <= slen || strcmp(e->d_name + len - slen, RECORD_SUFFIX) != 0) {
+            if (strstr(e->d_name, RECORD_SUFFIX ".tmp.")) {
+                /* A save that died before its rename. */
+                unlinkat(dirfd(d), e->d_name, 0);
+            }
+            continue;
+        }
+        _cleanup_free_ char *path = mv_xasprintf("%s/%s", dir, e->d_name);
+        mv_error perr = MV_ERROR_INIT;
+        csi_record *r = NULL;
+        if (parse_record(path, &r, &perr) < 0) {
+            csi_log("warn", "record_skipped", "file", path, "error", perr.msg);
+            continue;
+        }
+        v = mv_xrealloc(v, (count + 1) * sizeof(*v));
+        v[count++] = r;
+    }
+    closedir(d);
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+int csi_recover(csi_plugin *p, mv_error *err)
+{
+    int64_t t0 = csi_now_ns();
+    int r = cache_open(p->cache_dir, &p->cache_opts, &p->cache, err);
+    if (r < 0)
+        return mv_error_wrap(err, "open cache %s", p->cache_dir);
+    r = csi_state_init(p->state_dir, err);
+    if (r < 0)
+        return r;
+
+    csi_record **recs = NULL;
+    size_t n = 0;
+    r = csi_state_list(p->state_dir, &recs, &n, err);
+    if (r < 0)
+        return r;
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        csi_record *rec = recs[i];
+        mv_error e = MV_ERROR_INIT;
+        bool mounted = false;
+        if (csi_is_mounted(rec->target, &mounted, &e) < 0) {
+            csi_log("warn", "reconcile_failed", "target", rec->target, "error", e.msg);
+            csi_record_free(rec);
+            continue;
+        }
+        _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", rec->target);
+        if (mounted) {
+            /* Pins are durable already; re-pinning repairs a pin lost with
+             * a crash between the record and the pin. */
+            if (cache_pin(p->cache, rec->tree_id, owner, &e) < 0)
+                csi_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id,
+                        "error", e.msg);
+            csi_log("info", "volume_restored", "target", rec->target, "reference", rec->reference,
+                    "tree", rec->tree_id);
+            kept++;
+        } else {
+            /* The mount is gone (reboot, or a crash mid-publish): the
+             * kubelet will publish again if it still wants the volume. */
+            if (cache_unpin(p->cache, rec->tree_id, owner, &e) < 0 && e.code != -ENOENT)
+                csi_log("warn", "unpin_failed", "target", rec->target, "error", e.msg);
+            mv_error_clear(&e);
+            if (csi_state_remove(p->state_dir, rec->target, &e) < 0)
+                csi_log("warn", "record_remove_failed", "target", rec->target, "error", e.msg);
+            csi_log("info", "volume_dropped", "target", rec->target, "reference", rec->reference,
+                    "reason", "not mounted");
+            dropped++;
+        }
+        csi_record_free(rec);
+    }
+    free(recs);
+
+    char ms[32], k[32], d[32];
+    snprintf(ms, sizeof(ms), "%lld", (long long)((csi_now_ns() - t0) / 1000000));
+    snprintf(k, sizeof(k), "%zu", kept);
+    snprintf(d, sizeof(d), "%zu", dropped);
+    csi_log("info", "recovered", "cache", p->cache_dir, "volumes_kept", k, "volumes_dropped", d,
+            "ms", ms);
+    atomic_store(&p->ready, true);
+    return 0;
+}
