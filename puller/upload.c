@@ -3,13 +3,16 @@
  * Content-Range, resumable through a record of the upload session) and
  * manifest PUT. Everything goes through pull_http_do with the push scope.
  *
- * Resume: the record holds the session URL the registry handed out when the
- * upload was opened, never a credential. On resume, and after a transport
- * failure mid-chunk, the session is asked where it stands (GET -> Range)
- * through that first URL: docker distribution signs the offset into later
- * URLs and refuses them once a killed PATCH left more bytes than they say,
- * while the opening URL carries no offset to disagree with. A session the
- * registry no longer knows means starting over. */
+ * Resume: the record holds the URL of the upload session as of the last
+ * chunk the registry acknowledged, never a credential. On resume, and after
+ * a transport failure mid-chunk, the session is asked where it stands
+ * (GET -> Range) and the upload continues from there. A session the
+ * registry no longer knows means starting the blob over. docker
+ * distribution signs the offset into each session URL and drops a session
+ * whose stored bytes disagree with it, which is what a PATCH cut off
+ * mid-body leaves behind: against it, only an upload stopped between
+ * chunks resumes; one killed mid-chunk starts over (correctly, just not
+ * faster). */
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -149,15 +152,13 @@ static void record_remove(const char *path)
 /* ------------------------------------------------------------------------ */
 
 typedef struct session {
-    char *first; /* the URL the registry opened the upload with */
-    char *cur;   /* the URL to send the next request to */
+    char *cur; /* the URL to send the next request to */
 } session;
 
 static void session_clear(session *s)
 {
-    free(s->first);
     free(s->cur);
-    s->first = s->cur = NULL;
+    s->cur = NULL;
 }
 
 static int session_open(pull_client *c, const char *digest, session *s, mv_error *err)
@@ -175,7 +176,6 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
                                 resp.host);
         return pull_http_status_error(&resp, err, what);
     }
-    s->first = mv_xstrdup(resp.location);
     s->cur = mv_xstrdup(resp.location);
     return 0;
 }
@@ -203,7 +203,7 @@ static bool parse_range_end(const char *v, uint64_t *received)
 static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *offset,
                           mv_error *err)
 {
-    pull_http_req req = {.method = "GET", .path = s->first, .actions = PUSH_ACTIONS};
+    pull_http_req req = {.method = "GET", .path = s->cur, .actions = PUSH_ACTIONS};
     _cleanup_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0)
@@ -346,9 +346,8 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
     uint64_t off = 0;
     int r = 0;
     /* Resume a recorded session when the registry still has it. */
-    s.first = record_load(record, digest, size);
-    if (s.first) {
-        s.cur = mv_xstrdup(s.first);
+    s.cur = record_load(record, digest, size);
+    if (s.cur) {
         mv_error e = MV_ERROR_INIT;
         if (session_status(c, &s, size, &off, &e) < 0) {
             char msg[MV_ERROR_MSG_MAX + 64];
@@ -359,11 +358,11 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
             off = 0;
         }
     }
-    if (!s.first) {
+    if (!s.cur) {
         r = session_open(c, digest, &s, err);
         if (r < 0)
             return r;
-        record_save(record, digest, size, s.first);
+        record_save(record, digest, size, s.cur);
     }
     emit(c, PULL_EV_BLOB_START, digest, off, size, NULL);
     int retries = 0, patches = 0;
@@ -402,7 +401,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
                 r = session_open(c, digest, &s, err);
                 if (r < 0)
                     break;
-                record_save(record, digest, size, s.first);
+                record_save(record, digest, size, s.cur);
                 off = 0;
                 emit(c, PULL_EV_BLOB_START, digest, 0, size, NULL);
             } else if (sr < 0) {
@@ -412,6 +411,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         }
         patches++;
         retries = 0;
+        record_save(record, digest, size, s.cur);
         emit(c, PULL_EV_BLOB_PROGRESS, digest, off, size, NULL);
     }
     if (r == 0)
