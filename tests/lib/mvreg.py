@@ -99,6 +99,25 @@ class Registry:
                   headers={"Content-Type": "application/octet-stream"})
         return {"digest": digest, "size": len(data)}
 
+    def push_blob_file(self, repo, path):
+        """Streams a file as a blob (monolithic PUT), never holding it in memory."""
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = "sha256:" + h.hexdigest()
+        size = os.path.getsize(path)
+        r = self._req("POST", f"/v2/{repo}/blobs/uploads/")
+        loc = r.headers["Location"]
+        if loc.startswith("http"):
+            loc = loc.split(self.addr, 1)[1]
+        sep = "&" if "?" in loc else "?"
+        with open(path, "rb") as f:
+            self._req("PUT", f"{loc}{sep}digest={digest}", data=f,
+                      headers={"Content-Type": "application/octet-stream",
+                               "Content-Length": str(size)})
+        return {"digest": digest, "size": size}
+
     def push_manifest(self, repo, ref, manifest, media_type):
         body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
         self._req("PUT", f"/v2/{repo}/manifests/{ref}", data=body,
@@ -106,11 +125,11 @@ class Registry:
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def push_model(self, repo, tag, files):
-        """files: {relative path: bytes}. Pushes one raw ModelPack layer per
-        file and returns the manifest digest."""
+        """files: {relative path: bytes, or a local file path as str}. Pushes
+        one raw ModelPack layer per file and returns the manifest digest."""
         layers = []
         for path, data in sorted(files.items()):
-            d = self.push_blob(repo, data)
+            d = self.push_blob_file(repo, data) if isinstance(data, str) else self.push_blob(repo, data)
             kind = "weight" if path.endswith((".safetensors", ".bin", ".gguf")) else "weight.config"
             layers.append({
                 "mediaType": f"application/vnd.cncf.model.{kind}.v1.raw",
