@@ -299,7 +299,12 @@ static int do_endpoint(pull_client *c, const pull_http_req *req, size_t ep, cons
             if (overflow && req->body_exact)
                 return mv_error_set(err, -EBADMSG, "%s %s: response body larger than %zu bytes", m,
                                     hp, req->body_max ? req->body_max : PULL_HTTP_BODY_DEFAULT);
-            if (same_host && hops == 0 && e->try_plain && strcmp(e->scheme, "https") == 0) {
+            /* A certificate we do not trust is an answer, not a registry
+             * that lacks TLS: no fallback then. */
+            bool tls_answered = cc == CURLE_PEER_FAILED_VERIFICATION ||
+                                cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;
+            if (same_host && hops == 0 && e->try_plain && !tls_answered &&
+                strcmp(e->scheme, "https") == 0) {
                 /* A loopback registry that does not speak TLS: like
                  * containerd, fall back to plain HTTP once. */
                 free(e->scheme);

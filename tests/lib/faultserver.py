@@ -1,0 +1,146 @@
+"""faultserver.py — a tiny registry-shaped HTTP/1.1 server for faults real
+servers will not produce. It serves /v2/ and blobs (from files, with Range
+support) and misbehaves on purpose according to `mode`:
+
+  ok        behave
+  wrong     serve the right length with one byte flipped (digest mismatch)
+  truncate  the first `count` responses end halfway through the body
+  norange   ignore Range and answer 200 with the whole blob
+  fail500   the first `count` blob requests get 500
+  429       the first `count` blob requests get 429 with Retry-After: 1
+  stall     the first `count` responses send half the body, then stall
+  404       every blob is unknown
+
+Every request is recorded in `log` as (monotonic time, method, path, range,
+status)."""
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from mvreg import free_port
+
+STALL_SECONDS = 20
+
+
+class FaultServer:
+    def __init__(self, blobs, mode="ok", count=0):
+        self.blobs = blobs  # digest -> file path
+        self.mode, self.count = mode, count
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log = []
+        self.faults = 0
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.httpd = None
+
+    def _take_fault(self):
+        with self.lock:
+            if self.faults < self.count:
+                self.faults += 1
+                return True
+            return False
+
+    def start(self):
+        fs = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _record(self, status):
+                with fs.lock:
+                    fs.log.append((time.monotonic(), self.command, self.path,
+                                   self.headers.get("Range"), status))
+
+            def _simple(self, code, headers=()):
+                self._record(code)
+                self.send_response(code)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_HEAD(self):
+                self.do_GET(head=True)
+
+            def do_GET(self, head=False):
+                if self.path == "/v2/":
+                    return self._simple(200)
+                parts = self.path.split("/blobs/")
+                digest = parts[1] if len(parts) == 2 else None
+                if not digest or digest not in fs.blobs or fs.mode == "404":
+                    return self._simple(404)
+                if fs.mode == "fail500" and fs._take_fault():
+                    return self._simple(500)
+                if fs.mode == "429" and fs._take_fault():
+                    return self._simple(429, [("Retry-After", "1")])
+                path = fs.blobs[digest]
+                size = os.path.getsize(path)
+                start, end = 0, size - 1
+                rng = self.headers.get("Range")
+                status = 200
+                if rng and fs.mode != "norange" and rng.startswith("bytes="):
+                    a, _, b = rng[6:].partition("-")
+                    start = int(a)
+                    end = min(int(b), size - 1) if b else size - 1
+                    status = 206
+                length = end - start + 1
+                self._record(status)
+                self.send_response(status)
+                self.send_header("Content-Length", str(length))
+                self.send_header("Docker-Content-Digest", digest)
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.end_headers()
+                if head:
+                    return
+                cut = None
+                if fs.mode in ("truncate", "stall") and length > 1 and fs._take_fault():
+                    cut = length // 2
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    sent = 0
+                    while sent < length:
+                        n = min(1 << 16, length - sent)
+                        if cut is not None and sent + n > cut:
+                            n = cut - sent
+                        buf = f.read(n)
+                        if fs.mode == "wrong" and start + sent <= size // 2 < start + sent + len(buf):
+                            i = size // 2 - (start + sent)
+                            buf = buf[:i] + bytes([buf[i] ^ 0xFF]) + buf[i + 1:]
+                        try:
+                            self.wfile.write(buf)
+                        except OSError:
+                            return
+                        sent += len(buf)
+                        if cut is not None and sent >= cut:
+                            if fs.mode == "stall":
+                                fs.stop_event.wait(STALL_SECONDS)
+                            self.close_connection = True
+                            return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+    def blob_requests(self):
+        with self.lock:
+            return [e for e in self.log if "/blobs/" in e[2]]
