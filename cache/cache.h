@@ -7,6 +7,8 @@
 
 #include "puller.h"
 
+#include <time.h>
+
 #define CACHE_DEFAULT_ROOT "/var/lib/modelvol"
 
 typedef struct cache cache;
@@ -66,5 +68,78 @@ int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_
  * "prewarm:<reference>"). GC never removes pinned trees nor what they link. */
 int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err);
 int cache_unpin(cache *c, const char *tree_id, const char *owner, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Inspection and maintenance: modelpull ls/rm/gc/verify, prewarm, the CSI   */
+/* ------------------------------------------------------------------------ */
+
+/* The directory of a tree by id; -ENOENT when it is not in the cache. */
+int cache_tree_lookup(cache *c, const char *tree_id, char **path, mv_error *err);
+
+typedef struct cache_pin_info {
+    char tree_id[OCI_DIGEST_MAX];
+    char *owner;
+} cache_pin_info;
+/* Pins whose owner starts with owner_prefix (NULL or "" lists all). */
+int cache_pins_list(cache *c, const char *owner_prefix, cache_pin_info **out, size_t *n,
+                    mv_error *err);
+void cache_pins_free(cache_pin_info *p, size_t n);
+
+typedef struct cache_entry {
+    char tree_id[OCI_DIGEST_MAX];
+    char manifest_digest[OCI_DIGEST_MAX];
+    char *reference; /* as first pulled; NULL if unknown */
+    char *tree_path;
+    char *filter;    /* "include=a,b exclude=c subpath=d", "" when none */
+    uint64_t size;   /* bytes of the model's files */
+    time_t last_use;
+    size_t n_pins;
+} cache_entry;
+/* Every model tree, least recently used first. */
+int cache_list(cache *c, cache_entry **out, size_t *n, mv_error *err);
+void cache_entries_free(cache_entry *e, size_t n);
+
+/* Removes the trees of reference (matched by the reference they were pulled
+ * as, or by manifest digest), its tag record, then every blob and layer no
+ * tree references. -EBUSY naming the owner if a tree is pinned; -ENOENT if
+ * nothing matches. */
+int cache_remove(cache *c, const char *reference, size_t *trees_removed, mv_error *err);
+
+typedef struct cache_gc_opts {
+    uint64_t max_size;     /* target: cache at most this; 0 = cache_options.max_size */
+    int low_watermark_pct; /* target when no max_size: disk use at most this; 0 = options */
+} cache_gc_opts;
+
+typedef struct cache_gc_result {
+    uint64_t bytes_before; /* cache disk use, each inode once */
+    uint64_t bytes_after;
+    size_t trees_removed;
+    size_t layers_removed;
+    size_t blobs_removed;
+    bool target_reached; /* false when only pinned data is left */
+} cache_gc_result;
+
+/* Removes unreferenced blobs and layers, then unpinned trees least recently
+ * used first (each followed by what only it referenced) until the target is
+ * met. Waits for running pulls; pulls wait for it. */
+int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *err);
+/* For the plugin: when disk use is at or above the high watermark, or the
+ * cache is above cache_options.max_size, runs cache_gc down to the low
+ * watermark (or max_size). *ran says whether it ran. */
+int cache_gc_if_needed(cache *c, bool *ran, cache_gc_result *res, mv_error *err);
+/* Disk use of the cache (each inode once) and of its file system. */
+int cache_usage(cache *c, uint64_t *cache_bytes, int *disk_pct, mv_error *err);
+
+typedef struct cache_verify_result {
+    size_t blobs_checked;
+    uint64_t bytes_checked;
+    size_t corrupt;       /* blobs moved to quarantine/ */
+    char **quarantined;   /* their digests, corrupt entries */
+    size_t trees_removed; /* unpinned trees that linked a corrupt blob */
+} cache_verify_result;
+/* Re-hashes every blob; corrupt ones move to quarantine/ and the trees and
+ * layers built from them are removed, so the next pull fetches them again. */
+int cache_verify(cache *c, cache_verify_result *res, mv_error *err);
+void cache_verify_result_clear(cache_verify_result *r);
 
 #endif

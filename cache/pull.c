@@ -1,0 +1,484 @@
+/* pull.c — cache_pull: resolve a reference (through the tag cache when the
+ * policy allows), fetch what the cache lacks, ingest it, extract tar
+ * layers and build the model tree. Lock order, which keeps several
+ * processes deadlock-free: GC (shared) -> tree -> blobs (only tried, never
+ * waited on while holding another blob lock) -> layer. */
+#include "cache-internal.h"
+
+#include <cJSON.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/utsname.h>
+
+typedef struct pull_ctx {
+    cache *c;
+    const cache_pull_opts *o;
+    const oci_ref *ref;
+    const char *refstr;
+    pull_client *client;
+    mv_error *err;
+} pull_ctx;
+
+static int need_client(pull_ctx *p, const char *what)
+{
+    if (p->client)
+        return 0;
+    if (p->o->policy == CACHE_PULL_NEVER)
+        return mv_error_set(p->err, -ENOENT, "%s is not in the cache and the pull policy is Never",
+                            what);
+    return pull_client_new(p->ref, &p->o->pull, &p->client, p->err);
+}
+
+/* A manifest or index by digest: from the store, else from the registry
+ * (verified by the puller, re-verified by the ingest). */
+static int load_manifest(pull_ctx *p, const char *digest, oci_manifest **m)
+{
+    _cleanup_free_ char *buf = NULL;
+    _cleanup_free_ char *ct = NULL;
+    size_t len = 0;
+    if (cache_blob_exists(p->c, digest)) {
+        int r = cache_blob_read(p->c, digest, OCI_MANIFEST_MAX_BYTES, &buf, &len, p->err);
+        if (r < 0)
+            return r;
+    } else {
+        _cleanup_free_ char *what = mv_xasprintf("manifest %s", digest);
+        int r = need_client(p, what);
+        if (r < 0)
+            return r;
+        char got[OCI_DIGEST_MAX];
+        void *vbuf = NULL;
+        r = pull_fetch_manifest(p->client, digest, &vbuf, &len, &ct, got, p->err);
+        buf = vbuf;
+        if (r < 0)
+            return r;
+        r = cache_ingest_buf(p->c, digest, buf, len, p->err);
+        if (r < 0)
+            return r;
+    }
+    int r = oci_manifest_parse(buf, len, ct, m, p->err);
+    if (r < 0)
+        return mv_error_wrap(p->err, "manifest %s", digest);
+    return 0;
+}
+
+static const char *host_arch(void)
+{
+    static struct utsname u;
+    if (uname(&u) < 0)
+        return "amd64";
+    if (strcmp(u.machine, "x86_64") == 0)
+        return "amd64";
+    if (strcmp(u.machine, "aarch64") == 0)
+        return "arm64";
+    if (strncmp(u.machine, "arm", 3) == 0)
+        return "arm";
+    return u.machine;
+}
+
+/* Picks the model (or this node's platform) from an index. */
+static int select_from_index(pull_ctx *p, const oci_manifest *idx, char out[OCI_DIGEST_MAX])
+{
+    const oci_descriptor *d = NULL;
+    if (oci_index_select_artifact(idx, MODEL_ARTIFACT_TYPE, &d, NULL) < 0 &&
+        oci_index_select_artifact(idx, MODEL_ARTIFACT_TYPE_CNAI, &d, NULL) < 0) {
+        int r = oci_index_select_platform(idx, "linux", host_arch(), NULL, &d, p->err);
+        if (r < 0)
+            return r;
+    }
+    snprintf(out, OCI_DIGEST_MAX, "%s", d->digest);
+    return 0;
+}
+
+/* ---- config: diff_ids ---------------------------------------------------- */
+
+static char **config_diff_ids(const char *buf, size_t len, size_t *n)
+{
+    *n = 0;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    if (!j)
+        return NULL;
+    const cJSON *arr =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "rootfs"), "diff_ids");
+    if (!cJSON_IsArray(arr))
+        arr = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "modelfs"),
+                                               "diffIds");
+    char **v = NULL;
+    if (cJSON_IsArray(arr)) {
+        size_t cnt = (size_t)cJSON_GetArraySize(arr);
+        v = mv_xcalloc(cnt + 1, sizeof(*v));
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            v[*n] = mv_xstrdup(cJSON_IsString(it) ? it->valuestring : "");
+            (*n)++;
+        }
+    }
+    cJSON_Delete(j);
+    return v;
+}
+
+static int load_config(pull_ctx *p, const oci_manifest *m, char ***diff_ids, size_t *n)
+{
+    *diff_ids = NULL;
+    *n = 0;
+    if (!m->has_config || !m->config.digest)
+        return 0;
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0;
+    if (cache_blob_exists(p->c, m->config.digest)) {
+        int r = cache_blob_read(p->c, m->config.digest, OCI_MANIFEST_MAX_BYTES, &buf, &len, p->err);
+        if (r < 0)
+            return r;
+    } else {
+        _cleanup_free_ char *what = mv_xasprintf("config %s", m->config.digest);
+        int r = need_client(p, what);
+        if (r < 0)
+            return r;
+        void *vbuf = NULL;
+        r = pull_fetch_small_blob(p->client, &m->config, &vbuf, &len, p->err);
+        buf = vbuf;
+        if (r < 0)
+            return r;
+        r = cache_ingest_buf(p->c, m->config.digest, buf, len, p->err);
+        if (r < 0)
+            return r;
+    }
+    *diff_ids = config_diff_ids(buf, len, n);
+    return 0;
+}
+
+/* ---- layer selection ------------------------------------------------------ */
+
+/* Whether layer d is part of the tree: raw layers need a file path that
+ * passes the filter; tar layers are filtered by their path if they have one. */
+static int layer_selected(const oci_descriptor *d, const cache_pull_opts *o, bool *sel,
+                          mv_error *err)
+{
+    oci_media_class mc = {0};
+    oci_media_classify(d->media_type, &mc);
+    _cleanup_free_ char *path = NULL;
+    int r = oci_layer_filepath(d, &path, err);
+    if (r < 0 && r != -ENOENT)
+        return mv_error_wrap(err, "layer %s", d->digest);
+    if (mc.format == OCI_FMT_RAW)
+        *sel = path && cache_filter_match(path, o->include, o->exclude);
+    else
+        *sel = !path || cache_filter_match(path, o->include, o->exclude);
+    if (*sel && strncmp(d->digest, "sha256:", 7) != 0)
+        return mv_error_set(err, -ENOTSUP, "layer %s: only sha256 digests are supported",
+                            d->digest);
+    return 0;
+}
+
+/* ---- downloads ------------------------------------------------------------ */
+
+typedef struct fetch_slot {
+    const oci_descriptor *d;
+    int lock_fd;
+    int fd;
+    char *state_path;
+} fetch_slot;
+
+static void slots_release(fetch_slot *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].fd >= 0)
+            close(s[i].fd);
+        if (s[i].lock_fd >= 0)
+            close(s[i].lock_fd);
+        free(s[i].state_path);
+    }
+    free(s);
+}
+
+/* One round: take every free blob lock, download those blobs with one
+ * pull_blobs call, ingest them; then wait for the blobs other processes
+ * are fetching. Returns how many blobs are still missing. */
+static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, uint64_t *downloaded,
+                       size_t *still_missing)
+{
+    fetch_slot *slots = mv_xcalloc(n ? n : 1, sizeof(*slots));
+    size_t ns = 0;
+    const oci_descriptor **busy = mv_xcalloc(n ? n : 1, sizeof(*busy));
+    size_t nb = 0;
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        const oci_descriptor *d = missing[i];
+        _cleanup_free_ char *lock = mv_xasprintf("blob-%s", oci_digest_hex(d->digest));
+        int lfd = -1;
+        int lr = cache_lock(p->c, lock, LOCK_EX | LOCK_NB, &lfd, p->err);
+        if (lr == -EWOULDBLOCK) {
+            busy[nb++] = d;
+            continue;
+        }
+        if (lr < 0) {
+            r = lr;
+            break;
+        }
+        if (cache_blob_exists(p->c, d->digest)) {
+            close(lfd);
+            continue;
+        }
+        slots[ns] = (fetch_slot){.d = d, .lock_fd = lfd, .fd = -1};
+        r = cache_ingest_open(p->c, d->digest, &slots[ns].fd, &slots[ns].state_path, p->err);
+        ns++;
+    }
+    if (r == 0 && ns > 0) {
+        _cleanup_free_ char *what = mv_xasprintf("blob %s", slots[0].d->digest);
+        r = need_client(p, what);
+    }
+    if (r == 0 && ns > 0) {
+        pull_blob_job *jobs = mv_xcalloc(ns, sizeof(*jobs));
+        for (size_t i = 0; i < ns; i++)
+            jobs[i] = (pull_blob_job){
+                .desc = slots[i].d, .fd = slots[i].fd, .state_path = slots[i].state_path};
+        int pr = pull_blobs(p->client, jobs, ns, p->err);
+        /* Keep whatever did arrive even when another blob failed: the next
+         * pull then only needs the rest. */
+        for (size_t i = 0; i < ns; i++) {
+            *downloaded += jobs[i].downloaded;
+            if (jobs[i].result < 0)
+                continue;
+            mv_error cerr = MV_ERROR_INIT;
+            int cr = cache_ingest_commit(p->c, slots[i].d, slots[i].fd, &cerr);
+            if (cr < 0 && pr == 0) {
+                mv_error_copy(p->err, &cerr);
+                pr = cr;
+            }
+        }
+        free(jobs);
+        r = pr;
+    }
+    slots_release(slots, ns);
+    if (r < 0) {
+        free(busy);
+        return r;
+    }
+    /* Others are fetching these: wait for each in turn, holding no other
+     * blob lock, then look again. */
+    for (size_t i = 0; i < nb; i++) {
+        _cleanup_free_ char *lock = mv_xasprintf("blob-%s", oci_digest_hex(busy[i]->digest));
+        _cleanup_close_ int lfd = -1;
+        r = cache_lock(p->c, lock, LOCK_EX, &lfd, p->err);
+        if (r < 0)
+            break;
+    }
+    *still_missing = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!cache_blob_exists(p->c, missing[i]->digest))
+            missing[(*still_missing)++] = missing[i];
+    free(busy);
+    return r;
+}
+
+static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloaded)
+{
+    const oci_descriptor **missing = mv_xcalloc(m->n_layers ? m->n_layers : 1, sizeof(*missing));
+    size_t n = 0;
+    int r = 0;
+    for (size_t i = 0; i < m->n_layers && r == 0; i++) {
+        const oci_descriptor *d = &m->layers[i];
+        bool sel = false;
+        r = layer_selected(d, p->o, &sel, p->err);
+        if (r < 0 || !sel || cache_blob_exists(p->c, d->digest))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(missing[k]->digest, d->digest) == 0;
+        if (!dup)
+            missing[n++] = d;
+    }
+    /* Each round either downloads a blob or waits for its owner; a blob an
+     * owner failed to fetch is ours to fetch in the next round. */
+    for (int round = 0; r == 0 && n > 0; round++) {
+        if (round == 8) {
+            r = mv_error_set(p->err, -EIO, "blob %s: still missing after 8 attempts",
+                             missing[0]->digest);
+            break;
+        }
+        r = fetch_round(p, missing, n, downloaded, &n);
+    }
+    free(missing);
+    return r;
+}
+
+/* ---- cache_pull -------------------------------------------------------------- */
+
+static void hit(cache *c, const char *tree_id, const char *manifest_digest, cache_pull_result *out)
+{
+    _cleanup_free_ char *lu = mv_xasprintf(CACHE_D_TREES "/%s/lastuse", oci_digest_hex(tree_id));
+    cache_touch_at(c->root_fd, lu, NULL);
+    out->tree_path = cache_tree_path_of(c, tree_id);
+    snprintf(out->tree_id, sizeof(out->tree_id), "%s", tree_id);
+    snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s", manifest_digest);
+    out->cache_hit = true;
+}
+
+static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
+{
+    cache *c = p->c;
+    const cache_pull_opts *o = p->o;
+    char manifest_digest[OCI_DIGEST_MAX] = "";
+    char resolved[OCI_DIGEST_MAX] = "";
+    char tree_id[OCI_DIGEST_MAX];
+    _cleanup_manifest_ oci_manifest *m = NULL;
+    bool tag_known = false;
+
+    if (p->ref->digest) {
+        snprintf(resolved, sizeof(resolved), "%s", p->ref->digest);
+    } else if (o->policy != CACHE_PULL_ALWAYS) {
+        mv_error sub = MV_ERROR_INIT;
+        tag_known = cache_tag_get(c, p->refstr, manifest_digest, resolved, &sub) == 0;
+        if (tag_known) {
+            cache_tree_id(manifest_digest, o->include, o->exclude, subpath, tree_id);
+            if (cache_tree_exists(c, tree_id)) {
+                hit(c, tree_id, manifest_digest, out);
+                return 0;
+            }
+        } else if (o->policy == CACHE_PULL_NEVER) {
+            return mv_error_set(p->err, -ENOENT,
+                                "not in the cache and the pull policy is Never (pull it first)");
+        }
+    }
+    if (!resolved[0]) {
+        int r = need_client(p, "the tag");
+        if (r < 0)
+            return r;
+        _cleanup_free_ char *ct = NULL;
+        _cleanup_free_ char *buf = NULL;
+        void *vbuf = NULL;
+        size_t len = 0;
+        r = pull_fetch_manifest(p->client, p->ref->tag, &vbuf, &len, &ct, resolved, p->err);
+        buf = vbuf;
+        if (r < 0)
+            return r;
+        r = cache_ingest_buf(c, resolved, buf, len, p->err);
+        if (r < 0)
+            return r;
+    }
+    int r = load_manifest(p, resolved, &m);
+    if (r < 0)
+        return r;
+    const char *index_digest = NULL;
+    if (oci_manifest_is_index(m)) {
+        r = select_from_index(p, m, manifest_digest);
+        if (r < 0)
+            return mv_error_wrap(p->err, "index %s", resolved);
+        oci_manifest_free(m);
+        m = NULL;
+        r = load_manifest(p, manifest_digest, &m);
+        if (r < 0)
+            return r;
+        if (oci_manifest_is_index(m))
+            return mv_error_set(p->err, -EINVAL, "index %s points at another index %s", resolved,
+                                manifest_digest);
+        index_digest = resolved;
+    } else {
+        snprintf(manifest_digest, sizeof(manifest_digest), "%s", resolved);
+    }
+    if (p->ref->tag && !p->ref->digest) {
+        r = cache_tag_put(c, p->refstr, manifest_digest, resolved, p->err);
+        if (r < 0)
+            return r;
+    }
+
+    cache_tree_id(manifest_digest, o->include, o->exclude, subpath, tree_id);
+    if (cache_tree_exists(c, tree_id)) {
+        hit(c, tree_id, manifest_digest, out);
+        return 0;
+    }
+    _cleanup_free_ char *tlock = mv_xasprintf("tree-%s", oci_digest_hex(tree_id));
+    _cleanup_close_ int tfd = -1;
+    r = cache_lock(c, tlock, LOCK_EX, &tfd, p->err);
+    if (r < 0)
+        return r;
+    if (cache_tree_exists(c, tree_id)) {
+        hit(c, tree_id, manifest_digest, out);
+        return 0; /* another process built it while we waited */
+    }
+
+    _cleanup_strv_ char **diff_ids = NULL;
+    size_t n_diff = 0;
+    r = load_config(p, m, &diff_ids, &n_diff);
+    if (r < 0)
+        return r;
+    r = fetch_missing(p, m, &out->bytes_downloaded);
+    if (r < 0)
+        return r;
+
+    bool image = false;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const oci_descriptor *d = &m->layers[i];
+        oci_media_class mc = {0};
+        oci_media_classify(d->media_type, &mc);
+        if (mc.format == OCI_FMT_RAW)
+            continue;
+        image |= mc.family == OCI_FAMILY_OCI || mc.family == OCI_FAMILY_DOCKER;
+        bool sel = false;
+        r = layer_selected(d, o, &sel, p->err);
+        if (r < 0)
+            return r;
+        if (!sel)
+            continue;
+        const char *want = n_diff == m->n_layers && diff_ids[i][0] ? diff_ids[i] : NULL;
+        r = cache_layer_ensure(c, d, want, p->err);
+        if (r < 0)
+            return r;
+    }
+    cache_tree_spec spec = {
+        .tree_id = tree_id,
+        .reference = p->refstr,
+        .manifest_digest = manifest_digest,
+        .index_digest = index_digest,
+        .manifest = m,
+        .include = o->include,
+        .exclude = o->exclude,
+        .subpath = subpath,
+        .image = image,
+    };
+    r = cache_tree_build(c, &spec, p->err);
+    if (r < 0)
+        return r;
+    out->tree_path = cache_tree_path_of(c, tree_id);
+    snprintf(out->tree_id, sizeof(out->tree_id), "%s", tree_id);
+    snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s", manifest_digest);
+    return 0;
+}
+
+int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_pull_result *out,
+               mv_error *err)
+{
+    static const cache_pull_opts defaults;
+    if (!o)
+        o = &defaults;
+    memset(out, 0, sizeof(*out));
+    _cleanup_ref_ oci_ref *ref = NULL;
+    int r = oci_ref_parse(reference, &ref, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *refstr = oci_ref_string(ref);
+    _cleanup_free_ char *subpath = NULL;
+    if (o->subpath && *o->subpath) {
+        r = oci_path_normalize(o->subpath, &subpath, err);
+        if (r < 0)
+            return mv_error_wrap(err, "pull %s: subpath", refstr);
+    }
+    _cleanup_close_ int gfd = -1;
+    r = cache_lock(c, CACHE_LOCK_GC, LOCK_SH, &gfd, err);
+    if (r < 0)
+        return r;
+    pull_ctx p = {.c = c, .o = o, .ref = ref, .refstr = refstr, .err = err};
+    r = do_pull(&p, subpath, out);
+    if (p.client) {
+        pull_stats st;
+        pull_client_stats(p.client, &st);
+        out->bytes_from_mirror = st.bytes_mirror;
+        pull_client_free(p.client);
+    }
+    if (r < 0) {
+        cache_pull_result_clear(out);
+        return mv_error_wrap(err, "pull %s", refstr);
+    }
+    return 0;
+}

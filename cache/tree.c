@@ -1,0 +1,421 @@
+/* tree.c — model trees: one directory per (manifest digest, filter,
+ * subpath), made of hard links to blobs (raw layers) and to extracted
+ * files (tar layers, flattened in order with OCI whiteouts). A tree is
+ * built in tmp/ and renamed into trees/ complete, with a meta.json that
+ * records what it links so GC knows what is still referenced. */
+#include "cache-internal.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void add_sorted(oci_hasher *h, char tag, const char *const *globs)
+{
+    size_t n = 0;
+    while (globs && globs[n])
+        n++;
+    if (!n)
+        return;
+    const char **v = mv_xcalloc(n, sizeof(*v));
+    memcpy(v, globs, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char pre[3] = {tag, ':', 0};
+        oci_hasher_update(h, pre, 2);
+        oci_hasher_update(h, v[i], strlen(v[i]) + 1);
+    }
+    free(v);
+}
+
+void cache_tree_id(const char *manifest_digest, const char *const *include,
+                   const char *const *exclude, const char *subpath, char out[OCI_DIGEST_MAX])
+{
+    _cleanup_hasher_ oci_hasher *h = oci_hasher_new(OCI_DIGEST_SHA256);
+    static const char ver[] = "modelvol-tree-v1";
+    oci_hasher_update(h, ver, sizeof(ver));
+    oci_hasher_update(h, manifest_digest, strlen(manifest_digest) + 1);
+    add_sorted(h, 'i', include);
+    add_sorted(h, 'e', exclude);
+    if (subpath) {
+        oci_hasher_update(h, "s:", 2);
+        oci_hasher_update(h, subpath, strlen(subpath) + 1);
+    }
+    oci_hasher_final(h, out);
+}
+
+static bool glob_match(const char *glob, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    return fnmatch(glob, path, 0) == 0 || (base && fnmatch(glob, base + 1, 0) == 0);
+}
+
+bool cache_filter_match(const char *path, const char *const *include, const char *const *exclude)
+{
+    if (include && include[0]) {
+        bool any = false;
+        for (size_t i = 0; include[i] && !any; i++)
+            any = glob_match(include[i], path);
+        if (!any)
+            return false;
+    }
+    for (size_t i = 0; exclude && exclude[i]; i++)
+        if (glob_match(exclude[i], path))
+            return false;
+    return true;
+}
+
+char *cache_tree_path_of(cache *c, const char *tree_id)
+{
+    return mv_xasprintf("%s/" CACHE_D_TREES "/%s/root", c->root, oci_digest_hex(tree_id));
+}
+
+bool cache_tree_exists(cache *c, const char *tree_id)
+{
+    _cleanup_free_ char *p = mv_xasprintf(CACHE_D_TREES "/%s", oci_digest_hex(tree_id));
+    return faccessat(c->root_fd, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* ---- flattening ------------------------------------------------------------ */
+
+static int remove_existing(int tfd, const char *name, mv_error *err)
+{
+    return cache_rm_rf_at(tfd, name, err);
+}
+
+static bool whiteout_name_ok(const char *x)
+{
+    return x[0] && strcmp(x, ".") != 0 && strcmp(x, "..") != 0 && !strchr(x, '/');
+}
+
+static int merge_dir(int lfd, int tfd, const char *where, bool whiteouts, const char *layer,
+                     int depth, mv_error *err)
+{
+    if (depth > 256)
+        return mv_error_set(err, -ELOOP, "layer %s: directories nested deeper than 256", layer);
+    DIR *d = cache_opendir_fd(lfd);
+    if (!d) {
+        return mv_error_errno(err, -errno, "layer %s: read directory \"%s\"", layer, where);
+    }
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            names = mv_xrealloc(names, cap * sizeof(*names));
+        }
+        names[n++] = mv_xstrdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_str);
+
+    int r = 0;
+    /* Whiteouts hide what lower layers put here, never this layer's own
+     * entries, so they are applied before anything of this layer is added. */
+    if (whiteouts) {
+        for (size_t i = 0; i < n && r == 0; i++) {
+            if (strcmp(names[i], ".wh..wh..opq") != 0)
+                continue;
+            DIR *td = cache_opendir_fd(tfd);
+            if (!td) {
+                r = mv_error_errno(err, -errno, "layer %s: opaque \"%s\"", layer, where);
+                break;
+            }
+            struct dirent *te;
+            while (r == 0 && (te = readdir(td)))
+                if (strcmp(te->d_name, ".") != 0 && strcmp(te->d_name, "..") != 0)
+                    r = remove_existing(tfd, te->d_name, err);
+            closedir(td);
+        }
+        for (size_t i = 0; i < n && r == 0; i++) {
+            if (strncmp(names[i], ".wh.", 4) != 0 || strcmp(names[i], ".wh..wh..opq") == 0)
+                continue;
+            const char *x = names[i] + 4;
+            if (!whiteout_name_ok(x)) {
+                r = mv_error_set(err, -EBADMSG, "layer %s: bad whiteout \"%s/%s\"", layer, where,
+                                 names[i]);
+                break;
+            }
+            r = remove_existing(tfd, x, err);
+        }
+    }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        const char *nm = names[i];
+        if (whiteouts && strncmp(nm, ".wh.", 4) == 0)
+            continue;
+        struct stat ls, ts;
+        if (fstatat(lfd, nm, &ls, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = mv_error_errno(err, -errno, "layer %s: stat \"%s/%s\"", layer, where, nm);
+            break;
+        }
+        bool exists = fstatat(tfd, nm, &ts, AT_SYMLINK_NOFOLLOW) == 0;
+        if (S_ISDIR(ls.st_mode)) {
+            if (exists && !S_ISDIR(ts.st_mode)) {
+                r = remove_existing(tfd, nm, err);
+                exists = false;
+            }
+            if (r == 0 && !exists && mkdirat(tfd, nm, 0755) < 0)
+                r = mv_error_errno(err, -errno, "tree: mkdir \"%s/%s\"", where, nm);
+            if (r < 0)
+                break;
+            _cleanup_close_ int sl =
+                openat(lfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            _cleanup_close_ int st =
+                openat(tfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sl < 0 || st < 0) {
+                r = mv_error_errno(err, -errno, "tree: open \"%s/%s\"", where, nm);
+                break;
+            }
+            _cleanup_free_ char *sub = mv_xasprintf("%s/%s", where, nm);
+            r = merge_dir(sl, st, sub, whiteouts, layer, depth + 1, err);
+            continue;
+        }
+        if (exists)
+            r = remove_existing(tfd, nm, err);
+        if (r < 0)
+            break;
+        if (S_ISREG(ls.st_mode)) {
+            if (linkat(lfd, nm, tfd, nm, 0) < 0)
+                r = mv_error_errno(err, -errno, "tree: link \"%s/%s\" from layer %s", where, nm,
+                                   layer);
+        } else if (S_ISLNK(ls.st_mode)) {
+            char buf[4096];
+            ssize_t k = readlinkat(lfd, nm, buf, sizeof(buf) - 1);
+            if (k < 0) {
+                r = mv_error_errno(err, -errno, "layer %s: readlink \"%s/%s\"", layer, where, nm);
+                break;
+            }
+            buf[k] = '\0';
+            if (symlinkat(buf, tfd, nm) < 0)
+                r = mv_error_errno(err, -errno, "tree: symlink \"%s/%s\"", where, nm);
+        } else {
+            r = mv_error_set(err, -EBADMSG, "layer %s: \"%s/%s\" is not a file, dir or symlink",
+                             layer, where, nm);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return r;
+}
+
+int cache_tree_merge_layer(int layerfd, int treefd, bool whiteouts, const char *layer,
+                           mv_error *err)
+{
+    return merge_dir(layerfd, treefd, ".", whiteouts, layer, 0, err);
+}
+
+/* ---- building -------------------------------------------------------------- */
+
+static int link_raw(cache *c, int fullfd, const oci_descriptor *d, const char *path, mv_error *err)
+{
+    _cleanup_free_ char *parent = NULL;
+    const char *slash = strrchr(path, '/');
+    parent = slash ? mv_xstrndup(path, (size_t)(slash - path)) : mv_xstrdup("");
+    const char *base = slash ? slash + 1 : path;
+    _cleanup_close_ int pfd = -1;
+    int r = cache_open_dir_nofollow(fullfd, parent, true, &pfd, err);
+    if (r < 0)
+        return mv_error_wrap(err, "tree: file \"%s\"", path);
+    _cleanup_free_ char *blob = mv_xasprintf(CACHE_D_BLOBS "/%s", oci_digest_hex(d->digest));
+    if (linkat(c->root_fd, blob, pfd, base, 0) < 0) {
+        if (errno == EEXIST)
+            return mv_error_set(err, -EBADMSG, "tree: two layers present the file \"%s\"", path);
+        return mv_error_errno(err, -errno, "tree: link \"%s\" to blob %s", path, d->digest);
+    }
+    return 0;
+}
+
+static uint64_t apparent_size(int dirfd, int depth)
+{
+    DIR *d = cache_opendir_fd(dirfd);
+    if (!d) {
+        return 0;
+    }
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            total += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode) && depth < 256) {
+            _cleanup_close_ int sub =
+                openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                total += apparent_size(sub, depth + 1);
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static cJSON *str_array(const char *const *v)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; v && v[i]; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+    return a;
+}
+
+static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, cJSON *layers,
+                    mv_error *err)
+{
+    const oci_manifest *m = s->manifest;
+    if (mkdirat(wfd, "full", 0755) < 0)
+        return mv_error_errno(err, -errno, "tree: create work directory");
+    _cleanup_close_ int fullfd = openat(wfd, "full", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fullfd < 0)
+        return mv_error_errno(err, -errno, "tree: open work directory");
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const oci_descriptor *d = &m->layers[i];
+        oci_media_class mc = {0};
+        oci_media_classify(d->media_type, &mc);
+        _cleanup_free_ char *path = NULL;
+        mv_error sub = MV_ERROR_INIT;
+        int pr = oci_layer_filepath(d, &path, &sub);
+        if (pr < 0 && pr != -ENOENT) {
+            mv_error_copy(err, &sub);
+            return mv_error_wrap(err, "layer %s", d->digest);
+        }
+        if (path && !cache_filter_match(path, s->include, s->exclude))
+            continue;
+        if (mc.format == OCI_FMT_RAW) {
+            if (!path)
+                continue; /* a raw blob without a file name presents nothing */
+            int r = link_raw(c, fullfd, d, path, err);
+            if (r < 0)
+                return r;
+            cJSON_AddItemToArray(blobs, cJSON_CreateString(d->digest));
+            continue;
+        }
+        if (mc.format == OCI_FMT_UNKNOWN)
+            return mv_error_set(err, -ENOTSUP, "layer %s: unsupported media type %s", d->digest,
+                                d->media_type);
+        _cleanup_free_ char *lp = mv_xasprintf(CACHE_D_LAYERS "/%s", oci_digest_hex(d->digest));
+        _cleanup_close_ int lfd =
+            openat(c->root_fd, lp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (lfd < 0)
+            return mv_error_errno(err, -errno, "layer %s: open extracted layer", d->digest);
+        int r = cache_tree_merge_layer(lfd, fullfd, s->image, d->digest, err);
+        if (r < 0)
+            return r;
+        cJSON_AddItemToArray(blobs, cJSON_CreateString(d->digest));
+        cJSON_AddItemToArray(layers, cJSON_CreateString(d->digest));
+    }
+
+    const char *sp = s->subpath ? s->subpath : (s->image ? "models" : NULL);
+    if (sp) {
+        _cleanup_free_ char *norm = NULL;
+        int r = oci_path_normalize(sp, &norm, err);
+        if (r < 0)
+            return mv_error_wrap(err, "subpath");
+        const char *slash = strrchr(norm, '/');
+        _cleanup_free_ char *parent =
+            slash ? mv_xstrndup(norm, (size_t)(slash - norm)) : mv_xstrdup("");
+        const char *base = slash ? slash + 1 : norm;
+        _cleanup_close_ int pfd = -1;
+        mv_error sub = MV_ERROR_INIT;
+        struct stat st;
+        if (cache_open_dir_nofollow(fullfd, parent, false, &pfd, &sub) < 0 ||
+            fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            return mv_error_set(err, -ENOENT, "subpath \"%s\" is not a directory in the model%s",
+                                norm, s->subpath ? "" : " (modelcar images keep files in /models)");
+        if (renameat(pfd, base, wfd, "root") < 0)
+            return mv_error_errno(err, -errno, "tree: present subpath \"%s\"", norm);
+        int r2 = cache_rm_rf_at(wfd, "full", err);
+        if (r2 < 0)
+            return r2;
+    } else if (renameat(wfd, "full", wfd, "root") < 0) {
+        return mv_error_errno(err, -errno, "tree: rename work directory");
+    }
+    _cleanup_close_ int rootfd = openat(wfd, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return mv_error_errno(err, -errno, "tree: open root");
+    int r = cache_check_symlinks(rootfd, "tree", false, err);
+    if (r < 0)
+        return mv_error_wrap(err, "model %s", s->reference ? s->reference : s->manifest_digest);
+    fchmod(rootfd, 0755);
+
+    cJSON_AddItemToArray(blobs, cJSON_CreateString(s->manifest_digest));
+    if (m->has_config)
+        cJSON_AddItemToArray(blobs, cJSON_CreateString(m->config.digest));
+    if (s->index_digest)
+        cJSON_AddItemToArray(blobs, cJSON_CreateString(s->index_digest));
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "version", 1);
+    cJSON_AddStringToObject(meta, "tree", s->tree_id);
+    if (s->reference)
+        cJSON_AddStringToObject(meta, "reference", s->reference);
+    cJSON_AddStringToObject(meta, "manifest", s->manifest_digest);
+    if (s->index_digest)
+        cJSON_AddStringToObject(meta, "index", s->index_digest);
+    cJSON_AddItemToObject(meta, "include", str_array(s->include));
+    cJSON_AddItemToObject(meta, "exclude", str_array(s->exclude));
+    if (s->subpath)
+        cJSON_AddStringToObject(meta, "subpath", s->subpath);
+    cJSON_AddNumberToObject(meta, "size", (double)apparent_size(rootfd, 0));
+    cJSON_AddNumberToObject(meta, "created", (double)time(NULL));
+    cJSON_AddItemReferenceToObject(meta, "blobs", blobs);
+    cJSON_AddItemReferenceToObject(meta, "layers", layers);
+    char *json = cJSON_PrintUnformatted(meta);
+    cJSON_Delete(meta);
+    if (!json)
+        return mv_error_set(err, -ENOMEM, "tree: encode meta.json");
+    _cleanup_close_ int fd =
+        openat(wfd, "meta.json", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    r = 0;
+    if (fd < 0 || write(fd, json, strlen(json)) != (ssize_t)strlen(json))
+        r = mv_error_errno(err, -errno, "tree: write meta.json");
+    free(json);
+    if (r < 0)
+        return r;
+    return cache_touch_at(wfd, "lastuse", err);
+}
+
+int cache_tree_build(cache *c, const cache_tree_spec *s, mv_error *err)
+{
+    const char *hex = oci_digest_hex(s->tree_id);
+    _cleanup_free_ char *work = mv_xasprintf("tree-%s", hex);
+    _cleanup_close_ int tmpfd =
+        openat(c->root_fd, CACHE_D_TMP, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (tmpfd < 0)
+        return mv_error_errno(err, -errno, "open %s/" CACHE_D_TMP, c->root);
+    int r = cache_rm_rf_at(tmpfd, work, err);
+    if (r < 0)
+        return r;
+    if (mkdirat(tmpfd, work, 0755) < 0)
+        return mv_error_errno(err, -errno, "tree %s: create work directory", s->tree_id);
+    _cleanup_close_ int wfd = openat(tmpfd, work, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wfd < 0)
+        return mv_error_errno(err, -errno, "tree %s: open work directory", s->tree_id);
+    cJSON *blobs = cJSON_CreateArray(), *layers = cJSON_CreateArray();
+    r = build_in(c, s, wfd, blobs, layers, err);
+    cJSON_Delete(blobs);
+    cJSON_Delete(layers);
+    if (r == 0 && syncfs(wfd) < 0)
+        r = mv_error_errno(err, -errno, "tree %s: sync", s->tree_id);
+    _cleanup_free_ char *dst = mv_xasprintf(CACHE_D_TREES "/%s", hex);
+    if (r == 0) {
+        int rr = cache_rename_dir_noreplace(tmpfd, work, c->root_fd, dst);
+        if (rr < 0 && rr != -EEXIST && rr != -ENOTEMPTY)
+            r = mv_error_errno(err, rr, "tree %s: rename into " CACHE_D_TREES, s->tree_id);
+    }
+    cache_rm_rf_at(tmpfd, work, NULL);
+    if (r < 0)
+        return r;
+    return cache_fsync_dir_at(c->root_fd, CACHE_D_TREES, err);
+}

@@ -1,0 +1,149 @@
+/* modelpull_pull.c — `modelpull pull`: pull a model into the node cache
+ * and print the path of its tree as the last line on stdout. */
+#include "cli.h"
+#include "cli_progress.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: modelpull [--cache DIR] [--config FILE] pull [OPTIONS] REF\n\n"
+               "  --connections N       total parallel connections (default 16)\n"
+               "  --chunk-size SIZE     range size for large blobs (default 16M)\n"
+               "  --plain-http          talk plain HTTP to this registry\n"
+               "  --include GLOB        only files matching GLOB (repeatable)\n"
+               "  --exclude GLOB        skip files matching GLOB (repeatable)\n"
+               "  --subpath PATH        present only this directory of the model\n"
+               "  --policy POLICY       IfNotPresent (default), Always or Never\n"
+               "  --progress=MODE       auto, bar, json or none\n");
+}
+
+static void strv_push(char ***v, size_t *n, const char *s)
+{
+    *v = mv_xrealloc(*v, (*n + 2) * sizeof(**v));
+    (*v)[(*n)++] = mv_xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+static int pull_main(const cli_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"connections", required_argument, NULL, 'n'},
+        {"chunk-size", required_argument, NULL, 'k'},
+        {"plain-http", no_argument, NULL, 'p'},
+        {"include", required_argument, NULL, 'i'},
+        {"exclude", required_argument, NULL, 'x'},
+        {"subpath", required_argument, NULL, 's'},
+        {"policy", required_argument, NULL, 'P'},
+        {"progress", required_argument, NULL, 'g'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    mv_error err = MV_ERROR_INIT;
+    cache_pull_opts po = {0};
+    _cleanup_strv_ char **include = NULL;
+    _cleanup_strv_ char **exclude = NULL;
+    size_t ni = 0, nx = 0;
+    cli_progress_mode pmode = CLI_PROGRESS_AUTO;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'n': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 1024) {
+                mv_error_set(&err, -EINVAL, "--connections \"%s\": expected 1 to 1024", optarg);
+                cli_error("modelpull", &err);
+                return 2;
+            }
+            po.pull.connections = (int)v;
+            break;
+        }
+        case 'k':
+            if (mv_parse_size(optarg, &po.pull.chunk_size, &err) < 0 || !po.pull.chunk_size) {
+                if (!err.msg[0])
+                    mv_error_set(&err, -EINVAL, "--chunk-size must be above 0");
+                mv_error_wrap(&err, "--chunk-size");
+                cli_error("modelpull", &err);
+                return 2;
+            }
+            break;
+        case 'p':
+            po.pull.plain_http = true;
+            break;
+        case 'i':
+            strv_push(&include, &ni, optarg);
+            break;
+        case 'x':
+            strv_push(&exclude, &nx, optarg);
+            break;
+        case 's':
+            po.subpath = optarg;
+            break;
+        case 'P':
+            if (cache_pull_policy_parse(optarg, &po.policy, &err) < 0) {
+                cli_error("modelpull", &err);
+                return 2;
+            }
+            break;
+        case 'g':
+            if (cli_progress_mode_parse(optarg, &pmode, &err) < 0) {
+                cli_error("modelpull", &err);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    const char *reference = argv[optind];
+    po.include = (const char *const *)include;
+    po.exclude = (const char *const *)exclude;
+
+    pull_config *cfg = NULL;
+    pull_creds *creds = NULL;
+    if (pull_config_load(g->config_path, g->config_named, &cfg, &err) < 0 ||
+        pull_creds_load_default(&creds, &err) < 0) {
+        pull_config_free(cfg);
+        cli_error("modelpull", &err);
+        return 1;
+    }
+    po.pull.config = cfg;
+    po.pull.creds = creds;
+    cli_progress *prog = cli_progress_new(pmode, pmode == CLI_PROGRESS_JSON ? stdout : stderr);
+    if (prog) {
+        po.pull.on_event = cli_progress_event;
+        po.pull.event_ctx = prog;
+    }
+
+    int rc = 1;
+    _cleanup_cache_ cache *c = NULL;
+    cache_pull_result res = {0};
+    if (cache_open(g->cache_dir, NULL, &c, &err) == 0 &&
+        cache_pull(c, reference, &po, &res, &err) == 0)
+        rc = 0;
+    if (prog) {
+        cli_progress_finish(prog);
+        cli_progress_free(prog);
+    }
+    pull_creds_free(creds);
+    pull_config_free(cfg);
+    if (rc != 0) {
+        cli_error("modelpull", &err);
+        return rc;
+    }
+    printf("%s\n", res.tree_path);
+    cache_pull_result_clear(&res);
+    return 0;
+}
+
+CLI_VERB("pull", "pull a model into the node cache and print its tree path", pull_main)
