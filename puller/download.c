@@ -46,7 +46,9 @@ typedef struct dl_job {
     bool from_mirror;
     bool no_mirrors;
     bool need_resolve;
-    int resolves;
+    int resolves;     /* resolutions since the last completed range */
+    long last_status; /* last refusal that asked for a new resolution */
+    char last_host[256];
     int inflight;
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
     pull_hashq *hq;
@@ -235,9 +237,12 @@ static int resolve(dl_ctx *x, dl_job *j)
     pull_client *c = x->c;
     const char *digest = j->job->desc->digest;
     if (++j->resolves > MAX_RESOLVES) {
-        job_fail(x, j, -EACCES, "blob %s: storage URL rejected after %d resolutions", digest,
-                 MAX_RESOLVES);
-        return -EACCES;
+        /* Fresh URLs and tokens keep being refused without progress. */
+        job_fail(x, j, j->last_status == 403 ? -EPERM : -EACCES,
+                 "blob %s: %ld from %s after refreshing credentials", digest, j->last_status,
+                 j->last_host[0] ? j->last_host : c->registry);
+        j->job->err.http_status = (int)j->last_status;
+        return j->job->result;
     }
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", digest);
     const char *hdrs[] = {"Range: bytes=0-0", NULL};
@@ -643,6 +648,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
             pull_rangeset_add(&j->done, r->start, r->end);
             j->dirty = true;
             r->attempts = 0;
+            j->resolves = 0;
             advance_contiguous(j);
             save_state(x, j, false);
             return;
@@ -657,6 +663,8 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         return;
     }
     r->state = R_PENDING;
+    j->last_status = s;
+    snprintf(j->last_host, sizeof(j->last_host), "%s", host);
     if ((s == 401 || s == 403) && !j->url_is_registry) {
         /* The signed storage URL expired: ask the registry again. */
         j->need_resolve = true;

@@ -215,8 +215,8 @@ typedef struct pull_http_resp {
  * once). Returns 0 with resp filled for ANY HTTP status (the caller judges
  * it), or a negative code for a transport failure / auth failure (-EACCES
  * when still 401 after refreshing: resp->status is 401 then too). Transport
- * failures are not retried here; callers decide. resp must be released with
- * pull_http_resp_clear. */
+ * failures are not retried here; callers decide. Whatever the result, resp
+ * must be released with pull_http_resp_clear (it may hold a partial answer). */
 int pull_http_do(pull_client *c, const pull_http_req *req, pull_http_resp *resp, mv_error *err);
 void pull_http_resp_clear(pull_http_resp *resp);
 

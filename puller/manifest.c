@@ -33,8 +33,10 @@ static int get_retrying(pull_client *c, const pull_http_req *req, const char *wh
         else
             transient = transient_status(resp->status);
         if (!transient || attempt >= c->opt.max_retries) {
-            if (rc < 0)
+            if (rc < 0) {
+                pull_http_resp_clear(resp);
                 return mv_error_wrap(err, "%s", what);
+            }
             return 0;
         }
         char msg[MV_ERROR_MSG_MAX + 64];

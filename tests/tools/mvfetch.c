@@ -66,7 +66,7 @@ static int run(pull_options *o, int argc, char **argv)
         char digest[OCI_DIGEST_MAX];
         const char *which = ref->digest ? ref->digest : ref->tag;
         if (pull_fetch_manifest(c, which, &buf, &len, &ct, digest, &err) < 0)
-            return fail(argv[optind + 1], &err);
+            return fail("", &err);
         printf("%s\n%s\n", digest, ct ? ct : "");
         fwrite(buf, 1, len, stdout);
         printf("\n");
@@ -91,7 +91,7 @@ static int run(pull_options *o, int argc, char **argv)
                (unsigned long long)st.bytes_mirror, (unsigned long long)st.retries);
         fflush(stdout);
         if (r < 0) {
-            fail(argv[optind + 1], &err);
+            fail("", &err);
             return r == -ECANCELED ? 130 : 1;
         }
         return 0;
