@@ -1,0 +1,552 @@
+"""test_deploy_manifests.py — the Kubernetes manifests under deploy/ are
+valid and agree with each other and with the binaries they run:
+
+- every YAML file parses (python3-yaml, multi-document) and passes yamllint;
+- the kustomize base lists every manifest, and renders (kubectl kustomize,
+  when kubectl is installed);
+- the CSI driver name is the same everywhere;
+- the socket the plugin serves (--endpoint), the one the registrar and the
+  livenessprobe dial (--csi-address) and the one the kubelet is told about
+  (--kubelet-registration-path) are the same host file, resolved through
+  each container's volumeMounts and the pod's hostPath volumes;
+- the cache is the same hostPath in the plugin and the pre-warm DaemonSet;
+- every flag a manifest passes to modelvol-csi, modelpull or modelpush is
+  in that binary's --help (modelpull: global flags in `modelpull --help`,
+  verb flags in `modelpull VERB --help`);
+- every registry config.json in a ConfigMap is accepted by the real parser.
+
+No cluster is needed. Run with Debian's /usr/bin/python3."""
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
+DEPLOY = os.path.join(SOURCE_DIR, "deploy")
+BASE = os.path.join(DEPLOY, "kubernetes")
+DRIVER = "modelvol.csi.io"
+OUR_BINARIES = ("modelvol-csi", "modelpull", "modelpush")
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}{': ' + detail if detail else ''}")
+
+
+def yaml_files():
+    files = []
+    for pattern in ("**/*.yaml", "**/*.yml"):
+        files += glob.glob(os.path.join(DEPLOY, pattern), recursive=True)
+    return sorted(set(files))
+
+
+def load_all():
+    """{path: [documents]} for every manifest; parse failures are reported."""
+    docs = {}
+    for path in yaml_files():
+        rel = os.path.relpath(path, SOURCE_DIR)
+        try:
+            with open(path) as f:
+                docs[path] = [d for d in yaml.safe_load_all(f) if d is not None]
+            check(f"parses: {rel}", len(docs[path]) > 0, "no documents")
+        except yaml.YAMLError as e:
+            check(f"parses: {rel}", False, str(e).replace("\n", " "))
+    return docs
+
+
+def objects(docs, kind=None):
+    for path, ds in docs.items():
+        for d in ds:
+            if isinstance(d, dict) and (kind is None or d.get("kind") == kind):
+                yield path, d
+
+
+def find(docs, kind, name, under=BASE):
+    for path, d in objects(docs, kind):
+        if path.startswith(under + os.sep) and d.get("metadata", {}).get("name") == name:
+            return d
+    return None
+
+
+def walk(node, fn, parent_key=None):
+    """Calls fn(key, value, parent_mapping) for every mapping entry."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            fn(k, v, node)
+            walk(v, fn, k)
+    elif isinstance(node, list):
+        for v in node:
+            walk(v, fn, parent_key)
+
+
+# ---- flags --------------------------------------------------------------------
+
+
+def arg_flags(args):
+    """Flags in an argument list: '--x=y', '--x y', '-f FILE'. Returns the
+    flag names in order, with their position."""
+    out = []
+    for i, a in enumerate(args):
+        a = str(a)
+        if a.startswith("-") and a != "-" and a != "--":
+            out.append((i, a.split("=", 1)[0]))
+    return out
+
+
+def flag_value(args, flag):
+    """The value of --flag=value or --flag value, or None."""
+    args = [str(a) for a in args]
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+
+def help_text(binary, *verb):
+    path = os.path.join(BUILD_DIR, binary)
+    if not os.access(path, os.X_OK):
+        return None
+    r = subprocess.run([path, *verb, "--help"], capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr
+
+
+def in_help(flag, text):
+    return re.search(r"(?<![\w-])" + re.escape(flag) + r"(?![\w-])", text) is not None
+
+
+# Global options of modelpull that take a value: the verb is the first
+# argument after them.
+MODELPULL_GLOBAL_WITH_VALUE = ("--cache", "--config")
+
+
+def split_modelpull(args):
+    """(global args, verb, verb args) for a modelpull command line."""
+    args = [str(a) for a in args]
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] in MODELPULL_GLOBAL_WITH_VALUE:
+            i += 1
+        i += 1
+    if i >= len(args):
+        return args, None, []
+    return args[:i], args[i], args[i + 1:]
+
+
+def container_command(c):
+    cmd = [str(x) for x in (c.get("command") or [])]
+    args = [str(x) for x in (c.get("args") or [])]
+    full = cmd + args
+    if not full:
+        return None, []
+    return os.path.basename(full[0]), full[1:]
+
+
+def check_flags(docs):
+    helps = {}
+    skipped = set()
+    seen_any = {b: False for b in OUR_BINARIES}
+    for path, d in objects(docs):
+        rel = os.path.relpath(path, SOURCE_DIR)
+        containers = []
+
+        def collect(k, v, parent):
+            if k in ("containers", "initContainers") and isinstance(v, list):
+                containers.extend(c for c in v if isinstance(c, dict))
+
+        walk(d, collect)
+        for c in containers:
+            binary, args = container_command(c)
+            if binary not in OUR_BINARIES:
+                continue
+            seen_any[binary] = True
+            if binary not in helps:
+                helps[binary] = help_text(binary)
+            top = helps[binary]
+            if top is None:
+                if binary not in skipped:
+                    print(f"SKIP: {binary} is not built in {BUILD_DIR}: its flags are not checked")
+                    skipped.add(binary)
+                continue
+            where = f"{rel} container {c.get('name')}"
+            if binary == "modelpull":
+                glob_args, verb, verb_args = split_modelpull(args)
+                for _, flag in arg_flags(glob_args):
+                    check(f"flag {flag} of modelpull in --help ({where})", in_help(flag, top))
+                check(f"verb {verb} in modelpull --help ({where})",
+                      verb is not None and re.search(r"^\s+" + re.escape(verb) + r"\s", top, re.M))
+                if verb:
+                    key = f"modelpull {verb}"
+                    if key not in helps:
+                        helps[key] = help_text("modelpull", verb) or ""
+                    for _, flag in arg_flags(verb_args):
+                        check(f"flag {flag} of modelpull {verb} in --help ({where})",
+                              in_help(flag, helps[key]))
+            else:
+                for _, flag in arg_flags(args):
+                    check(f"flag {flag} of {binary} in --help ({where})", in_help(flag, top))
+    check("the node plugin and pre-warm containers run our binaries",
+          seen_any["modelvol-csi"] and seen_any["modelpull"])
+
+
+# ---- paths through volumes -----------------------------------------------------
+
+
+def resolve(pod_spec, container, path):
+    """Maps a path inside a container to ("hostPath", host path) or
+    ("configMap", name, key) or ("secret", name, key) through the longest
+    matching volumeMount. None when nothing is mounted there."""
+    best = None
+    for m in container.get("volumeMounts") or []:
+        mp = m["mountPath"].rstrip("/") or "/"
+        if path == mp or path.startswith(mp + "/"):
+            if best is None or len(mp) > len(best["mountPath"].rstrip("/")):
+                best = m
+    if best is None:
+        return None
+    mp = best["mountPath"].rstrip("/")
+    rest = path[len(mp):].lstrip("/")
+    if best.get("subPath"):
+        rest = os.path.join(best["subPath"], rest) if rest else best["subPath"]
+    vol = next((v for v in pod_spec.get("volumes") or [] if v["name"] == best["name"]), None)
+    if vol is None:
+        return ("missing-volume", best["name"])
+    if "hostPath" in vol:
+        return ("hostPath", os.path.normpath(os.path.join(vol["hostPath"]["path"], rest)))
+    for kind in ("configMap", "secret"):
+        if kind in vol:
+            name = vol[kind].get("name") or vol[kind].get("secretName")
+            return (kind, name, rest)
+    return ("other", best["name"], rest)
+
+
+def container_by_command(pod_spec, binary):
+    for c in pod_spec.get("containers") or []:
+        if container_command(c)[0] == binary:
+            return c
+    return None
+
+
+def container_by_image(pod_spec, fragment):
+    for c in pod_spec.get("containers") or []:
+        if fragment in str(c.get("image", "")):
+            return c
+    return None
+
+
+def check_node_daemonset(docs):
+    ds = find(docs, "DaemonSet", "modelvol-node")
+    check("node DaemonSet modelvol-node exists in deploy/kubernetes", ds is not None)
+    if ds is None:
+        return None
+    spec = ds["spec"]["template"]["spec"]
+    plugin = container_by_command(spec, "modelvol-csi")
+    registrar = container_by_image(spec, "csi-node-driver-registrar")
+    probe = container_by_image(spec, "sig-storage/livenessprobe")
+    check("node DaemonSet has modelvol-csi, node-driver-registrar and livenessprobe",
+          plugin is not None and registrar is not None and probe is not None)
+    if not (plugin and registrar and probe):
+        return None
+
+    # The socket: one host file seen three ways.
+    endpoint = flag_value(plugin.get("args", []), "--endpoint") or ""
+    check("plugin --endpoint is a unix:// socket", endpoint.startswith("unix://"), endpoint)
+    plugin_sock = resolve(spec, plugin, endpoint[len("unix://"):])
+    reg_sock = resolve(spec, registrar, flag_value(registrar.get("args", []), "--csi-address") or "")
+    probe_sock = resolve(spec, probe, flag_value(probe.get("args", []), "--csi-address") or "")
+    kubelet_path = flag_value(registrar.get("args", []), "--kubelet-registration-path")
+    check("plugin socket is on a hostPath", plugin_sock and plugin_sock[0] == "hostPath",
+          str(plugin_sock))
+    check("registrar --csi-address is the plugin's --endpoint", reg_sock == plugin_sock,
+          f"{reg_sock} vs {plugin_sock}")
+    check("livenessprobe --csi-address is the plugin's --endpoint", probe_sock == plugin_sock,
+          f"{probe_sock} vs {plugin_sock}")
+    check("--kubelet-registration-path is the plugin socket's host path",
+          plugin_sock is not None and kubelet_path == plugin_sock[-1],
+          f"{kubelet_path} vs {plugin_sock}")
+    check("plugin socket lives in /var/lib/kubelet/plugins/<driver>/",
+          plugin_sock is not None
+          and os.path.dirname(plugin_sock[-1]) == f"/var/lib/kubelet/plugins/{DRIVER}")
+    reg_dir = resolve(spec, registrar, "/registration")
+    check("registrar's /registration is the kubelet's plugins_registry",
+          reg_dir == ("hostPath", "/var/lib/kubelet/plugins_registry"), str(reg_dir))
+
+    # Mounts, privilege, propagation.
+    check("modelvol-csi is privileged",
+          (plugin.get("securityContext") or {}).get("privileged") is True)
+    kubelet_mount = next((m for m in plugin.get("volumeMounts", [])
+                          if m["mountPath"] == "/var/lib/kubelet"), None)
+    check("/var/lib/kubelet is mounted with Bidirectional propagation",
+          kubelet_mount is not None and kubelet_mount.get("mountPropagation") == "Bidirectional"
+          and resolve(spec, plugin, "/var/lib/kubelet") == ("hostPath", "/var/lib/kubelet"))
+    cache = resolve(spec, plugin, flag_value(plugin.get("args", []), "--cache") or "")
+    check("plugin --cache is the hostPath /var/lib/modelvol",
+          cache == ("hostPath", "/var/lib/modelvol"), str(cache))
+
+    # Scheduling and resources.
+    tols = spec.get("tolerations") or []
+    check("node DaemonSet tolerates nvidia.com/gpu NoSchedule",
+          any(t.get("key") == "nvidia.com/gpu" and t.get("operator") == "Exists"
+              and t.get("effect") in (None, "NoSchedule") for t in tols)
+          or any(t.get("operator") == "Exists" and "key" not in t for t in tols))
+    for c in spec["containers"]:
+        res = c.get("resources") or {}
+        check(f"container {c['name']} has resource requests and limits",
+              bool(res.get("requests")) and bool(res.get("limits")))
+
+    # Ports: metrics declared where the plugin listens; the liveness probe
+    # targets the livenessprobe sidecar's healthz.
+    ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c.get("ports") or []}
+    maddr = flag_value(plugin.get("args", []), "--metrics-addr") or ""
+    check("--metrics-addr listens beyond loopback (scrapable)",
+          not maddr.startswith("127.") and not maddr.startswith("[::1]"), maddr)
+    check("metrics containerPort matches --metrics-addr",
+          "metrics" in ports and maddr.rsplit(":", 1)[-1] == str(ports["metrics"]),
+          f"{maddr} vs {ports.get('metrics')}")
+    lp = plugin.get("livenessProbe", {}).get("httpGet", {})
+    lp_port = ports.get(lp.get("port"), lp.get("port"))
+    probe_ep = flag_value(probe.get("args", []), "--http-endpoint") or ""
+    check("modelvol-csi liveness probe hits the livenessprobe sidecar's /healthz",
+          lp.get("path") == "/healthz" and probe_ep.rsplit(":", 1)[-1] == str(lp_port),
+          f"{lp} vs --http-endpoint={probe_ep}")
+    check("metrics, healthz and registrar ports are distinct",
+          len(set(ports.values())) == len(ports), str(ports))
+    return spec, plugin
+
+
+def check_prewarm(docs, node):
+    ds = find(docs, "DaemonSet", "modelvol-prewarm")
+    check("pre-warm DaemonSet modelvol-prewarm exists in deploy/kubernetes", ds is not None)
+    if ds is None:
+        return
+    spec = ds["spec"]["template"]["spec"]
+    c = container_by_command(spec, "modelpull")
+    check("pre-warm runs modelpull", c is not None)
+    if c is None:
+        return
+    glob_args, verb, verb_args = split_modelpull(container_command(c)[1])
+    check("pre-warm runs the prewarm verb with --watch", verb == "prewarm" and "--watch" in verb_args)
+    cache = resolve(spec, c, flag_value(glob_args, "--cache") or "/var/lib/modelvol")
+    if node:
+        nspec, plugin = node
+        ncache = resolve(nspec, plugin, flag_value(plugin.get("args", []), "--cache") or "")
+        check("pre-warm cache hostPath is the plugin's", cache == ncache and cache[0] == "hostPath",
+              f"{cache} vs {ncache}")
+        pconf = resolve(spec, c, flag_value(glob_args, "--config") or "/etc/modelvol/config.json")
+        nconf = resolve(nspec, plugin, flag_value(plugin.get("args", []), "--config") or "")
+        check("pre-warm and plugin read the same registry config", pconf == nconf and pconf,
+              f"{pconf} vs {nconf}")
+    lst = resolve(spec, c, flag_value(verb_args, "-f") or flag_value(verb_args, "--file") or "")
+    check("pre-warm list is a key of a mounted ConfigMap", lst and lst[0] == "configMap", str(lst))
+    mount = next((m for m in c.get("volumeMounts") or [] if lst and m["name"] and
+                  any(v["name"] == m["name"] and v.get("configMap", {}).get("name") == lst[1]
+                      for v in spec.get("volumes") or [])), None)
+    check("pre-warm list is mounted as a directory (no subPath), so --watch sees updates",
+          mount is not None and not mount.get("subPath"))
+    if lst and lst[0] == "configMap":
+        cm = find(docs, "ConfigMap", lst[1])
+        check(f"ConfigMap {lst[1]} has key {lst[2]}", cm is not None and lst[2] in cm.get("data", {}))
+
+
+def check_driver_name(docs):
+    names = set()
+    driver = find(docs, "CSIDriver", DRIVER)
+    check("CSIDriver is named " + DRIVER, driver is not None)
+    if driver:
+        s = driver["spec"]
+        check("CSIDriver: attachRequired false, podInfoOnMount true",
+              s.get("attachRequired") is False and s.get("podInfoOnMount") is True)
+        check("CSIDriver: volumeLifecycleModes Ephemeral and Persistent",
+              sorted(s.get("volumeLifecycleModes", [])) == ["Ephemeral", "Persistent"])
+        check("CSIDriver: fsGroupPolicy None", s.get("fsGroupPolicy") == "None")
+    for _, d in objects(docs, "CSIDriver"):
+        names.add(d["metadata"]["name"])
+
+    def collect(k, v, parent):
+        if k == "driver" and isinstance(v, str):
+            names.add(v)
+
+    for _, d in objects(docs):
+        walk(d, collect)
+    # Any *.csi.* name in the raw text (paths, comments) too.
+    for path in yaml_files():
+        with open(path) as f:
+            names.update(re.findall(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.csi\.[a-z0-9.-]*[a-z0-9]", f.read()))
+    names.discard("")
+    check("the driver name is identical everywhere", names == {DRIVER}, str(sorted(names)))
+
+
+def check_examples(docs):
+    attrs_known = {"reference", "pullPolicy", "include", "exclude", "path"}
+    secrets = {(d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d
+               for _, d in objects(docs, "Secret")}
+    inline = 0
+    for path, d in objects(docs):
+        rel = os.path.relpath(path, SOURCE_DIR)
+        vols = []
+
+        def collect(k, v, parent):
+            if k == "csi" and isinstance(v, dict) and "driver" in v:
+                vols.append(v)
+
+        walk(d, collect)
+        for v in vols:
+            attrs = v.get("volumeAttributes") or {}
+            what = f"{rel} {d['kind']} {d['metadata']['name']}"
+            is_pv = d["kind"] == "PersistentVolume"
+            inline += 0 if is_pv else 1
+            check(f"csi volume is readOnly ({what})", v.get("readOnly") is True)
+            check(f"csi volume names a reference ({what})",
+                  bool(attrs.get("reference") or (is_pv and v.get("volumeHandle"))))
+            check(f"csi volumeAttributes are ones the plugin reads ({what})",
+                  set(attrs) <= attrs_known, str(sorted(set(attrs) - attrs_known)))
+            check(f"pullPolicy is IfNotPresent, Always or Never ({what})",
+                  attrs.get("pullPolicy", "IfNotPresent") in ("IfNotPresent", "Always", "Never"))
+            ref = v.get("nodePublishSecretRef")
+            if ref:
+                ns = ref.get("namespace") or d["metadata"].get("namespace", "default")
+                s = secrets.get((ns, ref["name"]))
+                check(f"nodePublishSecretRef names a dockerconfigjson Secret ({what})",
+                      s is not None and s.get("type") == "kubernetes.io/dockerconfigjson"
+                      and ".dockerconfigjson" in (s.get("stringData") or s.get("data") or {}))
+    check("examples include inline ephemeral volumes", inline > 0)
+    pvs = [d for _, d in objects(docs, "PersistentVolume")]
+    pvcs = [d for _, d in objects(docs, "PersistentVolumeClaim")]
+    check("examples include a static PV and PVC, both ReadOnlyMany",
+          pvs and pvcs and all(x["spec"]["accessModes"] == ["ReadOnlyMany"] for x in pvs + pvcs))
+    for pvc in pvcs:
+        pv = next((p for p in pvs if p["metadata"]["name"] == pvc["spec"].get("volumeName")), None)
+        check(f"PVC {pvc['metadata']['name']} binds its PV",
+              pv is not None and pv["spec"].get("claimRef", {}).get("name") == pvc["metadata"]["name"])
+
+    # Metrics: Service -> node pods' metrics port; ServiceMonitor -> Service.
+    node = find(docs, "DaemonSet", "modelvol-node")
+    svc = next((d for _, d in objects(docs, "Service")
+                if any(p.get("name") == "metrics" for p in d["spec"].get("ports", []))), None)
+    sm = next((d for _, d in objects(docs, "ServiceMonitor")), None)
+    check("examples include a metrics Service and a ServiceMonitor", svc is not None and sm is not None)
+    if svc and sm and node:
+        labels = node["spec"]["template"]["metadata"]["labels"]
+        sel = svc["spec"]["selector"]
+        check("metrics Service selects the node plugin pods",
+              all(labels.get(k) == v for k, v in sel.items()))
+        port = next(p for p in svc["spec"]["ports"] if p["name"] == "metrics")
+        declared = {p["name"] for c in node["spec"]["template"]["spec"]["containers"]
+                    for p in c.get("ports") or []}
+        check("metrics Service targets the declared metrics port", port["targetPort"] in declared)
+        check("ServiceMonitor selects the metrics Service",
+              all(svc["metadata"]["labels"].get(k) == v
+                  for k, v in sm["spec"]["selector"]["matchLabels"].items())
+              and any(e.get("port") == "metrics" for e in sm["spec"]["endpoints"]))
+
+
+def check_kustomization(docs):
+    for kfile in glob.glob(os.path.join(DEPLOY, "**", "kustomization.yaml"), recursive=True):
+        rel = os.path.relpath(kfile, SOURCE_DIR)
+        k = docs.get(kfile, [{}])[0]
+        d = os.path.dirname(kfile)
+        listed = list(k.get("resources", [])) + [p["path"] for p in k.get("patches", []) if "path" in p]
+        check(f"{rel}: every listed file exists",
+              all(os.path.exists(os.path.join(d, r)) for r in listed))
+        if d == BASE:
+            own = {os.path.basename(p) for p in glob.glob(os.path.join(BASE, "*.yaml"))}
+            own.discard("kustomization.yaml")
+            check(f"{rel}: lists every manifest of the base", own == set(k.get("resources", [])),
+                  str(sorted(own ^ set(k.get("resources", [])))))
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            print(f"SKIP: kubectl not installed: {rel} is not rendered")
+            continue
+        r = subprocess.run([kubectl, "kustomize", d], capture_output=True, text=True, timeout=60)
+        check(f"{rel}: kubectl kustomize renders it", r.returncode == 0, r.stderr.strip()[:300])
+
+
+def check_registry_configs(docs):
+    modelpull = os.path.join(BUILD_DIR, "modelpull")
+    n = 0
+    for path, d in objects(docs, "ConfigMap"):
+        text = (d.get("data") or {}).get("config.json")
+        if text is None:
+            continue
+        n += 1
+        rel = f"{os.path.relpath(path, SOURCE_DIR)} ConfigMap {d['metadata']['name']}"
+        try:
+            cfg = json.loads(text)
+            check(f"config.json is JSON with a registries object ({rel})",
+                  isinstance(cfg.get("registries"), dict))
+        except ValueError as e:
+            check(f"config.json is JSON ({rel})", False, str(e))
+            continue
+        if not os.access(modelpull, os.X_OK):
+            print(f"SKIP: modelpull is not built: {rel} is not checked by the real parser")
+            continue
+        # prewarm loads the config before anything else; an empty list makes
+        # it a pure config check.
+        with tempfile.TemporaryDirectory(prefix="modelvol-deploy.") as tmp:
+            conf = os.path.join(tmp, "config.json")
+            lst = os.path.join(tmp, "models.txt")
+            with open(conf, "w") as f:
+                f.write(text)
+            with open(lst, "w") as f:
+                f.write("# empty\n")
+            r = subprocess.run([modelpull, "--cache", os.path.join(tmp, "cache"), "--config", conf,
+                                "prewarm", "-f", lst], capture_output=True, text=True, timeout=60)
+            check(f"config.json is accepted by modelpull ({rel})", r.returncode == 0,
+                  r.stderr.strip()[:300])
+    check("a registry config.json ConfigMap exists", n > 0)
+
+
+def check_dockerfile():
+    path = os.path.join(DEPLOY, "Dockerfile")
+    check("deploy/Dockerfile exists", os.path.exists(path))
+    if not os.path.exists(path):
+        return
+    text = open(path).read()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    check("Dockerfile is multi-stage on Debian 12",
+          len(stages) >= 2 and all(s.startswith("debian:12") for s in stages), str(stages))
+    runtime = text[text.rfind("\nFROM "):]
+    check("runtime stage installs no -dev package", not re.search(r"\S+-dev\b", runtime))
+    for b in OUR_BINARIES:
+        check(f"runtime image gets {b}", b in runtime or f"build/{b}" in text)
+
+
+def main():
+    docs = load_all()
+    lint = shutil.which("yamllint")
+    if lint:
+        r = subprocess.run([lint, "-s", "-f", "parsable", "-c", os.path.join(DEPLOY, ".yamllint"), DEPLOY],
+                           capture_output=True, text=True, timeout=120)
+        check("yamllint -s passes on deploy/", r.returncode == 0, (r.stdout + r.stderr).strip()[:2000])
+    else:
+        check("yamllint is installed (scripts/install-deps)", False)
+    check_driver_name(docs)
+    node = check_node_daemonset(docs)
+    check_prewarm(docs, node)
+    check_examples(docs)
+    check_kustomization(docs)
+    check_registry_configs(docs)
+    check_flags(docs)
+    check_dockerfile()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

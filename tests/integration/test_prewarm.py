@@ -1,0 +1,288 @@
+"""test_prewarm.py — `modelpull prewarm` against a real docker-registry:
+
+- pull + pin: every listed model is pulled and pinned with owner
+  "prewarm:<reference>"; comments, blank lines and duplicates are ignored;
+  the pinned tree holds the model's bytes;
+- unpin on removal: a reference that leaves the list loses its pin;
+- a bad reference (unparsable, or missing from the registry) makes the run
+  exit non-zero and is named on stderr, while the good ones are still pinned;
+- --watch follows a ConfigMap-style update (the kubelet's ..data symlink
+  swap) and an in-place rewrite of a plain file, then exits 0 on SIGTERM;
+- --pull-policy Always follows a moved tag and unpins the old tree.
+
+Pins are observed with tests/tools/mvpins (cache_pins_list). Run with
+Debian's /usr/bin/python3."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mvreg  # noqa: E402
+
+MODELPULL = os.path.join(mvreg.BUILD_DIR, "modelpull")
+# tests/tools/*.c build into the tests/ subdirectory of the build tree.
+MVPINS = next((p for p in (os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"),
+                           os.path.join(mvreg.BUILD_DIR, "mvpins")) if os.access(p, os.X_OK)),
+              os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"))
+PREFIX = "prewarm:"
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}{': ' + str(detail)[:2000] if detail else ''}")
+
+
+def wait_for(cond, secs=60):
+    """Polls cond until true or secs pass (bounded); returns its last value."""
+    deadline = time.monotonic() + secs
+    while True:
+        v = cond()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(0.05)
+
+
+def pins(cache):
+    r = subprocess.run([MVPINS, cache, PREFIX], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"mvpins failed: {r.stderr}")
+    out = {}
+    for line in r.stdout.splitlines():
+        tree, owner = line.split(" ", 1)
+        out[owner] = tree
+    return out
+
+
+def prewarm(cache, listfile, *extra, timeout=180):
+    return subprocess.run([MODELPULL, "--cache", cache, "prewarm", "-f", listfile, *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def tree_of(cache, ref):
+    """The tree path `modelpull pull` prints last (IfNotPresent: from the cache)."""
+    r = subprocess.run([MODELPULL, "--cache", cache, "pull", "--plain-http", ref],
+                       capture_output=True, text=True, timeout=120)
+    lines = r.stdout.strip().splitlines()
+    return lines[-1] if r.returncode == 0 and lines else None
+
+
+class ConfigMapDir:
+    """A directory laid out like a mounted ConfigMap: models.txt is a symlink
+    to ..data/models.txt, and ..data points at a timestamped directory that an
+    update replaces by renaming a new symlink over it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.n = 0
+        os.makedirs(path)
+        os.symlink("..data/models.txt", os.path.join(path, "models.txt"))
+
+    @property
+    def file(self):
+        return os.path.join(self.path, "models.txt")
+
+    def update(self, text):
+        self.n += 1
+        ts = f"..2026_11_23_10_00_00.{self.n:04d}"
+        os.makedirs(os.path.join(self.path, ts))
+        with open(os.path.join(self.path, ts, "models.txt"), "w") as f:
+            f.write(text)
+        data = os.path.join(self.path, "..data")
+        old = os.readlink(data) if os.path.islink(data) else None
+        tmp = os.path.join(self.path, "..data_tmp")
+        os.symlink(ts, tmp)
+        os.rename(tmp, data)
+        if old:
+            shutil.rmtree(os.path.join(self.path, old))
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def model_files(tag):
+    return {
+        "config.json": f'{{"model": "{tag}"}}'.encode(),
+        "model.safetensors": os.urandom(96 * 1024) + tag.encode(),
+    }
+
+
+def same_tree_contents(tree, files):
+    if not tree:
+        return False
+    for rel, data in files.items():
+        p = os.path.join(tree, rel)
+        if not os.path.isfile(p):
+            return False
+        with open(p, "rb") as f:
+            if f.read() != data:
+                return False
+    return True
+
+
+def test_pull_pin_unpin_bad(reg, tmp):
+    cache = os.path.join(tmp, "cache1")
+    files1, files2 = model_files("one"), model_files("two")
+    reg.push_model("models/one", "v1", files1)
+    reg.push_model("models/two", "v1", files2)
+    m1, m2 = f"{reg.addr}/models/one:v1", f"{reg.addr}/models/two:v1"
+    lst = os.path.join(tmp, "list1.txt")
+
+    write(lst, f"# models to keep warm\n\n  {m1}   # the first\n{m2}\n{m1}\n")
+    r = prewarm(cache, lst, "--plain-http", "--parallel", "2")
+    check("pull+pin: exit 0", r.returncode == 0, r.stderr)
+    p = pins(cache)
+    check("pull+pin: both references pinned with owner prewarm:<reference>",
+          set(p) == {PREFIX + m1, PREFIX + m2}, p)
+    t1 = tree_of(cache, m1)
+    check("pull+pin: the pinned tree holds the model's bytes", same_tree_contents(t1, files1), t1)
+    check("pull+pin: the pin names the tree `pull` resolves to",
+          t1 is not None and p.get(PREFIX + m1, "-").split(":")[-1] in t1, (t1, p))
+
+    write(lst, f"{m1}\n")
+    r = prewarm(cache, lst, "--plain-http")
+    check("unpin: exit 0", r.returncode == 0, r.stderr)
+    p2 = pins(cache)
+    check("unpin: the removed reference lost its pin, the other kept its own",
+          p2 == {PREFIX + m1: p[PREFIX + m1]}, p2)
+    check("unpin: the run says what it unpinned", f"unpinned reference={m2}" in r.stdout, r.stdout)
+
+    missing = f"{reg.addr}/models/missing:v1"
+    write(lst, f"{m1}\n{missing}\nNot A//Reference\n")
+    r = prewarm(cache, lst, "--plain-http")
+    check("bad reference: exit non-zero", r.returncode != 0, r.returncode)
+    check("bad reference: the missing model is named on stderr", missing in r.stderr, r.stderr)
+    check("bad reference: the unparsable line is named with its line number",
+          f"{lst}:3:" in r.stderr, r.stderr)
+    check("bad reference: each error is one line",
+          all(line.startswith("modelpull: ") for line in r.stderr.strip().splitlines()), r.stderr)
+    check("bad reference: the good reference stays pinned", pins(cache) == {PREFIX + m1: p[PREFIX + m1]})
+
+    r = subprocess.run([MODELPULL, "--cache", cache, "prewarm", "-f", lst, "--parallel", "0"],
+                       capture_output=True, text=True, timeout=30)
+    check("usage error: --parallel 0 exits 2", r.returncode == 2, r.stderr)
+    r = prewarm(cache, os.path.join(tmp, "no-such-list.txt"))
+    check("missing list file: exit 1 naming the file",
+          r.returncode == 1 and "no-such-list.txt" in r.stderr, r.stderr)
+
+
+def stop(proc, secs=30):
+    """SIGTERM, then a bounded wait; returns the exit code or None."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=secs)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return None
+
+
+def test_watch(reg, tmp):
+    files_a, files_b = model_files("watch-a"), model_files("watch-b")
+    reg.push_model("models/watch-a", "v1", files_a)
+    reg.push_model("models/watch-b", "v1", files_b)
+    ma, mb = f"{reg.addr}/models/watch-a:v1", f"{reg.addr}/models/watch-b:v1"
+
+    # A ConfigMap update: the kubelet swaps the ..data symlink.
+    cache = os.path.join(tmp, "cache-watch")
+    cm = ConfigMapDir(os.path.join(tmp, "configmap"))
+    cm.update(f"{ma}\n")
+    log = open(os.path.join(tmp, "watch.log"), "w")
+    proc = subprocess.Popen([MODELPULL, "--cache", cache, "prewarm", "-f", cm.file, "--watch",
+                             "--plain-http"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + ma})
+        check("watch: the initial list is pinned", ok, pins(cache))
+        cm.update(f"# swapped\n{mb}\n")
+        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + mb})
+        check("watch: a ConfigMap symlink swap is followed (new pinned, old unpinned)", ok,
+              pins(cache))
+        check("watch: still running after the reload", proc.poll() is None)
+    finally:
+        rc = stop(proc)
+        log.close()
+    check("watch: SIGTERM exits 0", rc == 0, rc)
+
+    # A plain file rewritten in place (an editor, a hostPath list).
+    cache = os.path.join(tmp, "cache-watch2")
+    d = os.path.join(tmp, "plain")
+    os.makedirs(d)
+    lst = os.path.join(d, "models.txt")
+    write(lst, f"{ma}\n")
+    log = open(os.path.join(tmp, "watch2.log"), "w")
+    proc = subprocess.Popen([MODELPULL, "--cache", cache, "prewarm", "-f", lst, "--watch",
+                             "--plain-http", "--parallel", "1"], stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        check("watch (plain file): the initial list is pinned",
+              wait_for(lambda: set(pins(cache)) == {PREFIX + ma}), pins(cache))
+        write(lst, f"{ma}\n{mb}\n")
+        check("watch (plain file): an in-place rewrite adds the new reference",
+              wait_for(lambda: set(pins(cache)) == {PREFIX + ma, PREFIX + mb}), pins(cache))
+        write(lst, "")
+        check("watch (plain file): an emptied list unpins everything",
+              wait_for(lambda: pins(cache) == {}), pins(cache))
+    finally:
+        rc = stop(proc)
+        log.close()
+    check("watch (plain file): SIGTERM exits 0", rc == 0, rc)
+
+
+def test_tag_moved(reg, tmp):
+    cache = os.path.join(tmp, "cache-tag")
+    reg.push_model("models/moving", "latest", model_files("moving-1"))
+    ref = f"{reg.addr}/models/moving:latest"
+    lst = os.path.join(tmp, "list-tag.txt")
+    write(lst, f"{ref}\n")
+    r = prewarm(cache, lst, "--plain-http")
+    first = pins(cache).get(PREFIX + ref)
+    check("tag moved: first pass pins a tree", r.returncode == 0 and first, r.stderr)
+
+    reg.push_model("models/moving", "latest", model_files("moving-2"))
+    r = prewarm(cache, lst, "--plain-http")
+    check("tag moved: IfNotPresent keeps the cached tree",
+          r.returncode == 0 and pins(cache) == {PREFIX + ref: first}, (r.stderr, pins(cache)))
+    r = prewarm(cache, lst, "--plain-http", "--pull-policy", "Always")
+    now = pins(cache)
+    check("tag moved: Always pins the new tree and unpins the old one",
+          r.returncode == 0 and set(now) == {PREFIX + ref} and now[PREFIX + ref] != first,
+          (r.stderr, now, first))
+    check("tag moved: the run says why it unpinned", "reason=tag-moved" in r.stdout, r.stdout)
+
+
+def main():
+    for exe in (MODELPULL, MVPINS):
+        if not os.access(exe, os.X_OK):
+            print(f"SKIP: {exe} is not built (set MV_BUILD_DIR)")
+            return 77
+    if not shutil.which("docker-registry"):
+        print("SKIP: docker-registry is not installed (scripts/install-deps)")
+        return 77
+    tmp = tempfile.mkdtemp(prefix="modelvol-prewarm.")
+    try:
+        with mvreg.Registry(os.path.join(tmp, "registry")) as reg:
+            test_pull_pin_unpin_bad(reg, tmp)
+            test_watch(reg, tmp)
+            test_tag_moved(reg, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
