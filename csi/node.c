@@ -274,8 +274,10 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
     mv_error err = MV_ERROR_INIT;
     _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", a->target);
     if (cache_pin(p->cache, res->tree_id, owner, &err) < 0) {
-        csi_status_from_error(st, &err);
-        return csi_status_set(st, st->code, "pin %s for %s: %s", res->tree_id, a->target, err.msg);
+        /* -ENOENT: GC took the tree between pull and pin; a retry pulls it
+         * again. */
+        csi_code c = err.code == -ENOENT ? CSI_ABORTED : csi_code_from_errno(err.code);
+        return csi_status_set(st, c, "publish %s: %s", a->reference, err.msg);
     }
     csi_record rec = {
         .target = (char *)a->target,
@@ -369,7 +371,8 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     r = csi_job_result(job, &res, &perr);
     if (r < 0) {
         csi_code c = csi_code_from_errno(perr->code ? perr->code : r);
-        csi_status_set(st, c, "pull %s: %s", a->reference, perr->msg);
+        /* The cache's message already reads "pull <reference>: ...". */
+        csi_status_set(st, c, "%s", perr->msg);
         csi_job_release(job);
         return c;
     }

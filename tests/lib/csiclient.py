@@ -13,8 +13,10 @@ Run with /usr/bin/python3 (Debian's grpc and protobuf live there).
 """
 import argparse
 import errno
+import hashlib
 import importlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -246,17 +248,86 @@ class Daemon:
         self.stop()
 
 
-def mountinfo_line(target):
-    """The /proc/self/mountinfo line whose mount point is target, or None."""
+class Checks:
+    """Named assertions that keep going after a failure; summary() prints
+    "N passed, N failed" and returns the exit code."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print(f"ok - {name}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL - {name}" + (f": {detail}" if detail else ""), flush=True)
+        return cond
+
+    def code(self, name, want, fn, *a, **kw):
+        """Checks that fn(*a, **kw) ends with grpc status want."""
+        got, details = code_of(fn, *a, **kw)
+        return self.check(f"{name} -> {want.name}", got == want, f"got {got.name}: {details}")
+
+    def summary(self):
+        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        return 0 if self.failed == 0 else 1
+
+
+BLOB_GET = re.compile(r'"GET /v2/(?P<repo>\S+?)/blobs/(?P<digest>sha\d+:[0-9a-f]+)\S* HTTP/[\d.]+" '
+                      r'(?P<status>\d{3}) (?P<bytes>\d+)')
+
+
+def blob_gets(access_log, digest=None):
+    """(digest, status, bytes) of every blob GET in a docker-registry or
+    nginx access log, optionally only for one digest."""
+    out = []
+    for m in BLOB_GET.finditer(access_log):
+        if digest is None or m.group("digest") == digest:
+            out.append((m.group("digest"), int(m.group("status")), int(m.group("bytes"))))
+    return out
+
+
+def blob_bytes_served(access_log, digest=None):
+    """Body bytes served by successful blob GETs."""
+    return sum(b for _, status, b in blob_gets(access_log, digest) if status in (200, 206))
+
+
+def require_root():
+    """Exits 77 with the reason when bind mounts are impossible."""
+    if os.geteuid() != 0:
+        print("SKIP: needs root for bind mounts")
+        sys.exit(77)
+
+
+def owner_pinned(cache, target):
+    """Whether the cache holds a pin owned by csi:<target> (pins/ files are
+    named <tree hex>-<sha256(owner) hex>)."""
+    owner = hashlib.sha256(f"csi:{target}".encode()).hexdigest()
+    try:
+        return any(n.endswith("-" + owner) for n in os.listdir(os.path.join(cache, "pins")))
+    except FileNotFoundError:
+        return False
+
+
+def mountinfo_lines(target):
+    """The /proc/self/mountinfo lines whose mount point is target."""
     esc = target.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011") \
                 .replace("\n", "\\012")
-    found = None
+    found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split(" ")
             if len(fields) > 5 and fields[4] == esc:
-                found = line.rstrip("\n")
+                found.append(line.rstrip("\n"))
     return found
+
+
+def mountinfo_line(target):
+    """The topmost mountinfo line at target, or None."""
+    lines = mountinfo_lines(target)
+    return lines[-1] if lines else None
 
 
 def mount_options(target):
