@@ -221,6 +221,9 @@ static int walk_entry(walker *w, const char *abs, const char *rel, mv_error *err
                 return mv_error_set(err, -EINVAL, "%s: symlink is dangling or loops", rel);
             return mv_error_errno(err, -errno, "%s: resolve symlink", rel);
         }
+        if (strcmp(real, w->root) == 0)
+            return mv_error_set(err, -EINVAL, "%s: symlink points back at the model directory",
+                                rel);
         if (!inside_root(w, real))
             return mv_error_set(err, -EINVAL,
                                 "%s: symlink points outside the model directory (to %s); "
@@ -497,9 +500,12 @@ static void safetensors_facts(const push_file *f, model_facts *mf, bool *ok)
     cJSON_Delete(root);
 }
 
-/* "6.7B", "8B", "125M", "12K"; the ModelPack paramSize notation. */
+/* "6.7B", "8B", "125M", "12K"; the ModelPack paramSize notation. NULL
+ * below a thousand, which the notation cannot say. */
 static char *format_params(uint64_t n)
 {
+    if (n < 1000)
+        return NULL;
     static const struct {
         double scale;
         char letter;
