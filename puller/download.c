@@ -180,6 +180,7 @@ static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
     j->hq = NULL;
     if (code == -EBADMSG && j->job->state_path) {
         /* Nothing of this attempt can be trusted: start clean next time. */
+        j->dirty = false;
         unlink(j->job->state_path);
     } else {
         save_state(x, j, true);
