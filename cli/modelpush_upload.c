@@ -220,7 +220,7 @@ static void *worker_main(void *arg)
         const push_blob *b = &pl->pack->blobs[i];
         r = push_one(w, c, b, &e);
         if (r < 0) {
-            mv_error_wrap(&e, "%s (%s)", b->label, b->digest);
+            mv_error_wrap(&e, "%s", b->label);
             fail(pl, r, &e);
         }
     }
