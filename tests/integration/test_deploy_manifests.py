@@ -13,7 +13,9 @@ valid and agree with each other and with the binaries they run:
 - every flag a manifest passes to modelvol-csi, modelpull or modelpush is
   in that binary's --help (modelpull: global flags in `modelpull --help`,
   verb flags in `modelpull VERB --help`);
-- every registry config.json in a ConfigMap is accepted by the real parser.
+- every registry config.json in a ConfigMap is accepted by the real parser;
+- the Dockerfile is multi-stage on Debian 12, its runtime packages exist,
+  and every library a built binary links comes from one of them.
 
 No cluster is needed. Run with Debian's /usr/bin/python3."""
 import glob
@@ -525,6 +527,67 @@ def check_dockerfile():
     check("runtime stage installs no -dev package", not re.search(r"\S+-dev\b", runtime))
     for b in OUR_BINARIES:
         check(f"runtime image gets {b}", b in runtime or f"build/{b}" in text)
+    pkgs = apt_packages(runtime)
+    check("runtime stage installs packages with apt-get", len(pkgs) > 0)
+    if shutil.which("apt-cache"):
+        for p in pkgs:
+            r = subprocess.run(["apt-cache", "policy", p], capture_output=True, text=True, timeout=60)
+            m = re.search(r"Candidate:\s*(\S+)", r.stdout)
+            check(f"runtime package {p} exists in Debian 12", m is not None and m.group(1) != "(none)",
+                  r.stdout.strip()[:200])
+    else:
+        print("SKIP: apt-cache not installed: runtime package names are not checked")
+    check_runtime_libs(set(pkgs))
+
+
+def apt_packages(stage):
+    """Package names of the apt-get install lines in a Dockerfile stage."""
+    pkgs = []
+    joined = stage.replace("\\\n", " ")
+    for m in re.finditer(r"apt-get install ([^&\n]*)", joined):
+        pkgs += [t for t in m.group(1).split() if not t.startswith("-")]
+    return pkgs
+
+
+# Present in every Debian image (Essential: yes, or required by it).
+BASE_PACKAGES = {"libc6", "libgcc-s1"}
+
+
+def package_of(path):
+    """The Debian package owning a shared library path (usrmerge-aware)."""
+    cands = {path, os.path.realpath(path)}
+    for c in list(cands):
+        cands.add(c[len("/usr"):] if c.startswith("/usr/") else "/usr" + c)
+    for c in cands:
+        r = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0 and r.stdout:
+            return r.stdout.split(":", 1)[0].strip()
+    return None
+
+
+def check_runtime_libs(runtime_pkgs):
+    """Every library a built binary links directly comes from a package the
+    runtime stage installs (or from the base image)."""
+    if not (shutil.which("readelf") and shutil.which("dpkg") and shutil.which("ldd")):
+        print("SKIP: readelf, ldd or dpkg missing: runtime libraries are not checked")
+        return
+    for b in OUR_BINARIES:
+        path = os.path.join(BUILD_DIR, b)
+        if not os.access(path, os.X_OK):
+            print(f"SKIP: {b} is not built: its runtime libraries are not checked")
+            continue
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]",
+                            subprocess.run(["readelf", "-d", path], capture_output=True, text=True,
+                                           timeout=60).stdout)
+        where = dict(re.findall(r"^\s*(\S+) => (/\S+)", subprocess.run(
+            ["ldd", path], capture_output=True, text=True, timeout=60).stdout, re.M))
+        missing = []
+        for lib in needed:
+            pkg = package_of(where[lib]) if lib in where else None
+            if pkg is None or (pkg not in runtime_pkgs and pkg not in BASE_PACKAGES):
+                missing.append(f"{lib} ({pkg or 'no package'})")
+        check(f"runtime image has every library {b} links ({len(needed)} checked)", not missing,
+              ", ".join(missing))
 
 
 def main():
