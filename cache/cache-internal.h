@@ -71,9 +71,9 @@ int cache_read_file_at(int dirfd, const char *path, size_t max, char **out, size
                        mv_error *err);
 /* Sets path's mtime to now, creating the file if needed. */
 int cache_touch_at(int dirfd, const char *path, mv_error *err);
-/* Disk blocks used by a file or tree, counting each inode once per call
- * (hard links inside the tree are not double-counted). */
-int cache_du_at(int dirfd, const char *path, uint64_t *bytes, mv_error *err);
+/* Disk blocks of the files (not directories) under the NULL-terminated
+ * paths, each inode counted once: a tree's hard links cost nothing extra. */
+int cache_du_at(int dirfd, const char *const *paths, uint64_t *bytes, mv_error *err);
 
 /* ---- locks (lock.c) ------------------------------------------------------ */
 

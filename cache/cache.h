@@ -49,12 +49,12 @@ typedef struct cache_pull_opts {
 } cache_pull_opts;
 
 typedef struct cache_pull_result {
-    char *tree_path;                    /* the directory to mount; caller frees */
-    char tree_id[OCI_DIGEST_MAX];       /* identifies (manifest digest, filter) */
+    char *tree_path;              /* the directory to mount; caller frees */
+    char tree_id[OCI_DIGEST_MAX]; /* identifies (manifest digest, filter) */
     char manifest_digest[OCI_DIGEST_MAX];
-    uint64_t bytes_downloaded;          /* network bytes this call */
+    uint64_t bytes_downloaded; /* network bytes this call */
     uint64_t bytes_from_mirror;
-    bool cache_hit;                     /* the tree existed already */
+    bool cache_hit; /* the tree existed already */
 } cache_pull_result;
 void cache_pull_result_clear(cache_pull_result *r);
 
@@ -90,8 +90,8 @@ typedef struct cache_entry {
     char manifest_digest[OCI_DIGEST_MAX];
     char *reference; /* as first pulled; NULL if unknown */
     char *tree_path;
-    char *filter;    /* "include=a,b exclude=c subpath=d", "" when none */
-    uint64_t size;   /* bytes of the model's files */
+    char *filter;  /* "include=a,b exclude=c subpath=d", "" when none */
+    uint64_t size; /* bytes of the model's files */
     time_t last_use;
     size_t n_pins;
 } cache_entry;

@@ -273,10 +273,11 @@ static int du_walk(int parent, const char *name, inode_set *seen, uint64_t *byte
             return 0;
         return mv_error_errno(err, -errno, "stat \"%s\"", name);
     }
-    if (inode_set_add(seen, st.st_dev, st.st_ino))
-        *bytes += (uint64_t)st.st_blocks * 512;
-    if (!S_ISDIR(st.st_mode))
+    if (!S_ISDIR(st.st_mode)) {
+        if (inode_set_add(seen, st.st_dev, st.st_ino))
+            *bytes += (uint64_t)st.st_blocks * 512;
         return 0;
+    }
     if (depth > 256)
         return mv_error_set(err, -ELOOP, "directory tree deeper than 256 at \"%s\"", name);
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -301,11 +302,13 @@ static int du_walk(int parent, const char *name, inode_set *seen, uint64_t *byte
     return r;
 }
 
-int cache_du_at(int dirfd, const char *path, uint64_t *bytes, mv_error *err)
+int cache_du_at(int dirfd, const char *const *paths, uint64_t *bytes, mv_error *err)
 {
     inode_set seen = {0};
     *bytes = 0;
-    int r = du_walk(dirfd, path, &seen, bytes, 0, err);
+    int r = 0;
+    for (size_t i = 0; paths[i] && r == 0; i++)
+        r = du_walk(dirfd, paths[i], &seen, bytes, 0, err);
     free(seen.slots);
     return r;
 }

@@ -320,7 +320,8 @@ int cache_sweep_unreferenced(cache *c, size_t *blobs, size_t *layers, uint64_t *
             if (k == 0) {
                 if (in_sorted(rl, nl, de->d_name))
                     continue;
-                cache_du_at(dfd, de->d_name, &sz, NULL);
+                const char *one[] = {de->d_name, NULL};
+                cache_du_at(dfd, one, &sz, NULL);
                 r = cache_rm_rf_at(dfd, de->d_name, err);
                 if (r == 0 && layers)
                     (*layers)++;
@@ -423,7 +424,10 @@ int cache_remove(cache *c, const char *reference, size_t *trees_removed, mv_erro
 int cache_usage(cache *c, uint64_t *cache_bytes, int *disk_pct, mv_error *err)
 {
     if (cache_bytes) {
-        int r = cache_du_at(c->root_fd, ".", cache_bytes, err);
+        /* quarantine/ is left out: it is kept for a human to look at. */
+        static const char *const parts[] = {CACHE_D_BLOBS,  CACHE_D_LAYERS, CACHE_D_TREES,
+                                            CACHE_D_INGEST, CACHE_D_TMP,    NULL};
+        int r = cache_du_at(c->root_fd, parts, cache_bytes, err);
         if (r < 0)
             return mv_error_wrap(err, "disk use of %s", c->root);
     }
