@@ -41,7 +41,7 @@ static int ls_main(const cli_global *g, int argc, char **argv)
         struct tm tm;
         if (e[i].last_use && localtime_r(&e[i].last_use, &tm))
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-        char pinned[16];
+        char pinned[32];
         snprintf(pinned, sizeof(pinned), "%s", e[i].n_pins ? "yes" : "no");
         if (e[i].n_pins > 1)
             snprintf(pinned, sizeof(pinned), "yes(%zu)", e[i].n_pins);
