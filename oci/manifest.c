@@ -154,7 +154,7 @@ static int parse_size(const cJSON *obj, const char *where, int64_t *out, mv_erro
         return mv_error_set(err, -EINVAL, "%s: size %g is out of range", where, v);
     if (v < 0)
         return mv_error_set(err, -EINVAL, "%s: size %g is negative", where, v);
-    if (v != floor(v))
+    if (v != (double)(int64_t)v) /* in range now, so the cast is defined */
         return mv_error_set(err, -EINVAL, "%s: size %g is not a whole number", where, v);
     *out = (int64_t)v;
     return 0;
