@@ -215,8 +215,10 @@ static int parse_descriptor(const cJSON *obj, const char *where, oci_descriptor 
     if (r < 0)
         return r;
     r = oci_digest_validate(d->digest, err);
-    if (r < 0)
-        return mv_error_wrap(err, "%s", where);
+    if (r < 0) {
+        mv_error_wrap(err, "%s", where);
+        return r; /* err may be NULL, and wrap then knows no code */
+    }
     r = parse_size(obj, where, &d->size, err);
     if (r < 0)
         return r;

@@ -60,8 +60,10 @@ int oci_layer_filepath(const oci_descriptor *d, char **out, mv_error *err)
         if (!v)
             continue;
         int r = oci_path_normalize(v, out, err);
-        if (r < 0)
-            return mv_error_wrap(err, "layer %s: annotation %s", digest, keys[i]);
+        if (r < 0) {
+            mv_error_wrap(err, "layer %s: annotation %s", digest, keys[i]);
+            return r; /* err may be NULL, and wrap then knows no code */
+        }
         return 0;
     }
     return mv_error_set(err, -ENOENT,

@@ -334,6 +334,11 @@ MV_TEST(descriptor_fields_are_type_checked)
     BAD(LAYER("\"mediaType\":\"a\",\"digest\":\"sha256:abc\",\"size\":1"),
         "layers[1]: digest \"sha256:abc\"");
     BAD(LAYER("\"mediaType\":\"a\",\"digest\":\"md5:00\",\"size\":1"), "unsupported algorithm");
+    /* Without an mv_error the code is still the real one. */
+    const char *bad_digest = LAYER("\"mediaType\":\"a\",\"digest\":\"sha256:abc\",\"size\":1");
+    oci_manifest *m = NULL;
+    CHECK_INT(oci_manifest_parse(bad_digest, strlen(bad_digest), NULL, &m, NULL), -EINVAL);
+    CHECK(m == NULL);
     BAD(LAYER("\"mediaType\":\"a\",\"digest\":\"" DA "\",\"size\":1,\"annotations\":[]"),
         "layers[1]: annotations is not an object");
     BAD(LAYER("\"mediaType\":\"a\",\"digest\":\"" DA "\",\"size\":1,\"annotations\":{\"k\":1}"),

@@ -117,6 +117,8 @@ MV_TEST(missing_and_unsafe_annotations)
     CHECK(out == NULL);
     CHECK_CONTAINS(e.msg, "annotation org.cncf.model.filepath: path \"../../etc/cron.d/x\" "
                           "contains \"..\"");
+    /* Without an mv_error the code is still the real one. */
+    CHECK_INT(oci_layer_filepath(&d, &out, NULL), -EINVAL);
     oci_annotation abs[] = {{OCI_ANNO_TITLE, "/root/.ssh/authorized_keys"}};
     d = layer_with(abs, 1);
     CHECK_INT(oci_layer_filepath(&d, &out, &e), -EINVAL);
