@@ -825,6 +825,8 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             dl_job *j = &x.jobs[i];
             if (!j->started || j->finished)
                 continue;
+            /* A range completed within the last interval is recorded now. */
+            save_state(&x, j, false);
             if (now - j->last_event >= EVENT_INTERVAL_MS) {
                 j->last_event = now;
                 emit(c, PULL_EV_BLOB_PROGRESS, j, NULL);

@@ -30,6 +30,7 @@ class FaultServer:
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.log = []
+        self.auth_headers = []  # Authorization of each request (None if absent)
         self.faults = 0
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -53,6 +54,7 @@ class FaultServer:
 
             def _record(self, status):
                 with fs.lock:
+                    fs.auth_headers.append(self.headers.get("Authorization"))
                     fs.log.append((time.monotonic(), self.command, self.path,
                                    self.headers.get("Range"), status))
 

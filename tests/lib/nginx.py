@@ -126,6 +126,10 @@ http {{
         listen 127.0.0.1:{self.storage_port};
         access_log {self.storage_log} storage;
         location / {{
+            # limit_rate needs buffered proxying; no temp files so memory
+            # and disk stay flat whatever the blob size.
+            proxy_buffering on;
+            proxy_max_temp_file_size 0;
             {rate}
             proxy_set_header Authorization "";
             proxy_pass http://registry;
