@@ -101,6 +101,31 @@ static int get_string(const cJSON *obj, const char *key, const char *where, bool
     return 0;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    const oci_annotation *x = *(const oci_annotation *const *)a;
+    const oci_annotation *y = *(const oci_annotation *const *)b;
+    return strcmp(x->key, y->key);
+}
+
+/* Duplicate keys make the document mean different things to different
+ * parsers; refuse rather than pick one. Sorted, so a hostile map of a
+ * million keys costs n log n, not n^2. */
+static int check_duplicate_keys(const oci_annotation *a, size_t n, const char *where, mv_error *err)
+{
+    if (n < 2)
+        return 0;
+    _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(*sorted));
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &a[i];
+    qsort(sorted, n, sizeof(*sorted), cmp_key);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
+            return mv_error_set(err, -EINVAL, "%s: annotation \"%s\" appears twice", where,
+                                OCI_QUOTED(sorted[i]->key));
+    return 0;
+}
+
 static int parse_annotations(const cJSON *obj, const char *where, oci_annotation **out, size_t *n,
                              mv_error *err)
 {
@@ -118,22 +143,19 @@ static int parse_annotations(const cJSON *obj, const char *where, oci_annotation
     cJSON_ArrayForEach(kv, j)
     {
         const char *key = kv->string ? kv->string : "";
-        int r = 0;
-        if (!cJSON_IsString(kv) || !kv->valuestring)
-            r = mv_error_set(err, -EINVAL, "%s: annotation \"%s\" is not a string", where,
-                             OCI_QUOTED(key));
-        /* Duplicate keys make the document mean different things to
-         * different parsers; refuse rather than pick one. */
-        else if (oci_annotation_get(a, i, key))
-            r = mv_error_set(err, -EINVAL, "%s: annotation \"%s\" appears twice", where,
-                             OCI_QUOTED(key));
-        if (r < 0) {
+        if (!cJSON_IsString(kv) || !kv->valuestring) {
             annotations_free(a, i);
-            return r;
+            return mv_error_set(err, -EINVAL, "%s: annotation \"%s\" is not a string", where,
+                                OCI_QUOTED(key));
         }
         a[i].key = mv_xstrdup(key);
         a[i].value = mv_xstrdup(kv->valuestring);
         i++;
+    }
+    int r = check_duplicate_keys(a, i, where, err);
+    if (r < 0) {
+        annotations_free(a, i);
+        return r;
     }
     *out = a;
     *n = i;
@@ -202,6 +224,24 @@ static int parse_urls(const cJSON *obj, const char *where, oci_descriptor *d, mv
     return 0;
 }
 
+/* Standard base64 with padding, as the OCI spec requires for "data". */
+static bool is_base64(const char *s)
+{
+    size_t n = strlen(s);
+    if (n % 4 != 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '+' || c == '/';
+        /* '=' only as the last one or two characters. */
+        bool pad = c == '=' && (i == n - 1 || (i == n - 2 && s[n - 1] == '='));
+        if (!alpha && !pad)
+            return false;
+    }
+    return true;
+}
+
 /* Fills d from obj; on failure d holds whatever was parsed, for the caller
  * to clear. */
 static int parse_descriptor(const cJSON *obj, const char *where, oci_descriptor *d, mv_error *err)
@@ -234,7 +274,12 @@ static int parse_descriptor(const cJSON *obj, const char *where, oci_descriptor 
     r = parse_urls(obj, where, d, err);
     if (r < 0)
         return r;
-    return get_string(obj, "data", where, false, &d->data, err);
+    r = get_string(obj, "data", where, false, &d->data, err);
+    if (r < 0)
+        return r;
+    if (d->data && !is_base64(d->data))
+        return mv_error_set(err, -EINVAL, "%s: data is not base64", where);
+    return 0;
 }
 
 static int parse_descriptor_array(const cJSON *doc, const char *key, bool required,
