@@ -108,7 +108,8 @@ static char *b64_decode(const char *in, size_t *outlen)
             break;
         int v = b64val((unsigned char)in[i]);
         if (v < 0) {
-            wipe_free(out);
+            explicit_bzero(out, n);
+            free(out);
             return NULL;
         }
         acc = (acc << 6) | (uint32_t)v;

@@ -1,0 +1,121 @@
+/* test_creds.c — docker config.json credentials: auth in base64 or
+ * username/password, identitytoken, key spellings for Docker Hub, the file
+ * chain, and errors that never echo a secret. Uses the puller's private
+ * lookup (internal.h) to see what was parsed. */
+#include "mvtest.h"
+#include "../../puller/internal.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static pull_creds *parse(const char *json, mv_error *err)
+{
+    pull_creds *c = NULL;
+    pull_creds_parse(json, strlen(json), &c, err);
+    return c;
+}
+
+MV_TEST(auth_base64)
+{
+    /* "alice:pa:ss" — the password may contain ':' */
+    pull_creds *c = parse("{\"auths\":{\"127.0.0.1:5000\":{\"auth\":\"YWxpY2U6cGE6c3M=\"}}}", NULL);
+    CHECK(c != NULL);
+    const pull_cred *cr = pull_creds_lookup(c, "127.0.0.1:5000");
+    CHECK(cr != NULL);
+    if (cr) {
+        CHECK_STR(cr->username, "alice");
+        CHECK_STR(cr->password, "pa:ss");
+    }
+    CHECK(pull_creds_lookup(c, "127.0.0.1:5001") == NULL);
+    pull_creds_free(c);
+}
+
+MV_TEST(username_password_and_identity_token)
+{
+    pull_creds *c = parse("{\"auths\":{\"https://reg.example.com/v2/\":{\"username\":\"u\","
+                          "\"password\":\"p\"},\"ghcr.io\":{\"identitytoken\":\"tok\"}}}",
+                          NULL);
+    const pull_cred *cr = pull_creds_lookup(c, "reg.example.com");
+    CHECK(cr && cr->username && strcmp(cr->username, "u") == 0);
+    cr = pull_creds_lookup(c, "ghcr.io");
+    CHECK(cr && cr->identity_token && strcmp(cr->identity_token, "tok") == 0);
+    pull_creds_free(c);
+}
+
+MV_TEST(docker_hub_keys)
+{
+    pull_creds *c =
+        parse("{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"dTpw\"}}}", NULL);
+    const pull_cred *cr = pull_creds_lookup(c, "docker.io");
+    CHECK(cr && strcmp(cr->username, "u") == 0 && strcmp(cr->password, "p") == 0);
+    CHECK(pull_creds_lookup(c, "registry-1.docker.io") != NULL);
+    pull_creds_free(c);
+}
+
+MV_TEST(legacy_dockercfg_shape)
+{
+    pull_creds *c = parse("{\"localhost:5000\":{\"auth\":\"dTpw\",\"email\":\"x@y\"}}", NULL);
+    CHECK(pull_creds_lookup(c, "localhost:5000") != NULL);
+    pull_creds_free(c);
+}
+
+MV_TEST(errors_never_echo_secrets)
+{
+    mv_error err = MV_ERROR_INIT;
+    pull_creds *c = parse("{\"auths\":{\"h\":{\"auth\":\"not base64 SECRETXYZ!\"}}}", &err);
+    CHECK(c == NULL);
+    CHECK_CONTAINS(err.msg, "\"h\"");
+    CHECK(strstr(err.msg, "SECRETXYZ") == NULL);
+    /* base64 of "nocolonSECRET": no separator */
+    c = parse("{\"auths\":{\"h\":{\"auth\":\"bm9jb2xvblNFQ1JFVA==\"}}}", &err);
+    CHECK(c == NULL);
+    CHECK(strstr(err.msg, "SECRET") == NULL);
+    c = parse("{not json", &err);
+    CHECK(c == NULL);
+    CHECK_CONTAINS(err.msg, "JSON");
+    c = parse("{\"auths\":[]}", &err);
+    CHECK(c == NULL);
+}
+
+MV_TEST(file_chain)
+{
+    char dir[] = "/tmp/modelvol-creds.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("{\"auths\":{\"chain.example\":{\"username\":\"first\",\"password\":\"x\"}}}", f);
+    fclose(f);
+    setenv("DOCKER_CONFIG", dir, 1);
+    setenv("HOME", "/nonexistent-home", 1);
+    pull_creds *c = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(pull_creds_load_default(&c, &err), 0);
+    const pull_cred *cr = pull_creds_lookup(c, "chain.example");
+    CHECK(cr && strcmp(cr->username, "first") == 0);
+    pull_creds_free(c);
+    /* A broken file is an error naming the file. */
+    f = fopen(path, "w");
+    fputs("{broken", f);
+    fclose(f);
+    c = NULL;
+    CHECK(pull_creds_load_default(&c, &err) < 0);
+    CHECK_CONTAINS(err.msg, path);
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    MV_RUN(auth_base64);
+    MV_RUN(username_password_and_identity_token);
+    MV_RUN(docker_hub_keys);
+    MV_RUN(legacy_dockercfg_shape);
+    MV_RUN(errors_never_echo_secrets);
+    MV_RUN(file_chain);
+    MV_DONE();
+}
