@@ -260,7 +260,11 @@ typedef struct oci_media_class {
 } oci_media_class;
 
 /* Classifies a layer media type. Unknown non-empty types classify as an
- * ORAS raw blob. Returns false only for NULL or empty strings. */
+ * ORAS raw blob. Returns false only for NULL or empty strings. A known
+ * family prefix with an unknown rest (".v1.tar+lz4", "model.foo.v1.raw")
+ * stays in its family with OCI_FMT_UNKNOWN or MODEL_KIND_NONE: the caller
+ * must refuse it, never write it out as a raw file. Parameters after ';'
+ * are ignored. */
 bool oci_media_classify(const char *media_type, oci_media_class *out);
 /* "application/vnd.cncf.model.<kind>.v1.<fmt>"; static storage. NULL for
  * MODEL_KIND_NONE or OCI_FMT_UNKNOWN. */
@@ -324,7 +328,11 @@ typedef struct oci_manifest {
 /* Parses a manifest or index. content_type (may be NULL) is the HTTP
  * Content-Type; the document's own mediaType wins when present, and the
  * shape (layers vs manifests) decides when neither is. Schema 1 is rejected
- * as unsupported. Unknown fields are ignored. */
+ * as unsupported. Unknown fields are ignored. Returns -EINVAL for malformed
+ * or unsupported documents (including any NUL inside a string, duplicate
+ * annotation keys, sizes that are not integers in [0, 2^63)), -EBADMSG for
+ * one over OCI_MANIFEST_MAX_BYTES or with more than OCI_MANIFEST_MAX_LAYERS
+ * layers or manifests. */
 int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **out,
                        mv_error *err);
 void oci_manifest_free(oci_manifest *m);
@@ -339,7 +347,11 @@ static inline bool oci_manifest_is_index(const oci_manifest *m)
     return m->kind == OCI_KIND_INDEX || m->kind == OCI_KIND_DOCKER_LIST;
 }
 /* Serialises to compact JSON with a stable key order, for modelpush.
- * Returns a malloc'd string; *len gets its length. */
+ * Returns a malloc'd string; *len (may be NULL) gets its length. Top level:
+ * schemaVersion, mediaType (from the kind when NULL), artifactType, config
+ * (when has_config), layers or manifests, subject, annotations; descriptors:
+ * mediaType, digest, size, urls, annotations, data, platform, artifactType.
+ * Annotation keys are sorted, so parse(emit(m)) emits byte-identical. */
 char *oci_manifest_emit(const oci_manifest *m, size_t *len);
 /* Value of an annotation, or NULL. */
 const char *oci_annotation_get(const oci_annotation *a, size_t n, const char *key);
@@ -354,15 +366,20 @@ int oci_layer_filepath(const oci_descriptor *d, char **out, mv_error *err);
 int oci_path_normalize(const char *path, char **out, mv_error *err);
 
 /* Index selection. For images: the platform (os/arch/variant; NULL means
- * linux/amd64, variant matches when the caller's is NULL or equal). For
+ * linux/amd64, variant matches when the caller's is NULL or equal). With no
+ * variant asked, an entry without one is preferred. On arm64 "v8" and no
+ * variant are the same; "x86_64" and "aarch64" are accepted for arch. For
  * artifacts: the first entry whose artifactType matches. -ENOENT when none
- * matches, with a message listing what was there. */
+ * matches, with a message listing what was there; -EINVAL if idx is not an
+ * index. *out points into idx. */
 int oci_index_select_platform(const oci_manifest *idx, const char *os, const char *arch,
                               const char *variant, const oci_descriptor **out, mv_error *err);
 int oci_index_select_artifact(const oci_manifest *idx, const char *artifact_type,
                               const oci_descriptor **out, mv_error *err);
 
-/* Size strings for CLI flags: "64M", "1.5GiB", "4096". */
+/* Size strings for CLI flags: "64M", "1.5GiB", "16k", "4096". Units are
+ * binary (K = KiB = KB = 1024), case-insensitive; a fraction needs a unit
+ * and rounds down to a byte. -EINVAL for garbage or over UINT64_MAX. */
 int mv_parse_size(const char *s, uint64_t *out, mv_error *err);
 /* Formats bytes as "1.5 GiB" into buf. */
 const char *mv_format_size(uint64_t bytes, char *buf, size_t len);
