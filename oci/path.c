@@ -54,20 +54,19 @@ int oci_layer_filepath(const oci_descriptor *d, char **out, mv_error *err)
     static const char *const keys[] = {MODEL_ANNO_FILEPATH, OCI_ANNO_TITLE,
                                        MODEL_ANNO_FILEPATH_CNAI};
     *out = NULL;
-    const char *digest = d->digest ? d->digest : "(no digest)";
+    /* Callers prefix the layer digest; the message names the annotation. */
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const char *v = oci_annotation_get(d->annotations, d->n_annotations, keys[i]);
         if (!v)
             continue;
         int r = oci_path_normalize(v, out, err);
         if (r < 0) {
-            mv_error_wrap(err, "layer %s: annotation %s", digest, keys[i]);
+            mv_error_wrap(err, "annotation %s", keys[i]);
             return r; /* err may be NULL, and wrap then knows no code */
         }
         return 0;
     }
     return mv_error_set(err, -ENOENT,
-                        "layer %s has no file path annotation (" MODEL_ANNO_FILEPATH
-                        ", " OCI_ANNO_TITLE " or " MODEL_ANNO_FILEPATH_CNAI ")",
-                        digest);
+                        "no file path annotation (" MODEL_ANNO_FILEPATH ", " OCI_ANNO_TITLE
+                        " or " MODEL_ANNO_FILEPATH_CNAI ")");
 }
