@@ -236,6 +236,9 @@ int csi_job_result(csi_job *j, const cache_pull_result **res, const mv_error **e
 /* Blobs finished and started so far, for messages. */
 void csi_job_progress(csi_job *j, unsigned *blobs_done, unsigned *blobs_started);
 void csi_job_release(csi_job *j);
+/* Runs the cache's GC when the disk or --max-size asks for it, and
+ * refreshes the cache metrics. Called after each pull and at start. */
+void csi_cache_maintain(csi_plugin *p);
 /* Shutdown: refuses new pulls, asks every running one to stop, then waits
  * up to secs for them to end. Returns how many still run. */
 int csi_jobs_shutdown(int secs);
@@ -249,8 +252,8 @@ void csi_metrics_stop(void);
 void csi_metrics_pull(csi_code result, double seconds, uint64_t bytes_origin, uint64_t bytes_mirror,
                       bool cache_hit);
 void csi_metrics_publish(csi_code result);
-/* Re-measures the cache's size (call after a pull). */
-void csi_metrics_update_cache_bytes(const char *cache_dir);
+/* Re-measures the cache's size and its file system's use. */
+void csi_metrics_update_cache(cache *c);
 /* The /metrics page; caller frees. */
 char *csi_metrics_render(void);
 

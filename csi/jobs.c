@@ -148,8 +148,6 @@ static void *job_main(void *arg)
         uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
         csi_metrics_pull(CSI_OK, secs, origin, mirror, res.cache_hit);
     }
-    csi_metrics_update_cache_bytes(p->cache_dir);
-
     pthread_mutex_lock(&jobs_lock);
     j->result = r;
     mv_error_copy(&j->err, &err);
@@ -162,11 +160,42 @@ static void *job_main(void *arg)
             break;
         }
     }
-    jobs_threads--;
     pthread_cond_broadcast(&jobs_cond);
     job_unref_locked(j);
     pthread_mutex_unlock(&jobs_lock);
+
+    /* After the waiters are answered: the cache just grew. */
+    if (r == 0)
+        csi_cache_maintain(p);
+
+    pthread_mutex_lock(&jobs_lock);
+    jobs_threads--;
+    pthread_cond_broadcast(&jobs_cond);
+    pthread_mutex_unlock(&jobs_lock);
     return NULL;
+}
+
+void csi_cache_maintain(csi_plugin *p)
+{
+    static atomic_bool busy;
+    if (!p->cache || atomic_exchange(&busy, true))
+        return; /* one collection at a time is enough */
+    bool ran = false;
+    cache_gc_result res = {0};
+    mv_error err = MV_ERROR_INIT;
+    if (cache_gc_if_needed(p->cache, &ran, &res, &err) < 0) {
+        csi_log("warn", "gc_failed", "cache", p->cache_dir, "error", err.msg);
+    } else if (ran) {
+        char before[32], after[32], trees[32];
+        snprintf(before, sizeof(before), "%llu", (unsigned long long)res.bytes_before);
+        snprintf(after, sizeof(after), "%llu", (unsigned long long)res.bytes_after);
+        snprintf(trees, sizeof(trees), "%zu", res.trees_removed);
+        csi_log(res.target_reached ? "info" : "warn", "gc", "bytes_before", before, "bytes_after",
+                after, "trees_removed", trees, "target_reached",
+                res.target_reached ? "true" : "false");
+    }
+    csi_metrics_update_cache(p->cache);
+    atomic_store(&busy, false);
 }
 
 /* Identifies what a job produces. The credentials enter only as a digest,

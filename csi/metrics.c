@@ -26,6 +26,7 @@ static struct {
     uint64_t duration_count;
     double duration_sum;
     uint64_t cache_bytes;
+    int disk_pct;
     bool cache_bytes_known;
 } m;
 
@@ -63,14 +64,16 @@ void csi_metrics_publish(csi_code result)
     pthread_mutex_unlock(&metrics_lock);
 }
 
-void csi_metrics_update_cache_bytes(const char *cache_dir)
+void csi_metrics_update_cache(cache *c)
 {
-    uint64_t bytes = 0, inodes = 0;
+    uint64_t bytes = 0;
+    int pct = 0;
     mv_error err = MV_ERROR_INIT;
-    if (!cache_dir || csi_tree_usage(cache_dir, &bytes, &inodes, &err) < 0)
+    if (!c || cache_usage(c, &bytes, &pct, &err) < 0)
         return;
     pthread_mutex_lock(&metrics_lock);
     m.cache_bytes = bytes;
+    m.disk_pct = pct;
     m.cache_bytes_known = true;
     pthread_mutex_unlock(&metrics_lock);
 }
@@ -137,8 +140,11 @@ char *csi_metrics_render(void)
         sb_printf(&b,
                   "# HELP modelvol_cache_bytes Bytes held in the node cache (hard links once).\n"
                   "# TYPE modelvol_cache_bytes gauge\n"
-                  "modelvol_cache_bytes %llu\n",
-                  (unsigned long long)m.cache_bytes);
+                  "modelvol_cache_bytes %llu\n"
+                  "# HELP modelvol_cache_disk_used_percent Use of the cache's file system.\n"
+                  "# TYPE modelvol_cache_disk_used_percent gauge\n"
+                  "modelvol_cache_disk_used_percent %d\n",
+                  (unsigned long long)m.cache_bytes, m.disk_pct);
     sb_printf(&b, "# HELP modelvol_publishes_total NodePublishVolume calls, by result.\n"
                   "# TYPE modelvol_publishes_total counter\n");
     sb_printf(&b, "modelvol_publishes_total{result=\"ok\"} %llu\n",

@@ -61,9 +61,14 @@ static bool run_batch(server_call *c, const grpc_op *ops, size_t n)
     return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
+/* Slices are not NUL-terminated, so no strndup (which may look past n). */
 static char *slice_strdup(grpc_slice s)
 {
-    return mv_xstrndup((const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    size_t n = GRPC_SLICE_LENGTH(s);
+    char *out = mv_xmalloc(n + 1);
+    memcpy(out, GRPC_SLICE_START_PTR(s), n);
+    out[n] = '\0';
+    return out;
 }
 
 static void serve_call(server_call *c)

@@ -294,6 +294,15 @@ def blob_bytes_served(access_log, digest=None):
     return sum(b for _, status, b in blob_gets(access_log, digest) if status in (200, 206))
 
 
+def sha256_file(path):
+    """"sha256:<hex>" of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def require_root():
     """Exits 77 with the reason when bind mounts are impossible."""
     if os.geteuid() != 0:
@@ -336,16 +345,15 @@ def mount_options(target):
 
 
 def tree_listing(root):
-    """Lines like `find -printf '%M %10s %P'`, sorted, for a tree."""
-    out = []
+    """Lines like `find -printf '%M %10s %P'`, sorted by path, for a tree."""
+    rows = []
     for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
+        for name in dirs + files:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             kind = "d" if os.path.isdir(p) else "-"
-            out.append(f"{kind} {st.st_size:>12}  {os.path.relpath(p, root)}")
-    return sorted(out, key=lambda l: l.split("  ", 1)[1])
+            rows.append((os.path.relpath(p, root), kind, st.st_size))
+    return [f"{kind} {size:>12}  {rel}" for rel, kind, size in sorted(rows)]
 
 
 def demo(args):

@@ -1,0 +1,174 @@
+"""test_csi_concurrency.py — long pulls in modelvol-csi, made slow for real:
+blob GETs go through nginx (307 to a storage server block with limit_rate),
+so an 8 MiB model takes seconds. Root, real registry, real mounts.
+
+  * 16 concurrent publishes of one uncached model: one pull, each blob byte
+    served once, all 16 targets mounted;
+  * while that pull runs, Probe and NodeGetInfo answer within 1 s;
+  * the plugin's own budget (--publish-timeout) answers DEADLINE_EXCEEDED
+    with a reason, and the pull goes on;
+  * a kubelet-style retry after a client deadline shorter than the pull joins
+    the running pull instead of starting another."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import csiclient  # noqa: E402
+from csiclient import Checks, Daemon  # noqa: E402
+import mvreg  # noqa: E402
+from nginx import Nginx  # noqa: E402
+import grpc  # noqa: E402
+
+SC = grpc.StatusCode
+SIZE = 8 * 1024 * 1024
+RATE = "1m"  # per storage connection: about 8 s for the model
+BUDGET = 3   # --publish-timeout
+
+
+class SlowStorage(Nginx):
+    """nginx.Nginx with the storage block buffered: nginx applies limit_rate
+    only to responses it buffers, and the base config proxies unbuffered."""
+
+    def _conf(self):
+        rate = f"limit_rate {self.storage_rate};"
+        return super()._conf().replace(rate, rate + " proxy_buffering on;", 1)
+
+
+def push_big(reg, work, repo):
+    path = os.path.join(work, repo.replace("/", "_") + ".safetensors")
+    with open(path, "wb") as f:
+        f.write(os.urandom(SIZE))
+    reg.push_model(repo, "v1", {"model.safetensors": path, "config.json": b'{"big": true}'})
+    return csiclient.sha256_file(path)
+
+
+def served(ng, digest):
+    return csiclient.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
+
+
+def sixteen_at_once(t, d, ng, work, digest):
+    c = d.client
+    ref = f"{ng.addr}/models/big:v1"
+    targets = [os.path.join(work, "pods", f"p{i}", "mount") for i in range(16)]
+    results = [None] * 16
+
+    def publish(i):
+        try:
+            results[i] = c.publish_like_kubelet(targets[i], ref, call_timeout=30,
+                                                volume_id=f"vol-{i}")
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[i] = e
+
+    for tg in targets:
+        os.makedirs(os.path.dirname(tg))
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(16)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+
+    # While the pull runs, the cheap calls must stay cheap.
+    slow = []
+    samples = 0
+    while any(th.is_alive() for th in threads) and samples < 40:
+        for method in ("Probe", "NodeGetInfo"):
+            s = time.monotonic()
+            try:
+                c.call("Identity" if method == "Probe" else "Node", method, timeout=5)
+            except grpc.RpcError as e:
+                slow.append(f"{method}: {e.code()}")
+                continue
+            if time.monotonic() - s >= 1.0:
+                slow.append(f"{method}: {time.monotonic() - s:.2f}s")
+        samples += 1
+        time.sleep(0.2)  # pacing between samples, not synchronisation
+    for th in threads:
+        th.join(timeout=300)
+    elapsed = time.monotonic() - t0
+
+    t.check("the pull was slow enough to overlap the samples", samples >= 5,
+            f"{samples} samples in {elapsed:.1f}s")
+    t.check("Probe and NodeGetInfo answered within 1 s during the pull", not slow, "; ".join(slow))
+    errors = [r for r in results if not isinstance(r, int)]
+    t.check("16 concurrent publishes all succeeded", not errors, repr(errors[:2]))
+    t.check("some waited past the budget and retried", any(isinstance(r, int) and r > 1
+                                                           for r in results), str(results))
+    mounted = [tg for tg in targets if csiclient.mountinfo_line(tg)]
+    t.check("16 targets mounted", len(mounted) == 16, f"{len(mounted)} mounted")
+    t.check("the model blob was served exactly once", served(ng, digest) == SIZE,
+            f"{served(ng, digest)} bytes served for {SIZE}")
+    log = d.read_log()
+    t.check("one pull for 16 publishes", log.count(f"event=pull_start reference={ref}") == 1,
+            str(log.count(f"event=pull_start reference={ref}")))
+    for i, tg in enumerate(targets):
+        c.unpublish(tg, volume_id=f"vol-{i}")
+    t.check("all 16 unpublished", not any(csiclient.mountinfo_line(tg) for tg in targets))
+
+
+def budget_and_retry(t, d, ng, work, digest2):
+    c = d.client
+    ref = f"{ng.addr}/models/big2:v1"
+    tg = os.path.join(work, "pods", "retry", "mount")
+    os.makedirs(os.path.dirname(tg))
+
+    # The plugin answers at its budget, with a reason, long before ours.
+    s = time.monotonic()
+    code, details = csiclient.code_of(c.publish, tg, ref, timeout=60)
+    took = time.monotonic() - s
+    t.check("the plugin answers DEADLINE_EXCEEDED at its budget",
+            code == SC.DEADLINE_EXCEEDED and took < BUDGET + 5, f"{code} after {took:.1f}s")
+    t.check("the DEADLINE_EXCEEDED message says the pull goes on",
+            "in progress" in details and "big2" in details, details)
+
+    # The kubelet: a client deadline shorter than the pull, then retries.
+    first, _ = csiclient.code_of(c.publish, tg, ref, timeout=1.5)
+    t.check("a call with a short client deadline times out", first == SC.DEADLINE_EXCEEDED,
+            str(first))
+    attempts = c.publish_like_kubelet(tg, ref, call_timeout=1.5)
+    t.check("a retry eventually publishes", csiclient.mountinfo_line(tg) is not None)
+    t.check("it took several retries", attempts >= 2, str(attempts))
+    log = d.read_log()
+    t.check("the retries joined the running pull",
+            log.count(f"event=pull_start reference={ref}") == 1
+            and f"event=pull_joined reference={ref}" in log,
+            str(log.count(f"event=pull_start reference={ref}")))
+    t.check("the blob was served exactly once across the retries", served(ng, digest2) == SIZE,
+            f"{served(ng, digest2)} bytes for {SIZE}")
+    t.code("unpublish the retried volume", SC.OK, c.unpublish, tg)
+
+
+def main():
+    csiclient.require_root()
+    t = Checks()
+    work = tempfile.mkdtemp(prefix="csi-conc.")
+    try:
+        with mvreg.Registry(os.path.join(work, "reg")) as reg:
+            digest = push_big(reg, work, "models/big")
+            digest2 = push_big(reg, work, "models/big2")
+            with SlowStorage(work, reg.addr, redirect_blobs=True, storage_rate=RATE) as ng:
+                d = Daemon(work, os.path.join(work, "cache"), node_id="conc-node",
+                           args=["--publish-timeout", str(BUDGET)])
+                d.start()
+                try:
+                    sixteen_at_once(t, d, ng, work, digest)
+                    budget_and_retry(t, d, ng, work, digest2)
+                finally:
+                    rc = d.stop()
+                    t.check("daemon exits 0 on SIGTERM", rc == 0, f"exit {rc}")
+                    if t.failed:
+                        print(d.read_log()[-6000:])
+    finally:
+        for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+            mp = line.split(" ")[4]
+            if mp.startswith(work):
+                subprocess.run(["umount", "-l", mp], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    return t.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
