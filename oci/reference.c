@@ -4,7 +4,6 @@
 #include "oci-internal.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -29,9 +28,20 @@ static bool is_lower_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
+/* ASCII only, whatever the process locale: the grammar is ASCII. */
+static bool is_alnum(char c)
+{
+    return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 static bool is_word(char c)
 {
-    return isalnum((unsigned char)c) || c == '_';
+    return is_alnum(c) || c == '_';
 }
 
 /* A port is 1..65535 in decimal, without sign or leading junk. */
@@ -54,7 +64,7 @@ static bool valid_domain_name(const char *h, size_t n)
     size_t start = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && h[i] != '.') {
-            if (!isalnum((unsigned char)h[i]) && h[i] != '-')
+            if (!is_alnum(h[i]) && h[i] != '-')
                 return false;
             continue;
         }
@@ -76,7 +86,7 @@ static bool valid_host(const char *h, size_t n)
         if (!close || close == h + 1)
             return false;
         for (const char *p = h + 1; p < close; p++)
-            if (!isxdigit((unsigned char)*p) && *p != ':')
+            if (!is_hex(*p) && *p != ':')
                 return false;
         host_len = (size_t)(close - h) + 1;
         if (host_len < n && h[host_len] != ':')
@@ -176,7 +186,8 @@ static char *normalize_registry(const char *h, size_t n)
 {
     char *r = mv_xstrndup(h, n);
     for (char *p = r; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
     if (strcmp(r, "index.docker.io") == 0 || strcmp(r, OCI_DOCKER_HUB_API) == 0) {
         free(r);
         r = mv_xstrdup(OCI_DOCKER_HUB);

@@ -152,6 +152,9 @@ MV_TEST(tags_are_checked)
     expect_bad("r.io/a:-x", "tag \"-x\" is invalid");
     expect_bad("r.io/a:x/y", "invalid");
     expect_bad("r.io/a:x:y", "invalid");
+    /* The grammar is ASCII: no locale may widen it. */
+    expect_bad("r.io/a:caf\xc3\xa9", "tag \"caf??\" is invalid");
+    expect_bad("r\xc3\xa9.io/a", "registry host \"r??.io\" is invalid");
 }
 
 MV_TEST(digests_are_checked)
