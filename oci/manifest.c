@@ -357,8 +357,6 @@ static struct json_scan scan_json(const char *buf, size_t len)
                 return s;
             }
             i++; /* skip the escaped character, which may be a quote */
-        } else if (c == '\\') {
-            in_str = true; /* a lone backslash at the very end */
         }
     }
     s.unclosed = in_str || depth > 0;

@@ -63,7 +63,7 @@ int mv_parse_size(const char *s, uint64_t *out, mv_error *err)
         return mv_error_set(err, -EINVAL,
                             "size \"%s\": unknown unit \"%s\" (use B, K, M, G, T, P or E)",
                             OCI_QUOTED(s), OCI_QUOTED(p));
-    if (has_frac && power == 0)
+    if (has_frac && frac != 0 && power == 0)
         return mv_error_set(err, -EINVAL, "size \"%s\" is not a whole number of bytes",
                             OCI_QUOTED(s));
     unsigned __int128 mult = (unsigned __int128)1 << (10 * power);

@@ -43,6 +43,7 @@ MV_TEST(parses_binary_units)
     expect_size("1P", 1ull << 50);
     expect_size("15E", 15ull << 60);
     expect_size("0.5K", 512);
+    expect_size("2.0", 2);
     expect_size("18446744073709551615", UINT64_MAX);
     expect_size("15.999999999999999999E", 18446744073709551614ull); /* floor, no overflow */
 }
