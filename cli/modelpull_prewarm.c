@@ -535,7 +535,7 @@ static void pw_usage(FILE *f)
 {
     fprintf(f,
             "usage: modelpull [--cache DIR] [--config FILE] prewarm -f FILE [--parallel N] "
-            "[--watch] [--pull-policy P] [--plain-http]\n\n"
+            "[--watch] [--policy P] [--plain-http]\n\n"
             "Pulls every model reference listed in FILE (one per line, '#' comments)\n"
             "into the cache and pins it with owner \"prewarm:<reference>\"; pins of\n"
             "references no longer listed are dropped.\n\n"
@@ -544,9 +544,9 @@ static void pw_usage(FILE *f)
             "  -w, --watch            keep running; re-read FILE when its directory\n"
             "                         changes (a mounted ConfigMap), retry failures\n"
             "                         every %ds, and exit 0 on SIGTERM\n"
-            "      --pull-policy P    IfNotPresent (default: a cached tag is not\n"
+            "      --policy P         IfNotPresent (default: a cached tag is not\n"
             "                         re-resolved), Always (re-resolve tags on every\n"
-            "                         pass) or Never\n"
+            "                         pass) or Never; also --pull-policy\n"
             "      --plain-http       use plain HTTP for every registry\n"
             "  -h, --help             show this help\n\n"
             "Exit status: 0 when every reference is pinned, 1 when any failed, 2 on\n"
@@ -561,7 +561,8 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
         {"parallel", required_argument, NULL, 'j'},
         {"watch", no_argument, NULL, 'w'},
         {"plain-http", no_argument, NULL, 'P'},
-        {"pull-policy", required_argument, NULL, 'p'},
+        {"policy", required_argument, NULL, 'p'},
+        {"pull-policy", required_argument, NULL, 'p'}, /* as in volumeAttributes */
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -594,7 +595,7 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
             mv_error perr = MV_ERROR_INIT;
             if (cache_pull_policy_parse(optarg, &ctx.policy, &perr) < 0) {
                 fprintf(stderr,
-                        "modelpull: prewarm: --pull-policy \"%s\": want IfNotPresent, "
+                        "modelpull: prewarm: --policy \"%s\": want IfNotPresent, "
                         "Always or Never\n",
                         optarg);
                 return 2;

@@ -8,7 +8,7 @@
   exit non-zero and is named on stderr, while the good ones are still pinned;
 - --watch follows a ConfigMap-style update (the kubelet's ..data symlink
   swap) and an in-place rewrite of a plain file, then exits 0 on SIGTERM;
-- --pull-policy Always follows a moved tag and unpins the old tree.
+- --policy Always follows a moved tag and unpins the old tree.
 
 Pins are observed with tests/tools/mvpins (cache_pins_list). Run with
 Debian's /usr/bin/python3."""
@@ -256,7 +256,7 @@ def test_tag_moved(reg, tmp):
     r = prewarm(cache, lst, "--plain-http")
     check("tag moved: IfNotPresent keeps the cached tree",
           r.returncode == 0 and pins(cache) == {PREFIX + ref: first}, (r.stderr, pins(cache)))
-    r = prewarm(cache, lst, "--plain-http", "--pull-policy", "Always")
+    r = prewarm(cache, lst, "--plain-http", "--policy", "Always")
     now = pins(cache)
     check("tag moved: Always pins the new tree and unpins the old one",
           r.returncode == 0 and set(now) == {PREFIX + ref} and now[PREFIX + ref] != first,
