@@ -119,6 +119,9 @@ push_progress *push_progress_new(push_progress_mode mode, uint64_t total_bytes, 
  * label); done/total are byte counts of that blob. Thread-safe. */
 void push_progress_blob(push_progress *p, const char *event, const char *digest, const char *label,
                         uint64_t done, uint64_t total);
+/* A transient failure being retried or a fallback taken, for blob digest. */
+void push_progress_retry(push_progress *p, const char *digest, const char *label,
+                         const char *message);
 /* One-shot events: "packed", "manifest", "summary" with a preformatted
  * JSON object body (without braces) for --progress=json, and text for TTY. */
 void push_progress_note(push_progress *p, const char *event, const char *json_fields,

@@ -136,3 +136,22 @@ void push_progress_note(push_progress *p, const char *event, const char *json_fi
     }
     pthread_mutex_unlock(&p->lock);
 }
+
+void push_progress_retry(push_progress *p, const char *digest, const char *label,
+                         const char *message)
+{
+    if (!p || p->mode != PUSH_PROGRESS_JSON)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "retry");
+    cJSON_AddStringToObject(o, "digest", digest ? digest : "");
+    cJSON_AddStringToObject(o, "file", label ? label : "");
+    cJSON_AddStringToObject(o, "message", message ? message : "");
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    pthread_mutex_lock(&p->lock);
+    fprintf(stderr, "%s\n", s);
+    fflush(stderr);
+    pthread_mutex_unlock(&p->lock);
+    free(s);
+}

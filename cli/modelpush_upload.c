@@ -100,6 +100,9 @@ static void on_event(void *ctx, const pull_event *ev)
         push_progress_blob(w->pl->o->progress, ev->kind == PULL_EV_BLOB_DONE ? "done" : "progress",
                            b->digest, b->label, ev->done, b->size);
         break;
+    case PULL_EV_RETRY:
+        push_progress_retry(w->pl->o->progress, b->digest, b->label, ev->message);
+        break;
     default:
         break;
     }
