@@ -18,9 +18,13 @@ MV_PIDS=()
 mv_cleanup() {
   local p
   for p in "${MV_PIDS[@]:-}"; do
-    [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    # wait returns the killed child's status (143): under set -e that
+    # must not become the script's exit status.
+    [ -n "$p" ] || continue
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
   done
-  [ -n "${MV_TMP:-}" ] && rm -rf "$MV_TMP"
+  if [ -n "${MV_TMP:-}" ]; then rm -rf "$MV_TMP"; fi
   return 0
 }
 
