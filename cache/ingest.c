@@ -22,7 +22,7 @@ static int blob_hex(const char *digest, const char **hex, mv_error *err)
 
 bool cache_blob_exists(cache *c, const char *digest)
 {
-    const char *hex;
+    const char *hex = NULL;
     if (blob_hex(digest, &hex, NULL) < 0)
         return false;
     _cleanup_free_ char *p = mv_xasprintf(CACHE_D_BLOBS "/%s", hex);
@@ -39,7 +39,7 @@ static int open_dir(cache *c, const char *dir, mv_error *err)
 
 int cache_ingest_buf(cache *c, const char *digest, const void *buf, size_t len, mv_error *err)
 {
-    const char *hex;
+    const char *hex = NULL;
     int r = blob_hex(digest, &hex, err);
     if (r < 0)
         return r;
@@ -73,7 +73,7 @@ int cache_ingest_buf(cache *c, const char *digest, const void *buf, size_t len, 
 
 int cache_ingest_open(cache *c, const char *digest, int *fd, char **state_path, mv_error *err)
 {
-    const char *hex;
+    const char *hex = NULL;
     int r = blob_hex(digest, &hex, err);
     if (r < 0)
         return r;
@@ -91,7 +91,7 @@ int cache_ingest_open(cache *c, const char *digest, int *fd, char **state_path, 
 
 int cache_ingest_commit(cache *c, const oci_descriptor *d, int fd, mv_error *err)
 {
-    const char *hex;
+    const char *hex = NULL;
     int r = blob_hex(d->digest, &hex, err);
     if (r < 0)
         return r;
@@ -129,7 +129,7 @@ int cache_ingest_commit(cache *c, const oci_descriptor *d, int fd, mv_error *err
 int cache_blob_read(cache *c, const char *digest, size_t max, char **out, size_t *len,
                     mv_error *err)
 {
-    const char *hex;
+    const char *hex = NULL;
     int r = blob_hex(digest, &hex, err);
     if (r < 0)
         return r;
