@@ -108,6 +108,8 @@ int cache_remove(cache *c, const char *reference, size_t *trees_removed, mv_erro
 typedef struct cache_gc_opts {
     uint64_t max_size;     /* target: cache at most this; 0 = cache_options.max_size */
     int low_watermark_pct; /* target when no max_size: disk use at most this; 0 = options */
+    int min_age_seconds;   /* keep trees used more recently than this: covers the moment
+                              between another process's cache_pull and its cache_pin */
 } cache_gc_opts;
 
 typedef struct cache_gc_result {
@@ -125,7 +127,9 @@ typedef struct cache_gc_result {
 int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *err);
 /* For the plugin: when disk use is at or above the high watermark, or the
  * cache is above cache_options.max_size, runs cache_gc down to the low
- * watermark (or max_size). *ran says whether it ran. */
+ * watermark (or max_size), sparing trees used in the last
+ * CACHE_GC_AUTO_MIN_AGE seconds. *ran says whether it ran. */
+#define CACHE_GC_AUTO_MIN_AGE 60
 int cache_gc_if_needed(cache *c, bool *ran, cache_gc_result *res, mv_error *err);
 /* Disk use of the cache (each inode once) and of its file system. */
 int cache_usage(cache *c, uint64_t *cache_bytes, int *disk_pct, mv_error *err);

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 typedef struct tree_meta {
     char hex[65];
@@ -492,8 +493,9 @@ int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *e
         if (r < 0)
             return r;
     }
+    time_t newest = o && o->min_age_seconds ? time(NULL) - o->min_age_seconds : 0;
     for (size_t i = 0; i < nt && r == 0 && !target_met(c, &tg, bytes); i++) {
-        if (t[i].n_pins)
+        if (t[i].n_pins || (newest && t[i].last_use > newest))
             continue;
         r = remove_tree(c, t[i].hex, err);
         if (r < 0)
@@ -525,5 +527,6 @@ int cache_gc_if_needed(cache *c, bool *ran, cache_gc_result *res, mv_error *err)
     if (pct < high && (!c->opts.max_size || bytes <= c->opts.max_size))
         return 0;
     *ran = true;
-    return cache_gc(c, NULL, res, err);
+    cache_gc_opts o = {.min_age_seconds = CACHE_GC_AUTO_MIN_AGE};
+    return cache_gc(c, &o, res, err);
 }

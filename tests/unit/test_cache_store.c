@@ -405,8 +405,16 @@ MV_TEST(gc_lru_pins_and_size_target)
     CHECK(!cache_blob_exists(c, md[1]));
     CHECK(cache_blob_exists(c, md[2]));
 
-    /* Target below the pinned model: everything else goes, pins stay. */
+    /* A tree used a moment ago survives a GC with a minimum age. */
+    set_lastuse(r[2].tree_path, time(NULL));
     o.max_size = 1;
+    o.min_age_seconds = 60;
+    CHECK_INT(cache_gc(c, &o, &res, &e), 0);
+    CHECK_INT(res.trees_removed, 0);
+    CHECK(ct_exists(r[2].tree_path));
+
+    /* Target below the pinned model: everything else goes, pins stay. */
+    o.min_age_seconds = 0;
     CHECK_INT(cache_gc(c, &o, &res, &e), 0);
     CHECK(!res.target_reached);
     CHECK(ct_exists(r[0].tree_path));
