@@ -30,6 +30,8 @@ class FaultServer:
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.log = []
+        self.inflight = 0
+        self.max_inflight = 0  # most blob GETs served at the same time
         self.auth_headers = []  # Authorization of each request (None if absent)
         self.faults = 0
         self.lock = threading.Lock()
@@ -92,6 +94,16 @@ class FaultServer:
                     status = 206
                 length = end - start + 1
                 self._record(status)
+                with fs.lock:
+                    fs.inflight += 1
+                    fs.max_inflight = max(fs.max_inflight, fs.inflight)
+                try:
+                    self._send_body(head, status, start, end, size, length, path, digest)
+                finally:
+                    with fs.lock:
+                        fs.inflight -= 1
+
+            def _send_body(self, head, status, start, end, size, length, path, digest):
                 self.send_response(status)
                 self.send_header("Content-Length", str(length))
                 self.send_header("Docker-Content-Digest", digest)
