@@ -86,6 +86,12 @@ def main():
                     rc == 0 and mvfetch.stats(out).get("retries", 0) >= 2, out + err)
             t.check("stall: bytes identical", mvfetch.sha256_file(outf) == digest)
 
+        with FaultServer(blobs, "expire", count=2) as fs:
+            rc, out, err, outf, state = pull(fs, tmp, "expire", digest)
+            t.check("expired storage URL (403) is resolved again", rc == 0 and fs.generation >= 3,
+                    f"gen={fs.generation} {err}")
+            t.check("expire: bytes identical", mvfetch.sha256_file(outf) == digest)
+
         with FaultServer(blobs, "404") as fs:
             rc, out, err, outf, state = pull(fs, tmp, "f404", digest)
             t.check("404 is fatal with blob, host and status in one line",

@@ -10,6 +10,8 @@ support) and misbehaves on purpose according to `mode`:
   429       the first `count` blob requests get 429 with Retry-After: 1
   stall     the first `count` responses send half the body, then stall
   404       every blob is unknown
+  expire    blob GETs get a 307 to a "storage" URL on localhost that serves
+            `count` requests, then answers 403 until a new URL is issued
 
 Every request is recorded in `log` as (monotonic time, method, path, range,
 status)."""
@@ -31,6 +33,8 @@ class FaultServer:
         self.addr = f"127.0.0.1:{self.port}"
         self.log = []
         self.inflight = 0
+        self.generation = 0  # "expire": signed storage URLs issued
+        self.gen_uses = 0
         self.max_inflight = 0  # most blob GETs served at the same time
         self.auth_headers = []  # Authorization of each request (None if absent)
         self.faults = 0
@@ -74,6 +78,25 @@ class FaultServer:
             def do_GET(self, head=False):
                 if self.path == "/v2/":
                     return self._simple(200)
+                if fs.mode == "expire":
+                    if self.path.startswith("/v2/") and "/blobs/" in self.path:
+                        with fs.lock:
+                            fs.generation += 1
+                            fs.gen_uses = 0
+                            gen = fs.generation
+                        d = self.path.split("/blobs/")[1]
+                        # "localhost" is another host than the 127.0.0.1 the
+                        # client asked: storage, not the registry.
+                        return self._simple(307, [("Location",
+                                                   f"http://localhost:{fs.port}/storage/{d}?gen={gen}")])
+                    if self.path.startswith("/storage/"):
+                        d, _, q = self.path[len("/storage/"):].partition("?gen=")
+                        with fs.lock:
+                            fs.gen_uses += 1
+                            valid = int(q) == fs.generation and fs.gen_uses <= fs.count
+                        if not valid:
+                            return self._simple(403)
+                        self.path = "/v2/x/blobs/" + d
                 parts = self.path.split("/blobs/")
                 digest = parts[1] if len(parts) == 2 else None
                 if not digest or digest not in fs.blobs or fs.mode == "404":
