@@ -34,6 +34,7 @@ enum {
     OPT_PLAIN_HTTP,
     OPT_REGISTRY_CONFIG,
     OPT_DRY_RUN,
+    OPT_RETRIES,
     OPT_VERSION,
 };
 
@@ -75,6 +76,8 @@ static void usage(FILE *f)
                "  --state-dir DIR      resume records (default $XDG_STATE_HOME/modelvol/push,\n"
                "                       else ~/.cache/modelvol/push); they hold no secrets\n"
                "  --no-resume          keep no resume records\n"
+               "  --retries N          retries of a transient failure (5xx, 429, timeouts)\n"
+               "                       per request (default 6)\n"
                "  --progress MODE      auto (bar on a TTY), tty, json (lines on stderr), none\n"
                "  --plain-http         talk HTTP to a non-loopback registry\n"
                "  --registry-config F  registry configuration (default " PULL_DEFAULT_CONFIG ")\n"
@@ -99,6 +102,7 @@ typedef struct push_args {
     const char *registry_config;
     bool dry_run;
     bool created_set;
+    int retries;
 } push_args;
 
 static void add_rule(push_args *a, const char *glob, model_kind k)
@@ -161,6 +165,7 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         {"plain-http", no_argument, NULL, OPT_PLAIN_HTTP},
         {"registry-config", required_argument, NULL, OPT_REGISTRY_CONFIG},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"retries", required_argument, NULL, OPT_RETRIES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -269,6 +274,15 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         case OPT_DRY_RUN:
             a->dry_run = true;
             break;
+        case OPT_RETRIES: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            /* The client reads 0 as "its default", so 1 is the least. */
+            if (*end || v < 1 || v > 100)
+                r = mv_error_set(err, -EINVAL, "--retries %s: expected 1 to 100", optarg);
+            a->retries = (int)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -372,7 +386,10 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
         push_progress *prog = push_progress_new(a->progress, total, p->n_blobs);
         push_upload_opts uo = {
             .ref = ref,
-            .pull = {.config = cfg, .creds = creds, .plain_http = a->plain_http},
+            .pull = {.config = cfg,
+                     .creds = creds,
+                     .plain_http = a->plain_http,
+                     .max_retries = a->retries},
             .jobs = a->jobs,
             .chunk_size = a->chunk,
             .monolithic = a->monolithic,

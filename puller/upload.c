@@ -39,13 +39,53 @@ static void emit(pull_client *c, pull_event_kind kind, const char *digest, uint6
     c->opt.on_event(c->opt.event_ctx, &ev);
 }
 
+static bool transient_status(long s)
+{
+    return s >= 500 || s == 429 || s == 408;
+}
+
+/* Connection refused or an unknown host is the user's mistake, not weather. */
+static bool transient_code(int r)
+{
+    return r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET;
+}
+
+/* pull_http_do, repeating transport failures and 5xx/429 answers with
+ * backoff (Retry-After honoured) up to the client's retry budget. Only for
+ * requests that are safe to repeat as they are. */
+static int http_retry(pull_client *c, const pull_http_req *req, pull_http_resp *resp,
+                      const char *digest, mv_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        mv_error e = MV_ERROR_INIT;
+        int r = pull_http_do(c, req, resp, &e);
+        bool again = r < 0 ? transient_code(r) : transient_status(resp->status);
+        if (!again || attempt >= c->opt.max_retries) {
+            if (r < 0)
+                mv_error_copy(err, &e);
+            return r;
+        }
+        char msg[MV_ERROR_MSG_MAX + 64];
+        if (r < 0)
+            snprintf(msg, sizeof(msg), "%s %s: %s", req->method, digest, e.msg);
+        else
+            snprintf(msg, sizeof(msg), "%s %s: %ld from %s", req->method, digest, resp->status,
+                     resp->host);
+        emit(c, PULL_EV_RETRY, digest, 0, 0, msg);
+        c->stats.retries++;
+        long after = r == 0 ? pull_retry_after(resp->retry_after) : -1;
+        pull_http_resp_clear(resp);
+        pull_backoff_sleep(c, attempt, after);
+    }
+}
+
 int pull_blob_exists(pull_client *c, const char *digest, bool *exists, mv_error *err)
 {
     *exists = false;
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", digest);
     pull_http_req req = {.method = "HEAD", .path = path, .actions = PUSH_ACTIONS, .follow = true};
     _cleanup_resp_ pull_http_resp resp = {0};
-    int r = pull_http_do(c, &req, &resp, err);
+    int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "blob %s", digest);
     if (resp.status == 200) {
@@ -75,7 +115,7 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
     _cleanup_free_ char *path = mv_xasprintf("blobs/uploads/?mount=%s&from=%s", digest, from_repo);
     pull_http_req req = {.method = "POST", .path = path, .actions = PUSH_ACTIONS};
     _cleanup_resp_ pull_http_resp resp = {0};
-    int r = pull_http_do(c, &req, &resp, err);
+    int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "mount blob %s from %s", digest, from_repo);
     if (resp.status == 201) {
@@ -166,7 +206,7 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
     session_clear(s);
     pull_http_req req = {.method = "POST", .path = "blobs/uploads/", .actions = PUSH_ACTIONS};
     _cleanup_resp_ pull_http_resp resp = {0};
-    int r = pull_http_do(c, &req, &resp, err);
+    int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "open upload of blob %s", digest);
     if (resp.status != 202 || !resp.location) {
@@ -234,8 +274,9 @@ static char *with_digest(const char *url, const char *digest)
 
 /* The final PUT: with the remaining body [off, size) (monolithic: all). */
 static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint64_t size,
-                         const char *digest, mv_error *err)
+                         const char *digest, bool *transient, mv_error *err)
 {
+    *transient = false;
     _cleanup_free_ char *url = with_digest(s->cur, digest);
     pull_http_req req = {.method = "PUT",
                          .path = url,
@@ -247,9 +288,12 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
                          .content_type = "application/octet-stream"};
     _cleanup_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
-    if (r < 0)
+    if (r < 0) {
+        *transient = transient_code(r);
         return mv_error_wrap(err, "upload blob %s", digest);
+    }
     if (resp.status != 201 && resp.status != 204 && resp.status != 200) {
+        *transient = transient_status(resp.status);
         _cleanup_free_ char *what = mv_xasprintf("upload blob %s", digest);
         return pull_http_status_error(&resp, err, what);
     }
@@ -259,19 +303,57 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
     return 0;
 }
 
+/* POST + one PUT with the whole body. A PUT cut short leaves a session
+ * holding part of the blob, which cannot be completed by repeating it: a
+ * transient failure starts the blob over in a new session. */
 static int upload_monolithic(pull_client *c, int fd, const char *digest, uint64_t size,
                              mv_error *err)
 {
-    session s = {0};
-    int r = session_open(c, digest, &s, err);
-    if (r == 0) {
-        emit(c, PULL_EV_BLOB_START, digest, 0, size, NULL);
-        r = session_close(c, &s, fd, 0, size, digest, err);
-        if (r == 0)
+    for (int attempt = 0;; attempt++) {
+        session s = {0};
+        bool transient = false;
+        int r = session_open(c, digest, &s, err);
+        if (r == 0) {
+            emit(c, PULL_EV_BLOB_START, digest, 0, size, NULL);
+            r = session_close(c, &s, fd, 0, size, digest, &transient, err);
+        }
+        session_clear(&s);
+        if (r == 0) {
             emit(c, PULL_EV_BLOB_DONE, digest, size, size, NULL);
+            return 0;
+        }
+        if (!transient || attempt >= c->opt.max_retries)
+            return r;
+        emit(c, PULL_EV_RETRY, digest, 0, size, err ? err->msg : "upload failed");
+        c->stats.retries++;
+        pull_backoff_sleep(c, attempt, -1);
     }
-    session_clear(&s);
-    return r;
+}
+
+/* The closing PUT of a chunked upload carries no body, so it can simply be
+ * repeated; if an earlier attempt did land, the session is gone and the
+ * blob is there. */
+static int close_chunked(pull_client *c, session *s, int fd, uint64_t size, const char *digest,
+                         mv_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        bool transient = false;
+        int r = session_close(c, s, fd, size, size, digest, &transient, err);
+        if (r == 0)
+            return 0;
+        if (attempt > 0 && err && err->http_status == 404) {
+            bool exists = false;
+            if (pull_blob_exists(c, digest, &exists, NULL) == 0 && exists) {
+                mv_error_clear(err);
+                return 0;
+            }
+        }
+        if (!transient || attempt >= c->opt.max_retries)
+            return r;
+        emit(c, PULL_EV_RETRY, digest, size, size, err ? err->msg : "closing PUT failed");
+        c->stats.retries++;
+        pull_backoff_sleep(c, attempt, -1);
+    }
 }
 
 typedef enum { PATCH_OK, PATCH_REFUSED, PATCH_RETRY } patch_outcome;
@@ -415,7 +497,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         emit(c, PULL_EV_BLOB_PROGRESS, digest, off, size, NULL);
     }
     if (r == 0)
-        r = session_close(c, &s, fd, size, size, digest, err);
+        r = close_chunked(c, &s, fd, size, digest, err);
     if (r == 0) {
         record_remove(record);
         emit(c, PULL_EV_BLOB_DONE, digest, size, size, NULL);
@@ -459,7 +541,7 @@ int pull_manifest_put(pull_client *c, const char *tag_or_digest, const void *buf
                          .mem_len = len,
                          .content_type = media_type};
     _cleanup_resp_ pull_http_resp resp = {0};
-    int r = pull_http_do(c, &req, &resp, err);
+    int r = http_retry(c, &req, &resp, tag_or_digest, err);
     if (r < 0)
         return mv_error_wrap(err, "PUT manifest %s/%s:%s", c->registry, c->repository,
                              tag_or_digest);

@@ -5,6 +5,7 @@ docker-registry by a small forwarding proxy of our own:
     back to one monolithic PUT, says so, and the blob arrives intact;
   * a transient 503 on one PATCH mid-upload: modelpush asks the upload
     session where it stands, carries on, and the blob arrives intact;
+  * a 503 on a monolithic PUT: the blob starts over in a new session;
   * a registry that keeps answering 503: a non-zero exit and one line naming
     the file and the status.
 The proxy only listens on 127.0.0.1."""
@@ -184,14 +185,29 @@ def main():
               bool(summary) and summary[0]["bytes_uploaded"] < 2 * len(data))
         check("transient 503: the blob arrived intact", blob_digest(reg, "models/flaky", digest) == digest)
 
-        # 3. a registry that keeps failing -> one line naming the file and status
+        # 3. a 503 on a monolithic PUT: the blob starts over in a new session
+        proxy = Proxy(reg.addr, lambda m, path, n: 503 if (m == "PUT" and n == 1) else None)
+        try:
+            p, ev = push(model, f"{proxy.addr}/models/putfail:v1", state, "--monolithic")
+        finally:
+            proxy.close()
+        check("503 on PUT: push exits 0", p.returncode == 0)
+        if p.returncode:
+            print(p.stderr)
+        check("503 on PUT: a new session was opened", proxy.counts.get("POST", 0) >= 3)
+        check("503 on PUT: the blob arrived intact", blob_digest(reg, "models/putfail", digest) == digest)
+
+        # 4. a registry that keeps failing -> one line naming the file and status
         proxy = Proxy(reg.addr, lambda m, path, n: 503 if m == "POST" else None)
         try:
-            p, ev = push(model, f"{proxy.addr}/models/down:v1", state, "--progress=none")
+            p, ev = push(model, f"{proxy.addr}/models/down:v1", state, "--retries", "2")
         finally:
             proxy.close()
         err = [l for l in p.stderr.splitlines() if not l.startswith("{")]
         check("failing registry: non-zero exit", p.returncode != 0)
+        check("failing registry: POST tried 1 + 2 retries times", proxy.counts.get("POST", 0) == 3)
+        check("failing registry: each retry reported",
+              len([e for e in ev if e["event"] == "retry"]) == 2)
         check("failing registry: one line on stderr", len(err) == 1)
         check("failing registry: it names the file and the status",
               bool(err) and "model.safetensors" in err[0] and "503" in err[0])
