@@ -75,7 +75,7 @@ void oci_manifest_free(oci_manifest *m)
 const char *oci_annotation_get(const oci_annotation *a, size_t n, const char *key)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(a[i].key, key) == 0)
+        if (a[i].key && strcmp(a[i].key, key) == 0)
             return a[i].value;
     return NULL;
 }
@@ -532,7 +532,7 @@ static int cmp_annotation(const void *a, const void *b)
     const oci_annotation *x = *(const oci_annotation *const *)a;
     const oci_annotation *y = *(const oci_annotation *const *)b;
     int c = strcmp(x->key, y->key);
-    return c ? c : strcmp(x->value, y->value);
+    return c ? c : strcmp(x->value ? x->value : "", y->value ? y->value : "");
 }
 
 /* Annotations in sorted key order, so equal maps always serialise alike. */
@@ -540,12 +540,17 @@ static void add_annotations(cJSON *obj, const oci_annotation *a, size_t n)
 {
     if (n == 0)
         return;
+    /* A hand-built list may hold holes (NULL keys); they are not written. */
     _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(*sorted));
+    size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        sorted[i] = &a[i];
-    qsort(sorted, n, sizeof(*sorted), cmp_annotation);
+        if (a[i].key)
+            sorted[k++] = &a[i];
+    if (k == 0)
+        return;
+    qsort(sorted, k, sizeof(*sorted), cmp_annotation);
     cJSON *j = cJSON_AddObjectToObject(obj, "annotations");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < k; i++)
         cJSON_AddStringToObject(j, sorted[i]->key, sorted[i]->value ? sorted[i]->value : "");
 }
 

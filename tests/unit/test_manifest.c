@@ -539,6 +539,16 @@ MV_TEST(emit_a_hand_built_manifest)
                       .n_layers = 1};
     _cleanup_free_ char *out = oci_manifest_emit(&m, NULL);
     CHECK_CONTAINS(out, "\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"");
+    /* Holes in a hand-built annotation list are skipped, not dereferenced. */
+    oci_annotation holes[] = {{NULL, "x"}, {"k", "v"}, {NULL, NULL}};
+    oci_descriptor cfg = m.config;
+    cfg.annotations = holes;
+    cfg.n_annotations = 3;
+    CHECK_STR(oci_annotation_get(holes, 3, "k"), "v");
+    oci_manifest m_holes = m;
+    m_holes.config = cfg;
+    _cleanup_free_ char *out_holes = oci_manifest_emit(&m_holes, NULL);
+    CHECK_CONTAINS(out_holes, "\"annotations\":{\"k\":\"v\"}");
     _cleanup_manifest_ oci_manifest *back = parse_ok(out, NULL);
     if (back) {
         CHECK_STR(back->artifact_type, MODEL_ARTIFACT_TYPE);
