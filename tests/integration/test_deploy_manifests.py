@@ -14,6 +14,9 @@ valid and agree with each other and with the binaries they run:
   in that binary's --help (modelpull: global flags in `modelpull --help`,
   verb flags in `modelpull VERB --help`);
 - every registry config.json in a ConfigMap is accepted by the real parser;
+- the node plugin and the pre-warm command start with the DaemonSets' exact
+  arguments and ConfigMaps (paths moved under a temp dir, metrics on
+  loopback), and stop cleanly on SIGTERM;
 - the Dockerfile is multi-stage on Debian 12, its runtime packages exist,
   and every library a built binary links comes from one of them.
 
@@ -23,9 +26,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import yaml
 
@@ -530,10 +535,11 @@ def check_dockerfile():
     pkgs = apt_packages(runtime)
     check("runtime stage installs packages with apt-get", len(pkgs) > 0)
     if shutil.which("apt-cache"):
+        r = subprocess.run(["apt-cache", "policy", *pkgs], capture_output=True, text=True,
+                           timeout=120)
+        cands = dict(re.findall(r"^(\S+):\n\s+Installed:.*\n\s+Candidate:\s*(\S+)", r.stdout, re.M))
         for p in pkgs:
-            r = subprocess.run(["apt-cache", "policy", p], capture_output=True, text=True, timeout=60)
-            m = re.search(r"Candidate:\s*(\S+)", r.stdout)
-            check(f"runtime package {p} exists in Debian 12", m is not None and m.group(1) != "(none)",
+            check(f"runtime package {p} exists in Debian 12", cands.get(p, "(none)") != "(none)",
                   r.stdout.strip()[:200])
     else:
         print("SKIP: apt-cache not installed: runtime package names are not checked")
@@ -553,16 +559,22 @@ def apt_packages(stage):
 BASE_PACKAGES = {"libc6", "libgcc-s1"}
 
 
-def package_of(path):
-    """The Debian package owning a shared library path (usrmerge-aware)."""
-    cands = {path, os.path.realpath(path)}
-    for c in list(cands):
-        cands.add(c[len("/usr"):] if c.startswith("/usr/") else "/usr" + c)
-    for c in cands:
-        r = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True, timeout=60)
-        if r.returncode == 0 and r.stdout:
-            return r.stdout.split(":", 1)[0].strip()
-    return None
+def packages_of(paths):
+    """{library path: owning Debian package}, usrmerge-aware, in one dpkg call."""
+    variants = {}
+    for path in paths:
+        for c in {path, os.path.realpath(path)}:
+            for v in (c, c[len("/usr"):] if c.startswith("/usr/") else "/usr" + c):
+                variants[v] = path
+    r = subprocess.run(["dpkg", "-S", *sorted(variants)], capture_output=True, text=True,
+                       timeout=120)
+    out = {}
+    for line in r.stdout.splitlines():
+        pkg, _, owned = line.partition(": ")
+        for f in owned.split(", "):
+            if f.strip() in variants:
+                out[variants[f.strip()]] = pkg.split(":", 1)[0].split(",")[0].strip()
+    return out
 
 
 def dependency_closure(pkgs):
@@ -592,13 +604,148 @@ def check_runtime_libs(runtime_pkgs):
                                            timeout=60).stdout)
         where = dict(re.findall(r"^\s*(\S+) => (/\S+)", subprocess.run(
             ["ldd", path], capture_output=True, text=True, timeout=60).stdout, re.M))
+        owners = packages_of([where[lib] for lib in needed if lib in where])
         missing = []
         for lib in needed:
-            pkg = package_of(where[lib]) if lib in where else None
+            pkg = owners.get(where.get(lib, ""))
             if pkg is None or pkg not in installed:
                 missing.append(f"{lib} ({pkg or 'no package'})")
         check(f"runtime image has every library {b} links ({len(needed)} checked)", not missing,
               ", ".join(missing))
+
+
+# ---- the manifests' command lines, run for real ------------------------------
+
+
+def materialise(docs, spec, container, root):
+    """Lays out under root what the container would see at each mount that
+    its arguments name: hostPath mounts become empty directories, ConfigMap
+    mounts become their files. Returns the argument list with every absolute
+    path moved under root and $(VAR) references expanded."""
+    env = {"NODE_NAME": "test-node"}
+    for m in container.get("volumeMounts") or []:
+        vol = next(v for v in spec["volumes"] if v["name"] == m["name"])
+        dst = root + m["mountPath"]
+        if "configMap" in vol:
+            cm = find(docs, "ConfigMap", vol["configMap"]["name"])
+            data = (cm or {}).get("data", {})
+            if m.get("subPath"):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                with open(dst, "w") as f:
+                    f.write(data.get(m["subPath"], ""))
+            else:
+                os.makedirs(dst, exist_ok=True)
+                for k, v in data.items():
+                    with open(os.path.join(dst, k), "w") as f:
+                        f.write(v)
+        else:
+            os.makedirs(dst, exist_ok=True)
+    out = []
+    for a in container_command(container)[1]:
+        a = re.sub(r"\$\((\w+)\)", lambda mm: env.get(mm.group(1), ""), a)
+        a = re.sub(r"(^|=|unix://)(/[^\s]*)", lambda mm: mm.group(1) + root + mm.group(2), a)
+        out.append(a)
+    return out
+
+
+def http_get(url):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read().decode(errors="replace")
+    except Exception as e:  # noqa: BLE001 - any failure means "not up yet"
+        return None, str(e)
+
+
+def wait_for(cond, secs):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    return cond()
+
+
+def stop_process(proc, secs=30):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=secs)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return None
+
+
+def check_plugin_starts(docs):
+    """modelvol-csi runs with the DaemonSet's exact arguments (paths moved
+    under a temp dir, and the metrics address moved to loopback: tests
+    listen on 127.0.0.1 only), serves /metrics, and stops cleanly."""
+    exe = os.path.join(BUILD_DIR, "modelvol-csi")
+    ds = find(docs, "DaemonSet", "modelvol-node")
+    if not os.access(exe, os.X_OK) or ds is None:
+        print("SKIP: modelvol-csi is not built: it is not started with the manifest's arguments")
+        return
+    spec = ds["spec"]["template"]["spec"]
+    c = container_by_command(spec, "modelvol-csi")
+    with tempfile.TemporaryDirectory(prefix="modelvol-deploy.") as tmp:
+        args = materialise(docs, spec, c, tmp)
+        port = free_port()
+        args = [re.sub(r"^--metrics-addr=.*", f"--metrics-addr=127.0.0.1:{port}", a) for a in args]
+        sock = (flag_value(args, "--endpoint") or "")[len("unix://"):]
+        log = open(os.path.join(tmp, "plugin.log"), "w")
+        proc = subprocess.Popen([exe, *args], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            up = wait_for(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+                          or proc.poll() is not None, 60)
+            status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            check("modelvol-csi starts with the manifest's arguments and serves /metrics",
+                  up and status == 200 and "modelvol_ready" in body,
+                  open(os.path.join(tmp, "plugin.log")).read()[-1500:])
+            check("modelvol-csi listens on the socket the registrar dials",
+                  wait_for(lambda: os.path.exists(sock), 30), sock)
+        finally:
+            rc = stop_process(proc)
+            log.close()
+        check("modelvol-csi exits 0 on SIGTERM and removes its socket",
+              rc == 0 and not os.path.exists(sock), f"rc={rc}")
+
+
+def check_prewarm_starts(docs):
+    """The pre-warm DaemonSet's command runs against its ConfigMap (the
+    shipped list is all comments) and exits 0 on SIGTERM."""
+    exe = os.path.join(BUILD_DIR, "modelpull")
+    ds = find(docs, "DaemonSet", "modelvol-prewarm")
+    if not os.access(exe, os.X_OK) or ds is None:
+        print("SKIP: modelpull is not built: prewarm is not started with the manifest's arguments")
+        return
+    spec = ds["spec"]["template"]["spec"]
+    c = container_by_command(spec, "modelpull")
+    with tempfile.TemporaryDirectory(prefix="modelvol-deploy.") as tmp:
+        args = materialise(docs, spec, c, tmp)
+        log_path = os.path.join(tmp, "prewarm.log")
+        log = open(log_path, "w")
+        proc = subprocess.Popen([exe, *args], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            done = wait_for(lambda: "cycle done" in open(log_path).read() or proc.poll() is not None,
+                            60)
+            check("prewarm runs with the manifest's arguments and ConfigMap",
+                  done and proc.poll() is None and "failed=0" in open(log_path).read(),
+                  open(log_path).read()[-1500:])
+        finally:
+            rc = stop_process(proc)
+            log.close()
+        check("prewarm --watch exits 0 on SIGTERM", rc == 0, f"rc={rc}")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def main():
@@ -617,6 +764,8 @@ def main():
     check_kustomization(docs)
     check_registry_configs(docs)
     check_flags(docs)
+    check_plugin_starts(docs)
+    check_prewarm_starts(docs)
     check_dockerfile()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
