@@ -6,6 +6,7 @@
 #include "modelpush.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -319,6 +320,25 @@ static int64_t default_created(mv_error *err, bool *ok)
     return (int64_t)time(NULL);
 }
 
+/* Set by SIGINT/SIGTERM: transfers stop within half a second, and upload
+ * sessions stay recorded so the next run resumes them. */
+static volatile int push_cancel;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    push_cancel = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static void config_freep(pull_config **c)
 {
     pull_config_free(*c);
@@ -383,13 +403,15 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
         _cleanup_free_ char *state_dir = NULL;
         if (!a->no_resume)
             state_dir = a->state_dir ? mv_xstrdup(a->state_dir) : push_default_state_dir();
+        install_signals();
         push_progress *prog = push_progress_new(a->progress, total, p->n_blobs);
         push_upload_opts uo = {
             .ref = ref,
             .pull = {.config = cfg,
                      .creds = creds,
                      .plain_http = a->plain_http,
-                     .max_retries = a->retries},
+                     .max_retries = a->retries,
+                     .cancel = &push_cancel},
             .jobs = a->jobs,
             .chunk_size = a->chunk,
             .monolithic = a->monolithic,
@@ -432,7 +454,7 @@ int main(int argc, char **argv)
     free(a.tags);
     if (r < 0) {
         cli_error(PUSH_PROG, &err);
-        return 1;
+        return r == -ECANCELED ? 130 : 1;
     }
     return 0;
 }
