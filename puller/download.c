@@ -810,9 +810,11 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         curl_multi_perform(c->multi, &running);
         CURLMsg *m;
         int left;
+        bool progressed = false;
         while ((m = curl_multi_info_read(c->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
+            progressed = true;
             dl_xfer *t = NULL;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
             CURLcode cc = m->data.result;
@@ -832,14 +834,16 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
                 emit(c, PULL_EV_BLOB_PROGRESS, j, NULL);
             }
         }
-        int timeout = 200;
+        /* A transfer just ended: its connection is free for the next range
+         * now, so go round at once instead of waiting on the others. */
+        int timeout = progressed ? 0 : 200;
         if (wake) {
             uint64_t nn = now_ms();
             int d = wake > nn ? (int)(wake - nn) : 0;
             if (d < timeout)
                 timeout = d;
         }
-        if (x.inflight > 0)
+        if (x.inflight > 0 && timeout > 0)
             curl_multi_poll(c->multi, NULL, 0, timeout, NULL);
         else if (timeout > 0) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)timeout * 1000000L};
