@@ -128,6 +128,11 @@ int cache_extract_tar(int src_fd, int rootfd, const char *layer, const cache_ext
  * it (following links inside the tree, at most 40 hops). */
 int cache_check_symlinks(int rootfd, const char *what, bool allow_absolute, mv_error *err);
 
+/* Re-reads the layer tar from src_fd and compares every regular file with
+ * the extracted copy under rootfd; *bad gets the first path that differs
+ * (or is missing), NULL when all match. */
+int cache_layer_compare(int src_fd, int rootfd, const char *layer, char **bad, mv_error *err);
+
 /* Extracts blob digest into layers/sha256/<hex> once (locked), unless it is
  * there already. */
 int cache_layer_ensure(cache *c, const oci_descriptor *d, const char *expected_diff_id,

@@ -137,12 +137,17 @@ int cache_usage(cache *c, uint64_t *cache_bytes, int *disk_pct, mv_error *err);
 typedef struct cache_verify_result {
     size_t blobs_checked;
     uint64_t bytes_checked;
-    size_t corrupt;       /* blobs moved to quarantine/ */
-    char **quarantined;   /* their digests, corrupt entries */
-    size_t trees_removed; /* unpinned trees that linked a corrupt blob */
+    size_t corrupt;     /* blobs moved to quarantine/ */
+    char **quarantined; /* their digests, corrupt entries */
+    size_t layers_checked;
+    size_t layers_corrupt; /* extracted layers that no longer match their blob: removed */
+    char **bad_layers;     /* "sha256:...: \"path\"", layers_corrupt entries */
+    size_t trees_removed;  /* unpinned trees that linked corrupt data */
 } cache_verify_result;
-/* Re-hashes every blob; corrupt ones move to quarantine/ and the trees and
- * layers built from them are removed, so the next pull fetches them again. */
+/* Re-hashes every blob, and compares every extracted layer with its
+ * (verified) blob. Corrupt blobs move to quarantine/; corrupt layers and
+ * the unpinned trees built from either are removed, so the next pull
+ * fetches and rebuilds them. */
 int cache_verify(cache *c, cache_verify_result *res, mv_error *err);
 void cache_verify_result_clear(cache_verify_result *r);
 

@@ -522,6 +522,87 @@ int cache_check_symlinks(int rootfd, const char *what, bool allow_absolute, mv_e
     return r;
 }
 
+/* ---- re-checking an extracted layer ------------------------------------------ */
+
+/* Compares the regular file at rootfd/path with the entry's data. */
+static bool same_file(struct archive *a, struct archive_entry *e, int rootfd, const char *path)
+{
+    _cleanup_free_ char *parent = NULL;
+    const char *base;
+    split_parent(path, &parent, &base);
+    _cleanup_close_ int dfd = -1;
+    if (cache_open_dir_nofollow(rootfd, parent, false, &dfd, NULL) < 0)
+        return false;
+    _cleanup_close_ int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != archive_entry_size(e))
+        return false;
+    static __thread char mine[READ_BLOCK];
+    for (;;) {
+        const void *buf;
+        size_t n;
+        la_int64_t off;
+        int ar = archive_read_data_block(a, &buf, &n, &off);
+        if (ar == ARCHIVE_EOF)
+            return true;
+        if (ar < ARCHIVE_WARN)
+            return false;
+        for (size_t done = 0; done < n;) {
+            size_t want = n - done < sizeof(mine) ? n - done : sizeof(mine);
+            ssize_t k = pread(fd, mine, want, off + (off_t)done);
+            if (k <= 0 || memcmp(mine, (const char *)buf + done, (size_t)k) != 0)
+                return false;
+            done += (size_t)k;
+        }
+    }
+}
+
+int cache_layer_compare(int src_fd, int rootfd, const char *layer, char **bad, mv_error *err)
+{
+    *bad = NULL;
+    _cleanup_archive_ struct archive *a = archive_read_new();
+    if (!a)
+        return mv_error_set(err, -ENOMEM, "layer %s: out of memory", layer);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_format_tar(a);
+    if (archive_read_open_fd(a, src_fd, READ_BLOCK) != ARCHIVE_OK)
+        return mv_error_set(err, -EBADMSG, "layer %s: %s", layer, archive_error_string(a));
+    /* A path written twice in one layer counts by its last entry. */
+    char **mismatch = NULL;
+    size_t nm = 0;
+    struct archive_entry *e;
+    int ar;
+    while ((ar = archive_read_next_header(a, &e)) == ARCHIVE_OK || ar == ARCHIVE_WARN) {
+        if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
+            continue;
+        _cleanup_free_ char *path = NULL;
+        if (entry_path(archive_entry_pathname(e), layer, &path, NULL) < 0 || !path[0])
+            continue;
+        bool same = same_file(a, e, rootfd, path);
+        size_t i = 0;
+        while (i < nm && strcmp(mismatch[i], path) != 0)
+            i++;
+        if (!same && i == nm) {
+            mismatch = mv_xrealloc(mismatch, (nm + 1) * sizeof(*mismatch));
+            mismatch[nm++] = MV_STEAL(path);
+        } else if (same && i < nm) {
+            free(mismatch[i]);
+            mismatch[i] = mismatch[--nm];
+        }
+    }
+    int r = 0;
+    if (ar != ARCHIVE_EOF)
+        r = mv_error_set(err, -EBADMSG, "layer %s: %s", layer,
+                         archive_error_string(a) ? archive_error_string(a) : "read failed");
+    if (nm)
+        *bad = MV_STEAL(mismatch[0]);
+    for (size_t i = 0; i < nm; i++)
+        free(mismatch[i]);
+    free(mismatch);
+    return r;
+}
+
 /* ---- layers/sha256/<hex> ---------------------------------------------------- */
 
 int cache_layer_ensure(cache *c, const oci_descriptor *d, const char *expected_diff_id,

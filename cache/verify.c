@@ -40,14 +40,9 @@ static bool tree_links(cache *c, const char *hex, const char *digest, bool *pinn
     return found;
 }
 
-static int quarantine(cache *c, const char *hex, cache_verify_result *res, mv_error *err)
+/* Removes the unpinned trees that link digest (a blob or a layer). */
+static int drop_trees(cache *c, const char *digest, cache_verify_result *res, mv_error *err)
 {
-    _cleanup_free_ char *digest = mv_xasprintf("sha256:%s", hex);
-    _cleanup_free_ char *src = mv_xasprintf(CACHE_D_BLOBS "/%s", hex);
-    _cleanup_free_ char *dst =
-        mv_xasprintf(CACHE_D_QUARANTINE "/%s.%lld", hex, (long long)time(NULL));
-    if (renameat(c->root_fd, src, c->root_fd, dst) < 0 && errno != ENOENT)
-        return mv_error_errno(err, -errno, "quarantine blob %s", digest);
     _cleanup_close_ int tfd =
         openat(c->root_fd, CACHE_D_TREES, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR *d = tfd >= 0 ? cache_opendir_fd(tfd) : NULL;
@@ -68,10 +63,60 @@ static int quarantine(cache *c, const char *hex, cache_verify_result *res, mv_er
         }
     }
     closedir(d);
+    return r;
+}
+
+static int quarantine(cache *c, const char *hex, cache_verify_result *res, mv_error *err)
+{
+    _cleanup_free_ char *digest = mv_xasprintf("sha256:%s", hex);
+    _cleanup_free_ char *src = mv_xasprintf(CACHE_D_BLOBS "/%s", hex);
+    _cleanup_free_ char *dst =
+        mv_xasprintf(CACHE_D_QUARANTINE "/%s.%lld", hex, (long long)time(NULL));
+    if (renameat(c->root_fd, src, c->root_fd, dst) < 0 && errno != ENOENT)
+        return mv_error_errno(err, -errno, "quarantine blob %s", digest);
+    int r = drop_trees(c, digest, res, err);
     _cleanup_free_ char *layer = mv_xasprintf(CACHE_D_LAYERS "/%s", hex);
     cache_rm_rf_at(c->root_fd, layer, NULL);
     res->quarantined = mv_xrealloc(res->quarantined, (res->corrupt + 1) * sizeof(char *));
     res->quarantined[res->corrupt++] = mv_xstrdup(digest);
+    return r;
+}
+
+/* Each extracted layer against its blob, which was just verified. A layer
+ * without its blob cannot be checked and is garbage for GC. */
+static int verify_layers(cache *c, cache_verify_result *res, mv_error *err)
+{
+    _cleanup_close_ int lfd =
+        openat(c->root_fd, CACHE_D_LAYERS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = lfd >= 0 ? cache_opendir_fd(lfd) : NULL;
+    if (!d)
+        return mv_error_errno(err, -errno, "read %s/" CACHE_D_LAYERS, c->root);
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d))) {
+        if (strlen(de->d_name) != 64)
+            continue;
+        _cleanup_free_ char *blob = mv_xasprintf(CACHE_D_BLOBS "/%s", de->d_name);
+        _cleanup_close_ int src = openat(c->root_fd, blob, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int root =
+            openat(lfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (src < 0 || root < 0)
+            continue;
+        _cleanup_free_ char *digest = mv_xasprintf("sha256:%s", de->d_name);
+        _cleanup_free_ char *bad = NULL;
+        mv_error sub = MV_ERROR_INIT;
+        int cr = cache_layer_compare(src, root, digest, &bad, &sub);
+        res->layers_checked++;
+        if (cr == 0 && !bad)
+            continue;
+        res->bad_layers = mv_xrealloc(res->bad_layers, (res->layers_corrupt + 1) * sizeof(char *));
+        res->bad_layers[res->layers_corrupt++] =
+            bad ? mv_xasprintf("%s: \"%s\"", digest, bad) : mv_xstrdup(sub.msg);
+        r = drop_trees(c, digest, res, err);
+        if (r == 0)
+            r = cache_rm_rf_at(lfd, de->d_name, err);
+    }
+    closedir(d);
     return r;
 }
 
@@ -103,6 +148,8 @@ int cache_verify(cache *c, cache_verify_result *res, mv_error *err)
             r = quarantine(c, de->d_name, res, err);
     }
     closedir(d);
+    if (r == 0)
+        r = verify_layers(c, res, err);
     return r;
 }
 
@@ -113,5 +160,8 @@ void cache_verify_result_clear(cache_verify_result *r)
     for (size_t i = 0; i < r->corrupt; i++)
         free(r->quarantined[i]);
     free(r->quarantined);
+    for (size_t i = 0; i < r->layers_corrupt; i++)
+        free(r->bad_layers[i]);
+    free(r->bad_layers);
     memset(r, 0, sizeof(*r));
 }

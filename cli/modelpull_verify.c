@@ -1,5 +1,6 @@
 /* modelpull_verify.c — `modelpull verify`: re-hash every blob in the node
- * cache; corrupt ones are quarantined and the exit status is 1. */
+ * cache and compare every extracted layer with its blob; corrupt blobs are
+ * quarantined, corrupt layers removed, and the exit status is then 1. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -34,9 +35,13 @@ static int verify_main(const cli_global *g, int argc, char **argv)
     for (size_t i = 0; i < res.corrupt; i++)
         fprintf(stderr, "modelpull: blob %s is corrupt: moved to %s/quarantine\n",
                 res.quarantined[i], cache_root(c));
-    printf("verify: %zu blobs (%s) checked, %zu corrupt, %zu trees removed\n", res.blobs_checked,
-           mv_format_size(res.bytes_checked, size, sizeof(size)), res.corrupt, res.trees_removed);
-    int rc = res.corrupt ? 1 : 0;
+    for (size_t i = 0; i < res.layers_corrupt; i++)
+        fprintf(stderr, "modelpull: extracted layer %s no longer matches its blob: removed\n",
+                res.bad_layers[i]);
+    printf("verify: %zu blobs (%s) and %zu layers checked, %zu corrupt, %zu trees removed\n",
+           res.blobs_checked, mv_format_size(res.bytes_checked, size, sizeof(size)),
+           res.layers_checked, res.corrupt + res.layers_corrupt, res.trees_removed);
+    int rc = res.corrupt || res.layers_corrupt ? 1 : 0;
     cache_verify_result_clear(&res);
     return rc;
 }

@@ -301,6 +301,32 @@ MV_TEST(modelcar_whiteouts)
     o.subpath = "nope";
     CHECK_INT(pull_never(c, md, &o, &r, &e), -ENOENT);
     CHECK_CONTAINS(e.msg, "subpath \"nope\"");
+
+    /* An extracted file changed on disk: verify notices, drops the layer
+     * and its trees, and the next pull rebuilds from the verified blob. */
+    cache_verify_result v;
+    CHECK_INT(cache_verify(c, &v, &e), 0);
+    CHECK_INT(v.layers_checked, 2);
+    CHECK_INT(v.layers_corrupt, 0);
+    cache_verify_result_clear(&v);
+    _cleanup_free_ char *cfile =
+        mv_xasprintf("%s/layers/sha256/%s/models/c.txt", dir, oci_digest_hex(d2));
+    chmod(cfile, 0644); /* root ignores the mode; anyone else needs this */
+    int fd = open(cfile, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "Z", 1, 0) == 1);
+    close(fd);
+    CHECK_INT(cache_verify(c, &v, &e), 0);
+    CHECK_INT(v.layers_corrupt, 1);
+    if (v.layers_corrupt)
+        CHECK_CONTAINS(v.bad_layers[0], "models/c.txt");
+    CHECK_INT(v.corrupt, 0);
+    CHECK(v.trees_removed >= 1);
+    cache_verify_result_clear(&v);
+    CHECK_INT(pull_never(c, md, NULL, &r, &e), 0);
+    _cleanup_free_ char *cpath = path_in(r.tree_path ? r.tree_path : "/nonexistent", "c.txt");
+    _cleanup_free_ char *ccontent = ct_read(cpath);
+    CHECK_STR(ccontent, "c");
+    cache_pull_result_clear(&r);
     free(t1.data);
     free(t2.data);
     free(p1.data);
@@ -461,6 +487,7 @@ MV_TEST(verify_quarantines_corrupt_blobs)
     cache_verify_result_clear(&v);
 
     _cleanup_free_ char *bp = mv_xasprintf("%s/blobs/sha256/%s", dir, oci_digest_hex(wd));
+    chmod(bp, 0644);
     int fd = open(bp, O_WRONLY);
     CHECK(fd >= 0 && pwrite(fd, "W", 1, 0) == 1);
     close(fd);
