@@ -190,6 +190,25 @@ static void pw_on_term(int sig)
     pw_child_cancel = 1;
 }
 
+/* GC (the plugin's, or modelpull gc) may remove a tree between the pull
+ * that built it and the pin that protects it; cache_pin then answers
+ * -ENOENT, and pulling again rebuilds the tree from what is left. */
+static int pw_pull_and_pin(cache *c, const char *ref, const cache_pull_opts *o,
+                           cache_pull_result *res, mv_error *err)
+{
+    _cleanup_free_ char *owner = mv_xasprintf(PW_OWNER_PREFIX "%s", ref);
+    for (int attempt = 0;; attempt++) {
+        cache_pull_result_clear(res);
+        int r = cache_pull(c, ref, o, res, err);
+        if (r < 0)
+            return r;
+        r = cache_pin(c, res->tree_id, owner, err);
+        if (r != -ENOENT || attempt == 2)
+            return r;
+        mv_error_clear(err);
+    }
+}
+
 /* Runs in the child: pull, pin, report one line on wfd. */
 static int pw_child(const pw_ctx *ctx, const char *ref, int wfd)
 {
@@ -213,13 +232,7 @@ static int pw_child(const pw_ctx *ctx, const char *ref, int wfd)
                      .cancel = (const volatile int *)&pw_child_cancel},
             .policy = ctx->policy,
         };
-        r = cache_pull(c, ref, &o, &res, &err);
-    }
-    if (r == 0) {
-        _cleanup_free_ char *owner = mv_xasprintf(PW_OWNER_PREFIX "%s", ref);
-        r = cache_pin(c, res.tree_id, owner, &err);
-        if (r < 0)
-            mv_error_wrap(&err, "pin %s", res.tree_id);
+        r = pw_pull_and_pin(c, ref, &o, &res, &err);
     }
     if (r == 0) {
         dprintf(wfd, "ok %s %llu %d\n", res.tree_id, (unsigned long long)res.bytes_downloaded,
