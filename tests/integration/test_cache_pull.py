@@ -135,6 +135,24 @@ def main():
                 t.check(f"{name} blob downloaded once by 8 pulls",
                         size <= s.get(d, 0) < size + 65536, str(s.get(d)))
 
+            # ---- two models sharing a layer, pulled at once ------------------------
+            cache2 = os.path.join(tmp, "cache2")
+            before = served(reg)
+            procs = [subprocess.Popen([MODELPULL, "--cache", cache2, "pull", "--chunk-size", "8M",
+                                       "--progress=none", ref], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env)
+                     for ref in (ra, rb, ra, rb)]
+            results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+            t.check("concurrent pulls of a and b succeed", all(r[2] == 0 for r in results),
+                    " | ".join(r[1] for r in results if r[2]))
+            delta = served(reg).get(shared_d, 0) - before.get(shared_d, 0)
+            t.check("their shared layer is downloaded once", SHARED <= delta < SHARED + 65536,
+                    str(delta))
+            t.check("both trees are byte-identical",
+                    all(r[2] == 0 and tree_matches(t, r[0].strip().splitlines()[-1],
+                                                   fa if i % 2 == 0 else fb)
+                        for i, r in enumerate(results)))
+
             # ---- filters: excluded layers are not downloaded -----------------------
             cachef = os.path.join(tmp, "cachef")
             before = served(reg)

@@ -227,6 +227,38 @@ MV_TEST(tag_cache_and_never_policy)
     ct_rmtree(dir);
 }
 
+/* An index holding the model (by artifactType) next to an image: the
+ * model is chosen, and the tree records the index so GC keeps it. */
+MV_TEST(index_selects_the_model)
+{
+    _cleanup_free_ char *dir = ct_tmpdir();
+    _cleanup_cache_ cache *c = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_open(dir, NULL, &c, &e), 0);
+    tfile f[] = {{"m.gguf", "gguf", 4}};
+    char md[OCI_DIGEST_MAX], id[OCI_DIGEST_MAX];
+    store_model(c, f, 1, md);
+    _cleanup_free_ char *idx = mv_xasprintf(
+        "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":["
+        "{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"digest\":\"sha256:%064d\",\"size\":1,"
+        "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},"
+        "{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"digest\":\"%s\",\"size\":1,"
+        "\"artifactType\":\"" MODEL_ARTIFACT_TYPE "\"}]}",
+        1, md);
+    ct_blob(c, idx, strlen(idx), id);
+    cache_pull_result r = {0};
+    CHECK_INT(pull_never(c, id, NULL, &r, &e), 0);
+    CHECK_STR(r.manifest_digest, md);
+    _cleanup_free_ char *g = path_in(r.tree_path ? r.tree_path : "/nonexistent", "m.gguf");
+    _cleanup_free_ char *gc = ct_read(g);
+    CHECK_STR(gc, "gguf");
+    cache_pull_result_clear(&r);
+    /* GC of unreferenced data keeps the index the tree came from. */
+    CHECK_INT(cache_sweep_unreferenced(c, NULL, NULL, NULL, &e), 0);
+    CHECK(cache_blob_exists(c, id));
+    ct_rmtree(dir);
+}
+
 /* Two image layers: the upper one deletes a file, makes a directory
  * opaque and adds files. */
 MV_TEST(modelcar_whiteouts)
@@ -567,6 +599,7 @@ int main(void)
     MV_RUN(ingest_is_atomic_and_verified);
     MV_RUN(modelpack_tree_links_filters_subpath);
     MV_RUN(tag_cache_and_never_policy);
+    MV_RUN(index_selects_the_model);
     MV_RUN(modelcar_whiteouts);
     MV_RUN(pins);
     MV_RUN(gc_lru_pins_and_size_target);
