@@ -1,4 +1,5 @@
-/* manifest.c — fetching manifests and small blobs (configs) into memory,
+/* manifest.c — the API ping, and fetching manifests and small blobs
+ * (configs) into memory,
  * verified: a manifest against the digest asked for or Docker-Content-Digest,
  * a blob against its descriptor. Transient failures are retried with
  * backoff; bodies are size-limited while they are read. */
@@ -52,6 +53,23 @@ static int get_retrying(pull_client *c, const pull_http_req *req, const char *wh
         if (c->opt.cancel && *c->opt.cancel)
             return mv_error_set(err, -ECANCELED, "%s: cancelled", what);
     }
+}
+
+int pull_ping(pull_client *c, mv_error *err)
+{
+    _cleanup_free_ char *what = mv_xasprintf("ping %s", c->ref_api_host);
+    pull_http_req req = {.method = "GET", .path = "/v2/"};
+    pull_http_resp resp;
+    int rc = get_retrying(c, &req, what, &resp, err);
+    if (rc < 0)
+        return rc;
+    if (resp.status != 200) {
+        rc = pull_http_status_error(&resp, err, what);
+        if (resp.status == 404)
+            mv_error_wrap(err, "not an OCI registry");
+    }
+    pull_http_resp_clear(&resp);
+    return rc;
 }
 
 int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, size_t *len,

@@ -108,6 +108,11 @@ static inline void pull_client_freep(pull_client **c)
 #define _cleanup_pull_client_ _cleanup_(pull_client_freep)
 void pull_client_stats(const pull_client *c, pull_stats *out);
 
+/* GET /v2/ on the origin: settles the scheme (loopback: https, then http)
+ * and answers the auth challenge, so that later requests go out
+ * authenticated. 0 when the registry answers 200. */
+int pull_ping(pull_client *c, mv_error *err);
+
 /* Fetches a manifest or index by tag or digest, verified against the digest
  * asked for or against Docker-Content-Digest. At most OCI_MANIFEST_MAX_BYTES.
  * *buf and *content_type are malloc'd. digest_out gets the digest. */

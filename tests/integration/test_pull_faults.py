@@ -2,7 +2,8 @@
 bytes (digest mismatch: fatal, nothing verified left, resume record gone),
 a truncated body, Range ignored (fall back to one stream), 500s then
 success, 429 with Retry-After honoured, a stalled body (detected by the
-stall timer and retried), and a 404 (fatal, one line naming blob, host and
+stall timer and retried), an expiring storage URL (403 from storage: the
+blob is resolved again), and a 404 (fatal, one line naming blob, host and
 status)."""
 import os
 import shutil

@@ -1,4 +1,6 @@
 /* mvfetch.c — test-only driver of libpuller without the cache:
+ *   mvfetch [opts] ping REF
+ *       GET /v2/ (scheme and auth), prints "ok"
  *   mvfetch [opts] manifest REF
  *       prints the manifest digest, its content type and the manifest
  *   mvfetch [opts] blob REF DIGEST SIZE OUTFILE STATEFILE
@@ -43,7 +45,7 @@ static void usage(void)
     fprintf(stderr, "usage: mvfetch [--config F] [--plain-http] [--connections N] "
                     "[--chunk-size S] [--threshold S] [--stall SECS] [--retries N] "
                     "[--progress json|none]\n"
-                    "       manifest REF | blob REF DIGEST SIZE OUTFILE STATEFILE |\n"
+                    "       ping REF | manifest REF | blob REF DIGEST SIZE OUTFILE STATEFILE |\n"
                     "       blobs REF OUTDIR DIGEST:SIZE...\n");
 }
 
@@ -63,6 +65,12 @@ static int run(pull_options *o, int argc, char **argv)
     _cleanup_pull_client_ pull_client *c = NULL;
     if (pull_client_new(ref, o, &c, &err) < 0)
         return fail("", &err);
+    if (strcmp(verb, "ping") == 0 && optind + 2 == argc) {
+        if (pull_ping(c, &err) < 0)
+            return fail("", &err);
+        printf("ok\n");
+        return 0;
+    }
     if (strcmp(verb, "manifest") == 0 && optind + 2 == argc) {
         _cleanup_free_ void *buf = NULL;
         _cleanup_free_ char *ct = NULL;
