@@ -1,7 +1,8 @@
 """test_prewarm.py — `modelpull prewarm` against a real docker-registry:
 
 - pull + pin: every listed model is pulled and pinned with owner
-  "prewarm:<reference>"; comments, blank lines and duplicates are ignored;
+  "prewarm:<reference>"; comments, blank lines, surrounding blanks, CRLF
+  line ends and duplicates are ignored;
   the pinned tree holds the model's bytes;
 - unpin on removal: a reference that leaves the list loses its pin;
 - a bad reference (unparsable, or missing from the registry) makes the run
@@ -141,7 +142,7 @@ def test_pull_pin_unpin_bad(reg, tmp):
     m1, m2 = f"{reg.addr}/models/one:v1", f"{reg.addr}/models/two:v1"
     lst = os.path.join(tmp, "list1.txt")
 
-    write(lst, f"# models to keep warm\n\n  {m1}   # the first\n{m2}\n{m1}\n")
+    write(lst, f"# models to keep warm\n\n  {m1}   # the first\n\t{m2}\r\n{m1}\n")
     r = prewarm(cache, lst, "--plain-http", "--parallel", "2")
     check("pull+pin: exit 0", r.returncode == 0, r.stderr)
     p = pins(cache)
