@@ -178,6 +178,10 @@ int cache_tag_remove(cache *c, const char *reference, mv_error *err);
 
 /* ---- misc ---------------------------------------------------------------- */
 
+/* Removes what killed processes left: tmp/ work whose lock is free, stale
+ * partial downloads, unheld lock files. Runs in cache_open and before GC. */
+void cache_recover(cache *c);
+
 /* Durably writes (replacing) a small record dir/name via tmp/. */
 int cache_put_record(cache *c, const char *dir, const char *name, const char *content,
                      mv_error *err);

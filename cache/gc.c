@@ -474,6 +474,9 @@ int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *e
     int r = cache_lock(c, CACHE_LOCK_GC, LOCK_EX, &gfd, err);
     if (r < 0)
         return r;
+    /* A long-lived process (the plugin) opened the cache long ago: collect
+     * what crashed pulls left since. */
+    cache_recover(c);
     uint64_t bytes = 0;
     r = cache_usage(c, &bytes, NULL, err);
     if (r < 0)

@@ -98,9 +98,13 @@ int cache_ingest_commit(cache *c, const oci_descriptor *d, int fd, mv_error *err
     struct stat st;
     if (fstat(fd, &st) < 0)
         return mv_error_errno(err, -errno, "blob %s: stat partial file", d->digest);
-    if (st.st_size != d->size)
+    if (st.st_size != d->size) {
+        /* Unusable: the next attempt must start from nothing, not resume. */
+        _cleanup_free_ char *partial = mv_xasprintf(CACHE_D_INGEST "/%s.partial", hex);
+        unlinkat(c->root_fd, partial, 0);
         return mv_error_set(err, -EBADMSG, "blob %s: %lld bytes downloaded, manifest says %lld",
                             d->digest, (long long)st.st_size, (long long)d->size);
+    }
     if (fchmod(fd, 0444) < 0)
         return mv_error_errno(err, -errno, "blob %s: chmod", d->digest);
     if (fsync(fd) < 0)

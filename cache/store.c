@@ -128,11 +128,16 @@ int cache_open(const char *root, const cache_options *o, cache **out, mv_error *
     c->root_fd = MV_STEAL_FD(fd);
     if (o)
         c->opts = *o;
+    cache_recover(c);
+    *out = c;
+    return 0;
+}
+
+void cache_recover(cache *c)
+{
     sweep_tmp(c);
     sweep_ingest(c);
     cache_locks_sweep(c);
-    *out = c;
-    return 0;
 }
 
 void cache_close(cache *c)
