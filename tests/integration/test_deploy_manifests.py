@@ -463,6 +463,51 @@ def check_examples(docs):
               and any(e.get("port") == "metrics" for e in sm["spec"]["endpoints"]))
 
 
+NAMESPACED = {"ServiceAccount", "DaemonSet", "Deployment", "ConfigMap", "Secret", "Service",
+              "ServiceMonitor", "PersistentVolumeClaim", "Pod"}
+
+
+def check_objects(docs):
+    """What the API server would refuse at apply time: missing identity
+    fields, selectors that do not select their own pods, mounts of volumes
+    that do not exist, probes on undeclared ports."""
+    # Kustomize patches are partial objects by design.
+    patches = set()
+    for path, d in objects(docs, "Kustomization"):
+        patches |= {os.path.normpath(os.path.join(os.path.dirname(path), p["path"]))
+                    for p in d.get("patches", []) if "path" in p}
+    for path, d in objects(docs):
+        if d.get("kind") in ("Kustomization", None) or os.path.normpath(path) in patches:
+            continue
+        rel = f"{os.path.relpath(path, SOURCE_DIR)} {d.get('kind')} {d.get('metadata', {}).get('name')}"
+        check(f"has apiVersion, kind and metadata.name ({rel})",
+              bool(d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name")))
+        if path.startswith(BASE + os.sep) and d["kind"] in NAMESPACED:
+            check(f"lives in namespace modelvol ({rel})", d["metadata"].get("namespace") == "modelvol")
+        if d["kind"] in ("DaemonSet", "Deployment"):
+            tmpl = d["spec"]["template"]
+            sel = d["spec"]["selector"]["matchLabels"]
+            labels = tmpl["metadata"].get("labels", {})
+            check(f"selector selects its own pods ({rel})",
+                  all(labels.get(k) == v for k, v in sel.items()))
+            pod = tmpl["spec"]
+        elif d["kind"] == "Pod":
+            pod = d["spec"]
+        else:
+            continue
+        vols = {v["name"] for v in pod.get("volumes") or []}
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            mounts = [m["name"] for m in c.get("volumeMounts") or []]
+            check(f"container {c['name']} mounts only declared volumes ({rel})",
+                  set(mounts) <= vols, str(sorted(set(mounts) - vols)))
+            ports = {p.get("name") for p in c.get("ports") or []} | {
+                p.get("name") for cc in pod["containers"] for p in cc.get("ports") or []}
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
+                if isinstance(port, str):
+                    check(f"{c['name']} {probe} names a declared port ({rel})", port in ports, port)
+
+
 def check_kustomization(docs):
     for kfile in glob.glob(os.path.join(DEPLOY, "**", "kustomization.yaml"), recursive=True):
         rel = os.path.relpath(kfile, SOURCE_DIR)
@@ -757,6 +802,7 @@ def main():
         check("yamllint -s passes on deploy/", r.returncode == 0, (r.stdout + r.stderr).strip()[:2000])
     else:
         check("yamllint is installed (scripts/install-deps)", False)
+    check_objects(docs)
     check_driver_name(docs)
     node = check_node_daemonset(docs)
     check_prewarm(docs, node)
