@@ -669,7 +669,9 @@ def materialise(docs, spec, container, root):
     path moved under root and $(VAR) references expanded."""
     env = {"NODE_NAME": "test-node"}
     for m in container.get("volumeMounts") or []:
-        vol = next(v for v in spec["volumes"] if v["name"] == m["name"])
+        vol = next((v for v in spec.get("volumes") or [] if v["name"] == m["name"]), None)
+        if vol is None:
+            continue  # reported by check_objects
         dst = root + m["mountPath"]
         if "configMap" in vol:
             cm = find(docs, "ConfigMap", vol["configMap"]["name"])
