@@ -112,6 +112,10 @@ typedef struct cache_extract_limits {
 
 #define CACHE_EXTRACT_MAX_ENTRIES 1000000ULL
 #define CACHE_EXTRACT_MAX_BYTES   (1ULL << 40) /* 1 TiB */
+/* cache_layer_ensure: a layer may expand to 200x its compressed size, or
+ * 8 GiB, whichever is more. */
+#define CACHE_EXTRACT_MAX_RATIO   200ULL
+#define CACHE_EXTRACT_RATIO_FLOOR (8ULL << 30)
 
 /* Extracts the (possibly gzip or zstd compressed) tar read from src_fd into
  * the empty directory rootfd. Rejects absolute paths, "..", names with a

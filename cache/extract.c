@@ -639,9 +639,16 @@ int cache_layer_ensure(cache *c, const oci_descriptor *d, const char *expected_d
     }
     oci_media_class mc = {0};
     oci_media_classify(d->media_type, &mc);
+    /* Real layers (weights, code, OS files) expand a few times at most; a
+     * bomb expands a thousandfold. The floor keeps small layers of zeros
+     * legal. */
+    uint64_t by_ratio = (uint64_t)d->size * CACHE_EXTRACT_MAX_RATIO;
     cache_extract_limits lim = {
         .allow_absolute_symlinks = mc.family == OCI_FAMILY_OCI || mc.family == OCI_FAMILY_DOCKER,
+        .max_bytes = by_ratio > CACHE_EXTRACT_RATIO_FLOOR ? by_ratio : CACHE_EXTRACT_RATIO_FLOOR,
     };
+    if (lim.max_bytes > CACHE_EXTRACT_MAX_BYTES)
+        lim.max_bytes = CACHE_EXTRACT_MAX_BYTES;
     r = cache_extract_tar(src, wfd, d->digest, &lim, expected_diff_id, NULL, err);
     if (r == 0 && syncfs(wfd) < 0)
         r = mv_error_errno(err, -errno, "layer %s: sync", d->digest);

@@ -500,6 +500,56 @@ MV_TEST(gc_lru_pins_and_size_target)
     ct_rmtree(dir);
 }
 
+/* Without a size target GC works to the disk-use watermarks; the
+ * automatic variant only starts above the high one and spares trees used
+ * in the last minute. */
+MV_TEST(gc_watermarks)
+{
+    _cleanup_free_ char *dir = ct_tmpdir();
+    cache_options opts = {.high_watermark_pct = 100, .low_watermark_pct = 1};
+    _cleanup_cache_ cache *c = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_open(dir, &opts, &c, &e), 0);
+    int pct = 0;
+    uint64_t bytes = 0;
+    CHECK_INT(cache_usage(c, &bytes, &pct, &e), 0);
+    if (pct < 2 || pct >= 100)
+        return; /* the watermarks below need a disk that is neither empty nor full */
+    char md[2][OCI_DIGEST_MAX];
+    cache_pull_result r[2] = {{0}};
+    for (int i = 0; i < 2; i++) {
+        tfile f[] = {{"x.json", i ? "{\"b\":2}" : "{\"a\":1}", 7}};
+        store_model(c, f, 1, md[i]);
+        CHECK_INT(pull_never(c, md[i], NULL, &r[i], &e), 0);
+    }
+    set_lastuse(r[0].tree_path, 1000); /* long unused; r[1] was used just now */
+
+    bool ran = true;
+    cache_gc_result res;
+    CHECK_INT(cache_gc_if_needed(c, &ran, &res, &e), 0);
+    CHECK(!ran); /* below the high watermark of 100% */
+
+    cache_close(c);
+    c = NULL;
+    opts.high_watermark_pct = 1;
+    CHECK_INT(cache_open(dir, &opts, &c, &e), 0);
+    CHECK_INT(cache_gc_if_needed(c, &ran, &res, &e), 0);
+    CHECK(ran);
+    CHECK_INT(res.trees_removed, 1);
+    CHECK(!res.target_reached); /* 1% is out of reach */
+    CHECK(!ct_exists(r[0].tree_path));
+    CHECK(ct_exists(r[1].tree_path));
+
+    /* An explicit GC with the low watermark and no minimum age takes all. */
+    cache_gc_opts o = {.low_watermark_pct = 1};
+    CHECK_INT(cache_gc(c, &o, &res, &e), 0);
+    CHECK(!ct_exists(r[1].tree_path));
+    CHECK_INT(res.bytes_after, 0);
+    for (int i = 0; i < 2; i++)
+        cache_pull_result_clear(&r[i]);
+    ct_rmtree(dir);
+}
+
 MV_TEST(verify_quarantines_corrupt_blobs)
 {
     _cleanup_free_ char *dir = ct_tmpdir();
@@ -603,6 +653,7 @@ int main(void)
     MV_RUN(modelcar_whiteouts);
     MV_RUN(pins);
     MV_RUN(gc_lru_pins_and_size_target);
+    MV_RUN(gc_watermarks);
     MV_RUN(verify_quarantines_corrupt_blobs);
     MV_RUN(locks_and_recovery);
     MV_DONE();
