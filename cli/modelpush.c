@@ -36,6 +36,7 @@ enum {
     OPT_REGISTRY_CONFIG,
     OPT_DRY_RUN,
     OPT_RETRIES,
+    OPT_NO_HASH_CACHE,
     OPT_VERSION,
 };
 
@@ -77,6 +78,8 @@ static void usage(FILE *f)
                "  --state-dir DIR      resume records (default $XDG_STATE_HOME/modelvol/push,\n"
                "                       else ~/.cache/modelvol/push); they hold no secrets\n"
                "  --no-resume          keep no resume records\n"
+               "  --no-hash-cache      hash every file, even when the state directory holds\n"
+               "                       its digest for the same inode, size, mtime and ctime\n"
                "  --retries N          retries of a transient failure (5xx, 429, timeouts)\n"
                "                       per request (default 6)\n"
                "  --progress MODE      auto (bar on a TTY), tty, json (lines on stderr), none\n"
@@ -104,6 +107,7 @@ typedef struct push_args {
     bool dry_run;
     bool created_set;
     int retries;
+    bool no_hash_cache;
 } push_args;
 
 static void add_rule(push_args *a, const char *glob, model_kind k)
@@ -167,6 +171,7 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         {"registry-config", required_argument, NULL, OPT_REGISTRY_CONFIG},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"retries", required_argument, NULL, OPT_RETRIES},
+        {"no-hash-cache", no_argument, NULL, OPT_NO_HASH_CACHE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -275,6 +280,9 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         case OPT_DRY_RUN:
             a->dry_run = true;
             break;
+        case OPT_NO_HASH_CACHE:
+            a->no_hash_cache = true;
+            break;
         case OPT_RETRIES: {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -380,6 +388,23 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
     a->pack.n_rules = a->n_rules;
     a->pack.jobs = a->jobs;
 
+    /* Resume records and the hash cache live in the state directory. */
+    _cleanup_free_ char *state_dir = NULL;
+    if (!a->no_resume || !a->no_hash_cache)
+        state_dir = a->state_dir ? mv_xstrdup(a->state_dir) : push_default_state_dir();
+    if (state_dir && push_mkdir_p(state_dir, err) < 0) {
+        /* A default location we cannot use costs resume and the cache, not
+         * the push; a directory the user named must work. */
+        if (a->state_dir)
+            return err->code;
+        mv_error_clear(err);
+        free(state_dir);
+        state_dir = NULL;
+    }
+    _cleanup_free_ char *hash_cache =
+        state_dir && !a->no_hash_cache ? mv_xasprintf("%s/hashes", state_dir) : NULL;
+    a->pack.hash_cache = hash_cache;
+
     _cleanup_(push_pack_freep) push_pack *p = NULL;
     r = push_pack_dir(dir, &a->pack, &p, err);
     if (r < 0)
@@ -400,11 +425,15 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
         r = pull_creds_load_default(&creds, err);
         if (r < 0)
             return r;
-        _cleanup_free_ char *state_dir = NULL;
-        if (!a->no_resume)
-            state_dir = a->state_dir ? mv_xstrdup(a->state_dir) : push_default_state_dir();
         install_signals();
         push_progress *prog = push_progress_new(a->progress, total, p->n_blobs);
+        char packed[256];
+        snprintf(packed, sizeof(packed),
+                 "\"files\":%zu,\"files_hashed\":%zu,\"files_cached\":%zu,\"blobs\":%zu,"
+                 "\"bytes\":%llu,\"manifest\":\"%s\"",
+                 p->n_files, p->n_hashed, p->n_cached, p->n_blobs, (unsigned long long)total,
+                 p->manifest_digest);
+        push_progress_note(prog, "packed", packed, NULL);
         push_upload_opts uo = {
             .ref = ref,
             .pull = {.config = cfg,
@@ -416,7 +445,7 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
             .chunk_size = a->chunk,
             .monolithic = a->monolithic,
             .from_repo = a->from,
-            .state_dir = state_dir,
+            .state_dir = a->no_resume ? NULL : state_dir,
             .progress = prog,
         };
         push_upload_stats st = {0};

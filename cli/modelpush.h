@@ -40,11 +40,14 @@ typedef struct push_pack_opts {
     uint64_t tar_max;          /* "small": at most this many bytes; 0 = default */
     const push_rule *rules;    /* checked in order before the defaults */
     size_t n_rules;
-    int64_t created;     /* seconds since the epoch, for createdAt and mtimes */
-    const char *name;    /* descriptor.name; NULL = omitted */
-    const char *version; /* descriptor.version; NULL = omitted */
-    const char *tmpdir;  /* where tar layers are staged; NULL = $TMPDIR or /tmp */
-    int jobs;            /* files hashed in parallel; 0 = PUSH_DEFAULT_JOBS */
+    int64_t created;        /* seconds since the epoch, for createdAt and mtimes */
+    const char *name;       /* descriptor.name; NULL = omitted */
+    const char *version;    /* descriptor.version; NULL = omitted */
+    const char *tmpdir;     /* where tar layers are staged; NULL = $TMPDIR or /tmp */
+    int jobs;               /* files hashed in parallel; 0 = PUSH_DEFAULT_JOBS */
+    const char *hash_cache; /* file of digests by (path, inode, size, mtime,
+                             * ctime) from earlier runs; NULL = hash all */
+    int64_t now;            /* the clock for the cache's racy-file rule; 0 = time() */
 } push_pack_opts;
 
 /* One file found under DIR. */
@@ -57,6 +60,10 @@ typedef struct push_file {
     unsigned mode; /* 0644 or 0755 */
     char digest[OCI_DIGEST_MAX];
     bool in_tar;
+    bool cached; /* digest from the hash cache: not read */
+    /* Identity for the hash cache: any write changes ctime. */
+    uint64_t dev, ino;
+    int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
 } push_file;
 
 /* One blob to upload (a layer or the config), unique by digest. */
@@ -82,6 +89,8 @@ typedef struct push_pack {
     char *format;     /* config.format, or NULL */
     char *param_size; /* config.paramSize, or NULL */
     char *precision;  /* config.precision, or NULL */
+    size_t n_hashed;  /* files read to hash them */
+    size_t n_cached;  /* files whose digest came from the hash cache */
 } push_pack;
 
 /* The kind a path gets: the first matching rule, else the defaults.
@@ -161,5 +170,7 @@ int push_upload_manifest(const push_pack *p, const push_upload_opts *o, const ch
 /* The default resume-record directory: $XDG_STATE_HOME/modelvol/push, else
  * ~/.cache/modelvol/push. Caller frees. */
 char *push_default_state_dir(void);
+/* mkdir -p with mode 0700. */
+int push_mkdir_p(const char *path, mv_error *err);
 
 #endif

@@ -262,6 +262,12 @@ static int walk_entry(walker *w, const char *abs, const char *rel, mv_error *err
     f->rel = mv_xstrdup(rel);
     f->path = mv_xstrdup(open_path);
     f->size = (uint64_t)st.st_size;
+    f->dev = (uint64_t)st.st_dev;
+    f->ino = (uint64_t)st.st_ino;
+    f->mtime_s = st.st_mtim.tv_sec;
+    f->mtime_ns = st.st_mtim.tv_nsec;
+    f->ctime_s = st.st_ctim.tv_sec;
+    f->ctime_ns = st.st_ctim.tv_nsec;
     /* Only the execute bit survives: umask and checkout differences must
      * not change the digest. */
     f->mode = (st.st_mode & 0111) ? 0755 : 0644;
@@ -345,7 +351,9 @@ static int hash_one(push_file *f, char *buf, mv_error *err)
         oci_hasher_update(h, buf, (size_t)got);
         total += (uint64_t)got;
     }
-    if (total != f->size)
+    struct stat st;
+    if (total != f->size || fstat(fd, &st) < 0 || st.st_ctim.tv_sec != f->ctime_s ||
+        st.st_ctim.tv_nsec != f->ctime_ns)
         return mv_error_set(err, -EBADMSG, "%s: changed while being read (%llu bytes, then %llu)",
                             f->rel, (unsigned long long)f->size, (unsigned long long)total);
     oci_hasher_final(h, f->digest);
@@ -360,7 +368,7 @@ static void *hash_worker(void *arg)
         size_t i = atomic_fetch_add(&j->next, 1);
         if (i >= j->n)
             break;
-        if (j->files[i].in_tar)
+        if (j->files[i].in_tar || j->files[i].cached)
             continue;
         j->results[i] = hash_one(&j->files[i], buf, &j->errs[i]);
     }
@@ -398,6 +406,115 @@ static int hash_files(push_file *files, size_t n, int jobs, mv_error *err)
             return results[i];
         }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hash cache                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* One line per file: "<digest> <dev> <ino> <size> <mtime s> <ns> <ctime s>
+ * <ns> <path>". Like git's index: a file whose inode, size, mtime and
+ * ctime are unchanged has unchanged bytes (a write always moves ctime, and
+ * ctime cannot be set back). A damaged cache only costs re-hashing; a
+ * digest it gets wrong would still be refused by the registry on upload. */
+typedef struct cache_entry {
+    char *path;
+    char digest[OCI_DIGEST_MAX];
+    uint64_t dev, ino, size;
+    int64_t ms, mns, cs, cns;
+} cache_entry;
+
+static int centry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cache_entry *)a)->path, ((const cache_entry *)b)->path);
+}
+
+static void cache_apply(const char *cache_path, push_file *files, size_t n)
+{
+    _cleanup_fclose_ FILE *f = fopen(cache_path, "re");
+    if (!f)
+        return;
+    cache_entry *e = NULL;
+    size_t ne = 0, cap = 0;
+    char *line = NULL;
+    size_t llen = 0;
+    while (getline(&line, &llen, f) > 0) {
+        cache_entry c = {0};
+        char dig[OCI_DIGEST_MAX];
+        int pos = 0;
+        unsigned long long dev, ino, size;
+        long long ms, mns, cs, cns;
+        if (sscanf(line, "%135s %llu %llu %llu %lld %lld %lld %lld %n", dig, &dev, &ino, &size, &ms,
+                   &mns, &cs, &cns, &pos) != 8 ||
+            pos <= 0 || oci_digest_validate(dig, NULL) < 0)
+            continue;
+        char *p = line + pos;
+        p[strcspn(p, "\n")] = '\0';
+        if (!*p)
+            continue;
+        memcpy(c.digest, dig, sizeof(c.digest));
+        c.path = mv_xstrdup(p);
+        c.dev = dev;
+        c.ino = ino;
+        c.size = size;
+        c.ms = ms;
+        c.mns = mns;
+        c.cs = cs;
+        c.cns = cns;
+        if (ne == cap) {
+            cap = cap ? cap * 2 : 64;
+            e = mv_xrealloc(e, cap * sizeof(*e));
+        }
+        e[ne++] = c;
+    }
+    free(line);
+    if (ne)
+        qsort(e, ne, sizeof(*e), centry_cmp);
+    for (size_t i = 0; i < n; i++) {
+        push_file *pf = &files[i];
+        if (pf->in_tar || ne == 0)
+            continue;
+        cache_entry key = {.path = pf->path};
+        cache_entry *hit = bsearch(&key, e, ne, sizeof(*e), centry_cmp);
+        if (hit && hit->dev == pf->dev && hit->ino == pf->ino && hit->size == pf->size &&
+            hit->ms == pf->mtime_s && hit->mns == pf->mtime_ns && hit->cs == pf->ctime_s &&
+            hit->cns == pf->ctime_ns) {
+            snprintf(pf->digest, sizeof(pf->digest), "%s", hit->digest);
+            pf->cached = true;
+        }
+    }
+    for (size_t i = 0; i < ne; i++)
+        free(e[i].path);
+    free(e);
+}
+
+/* Rewrites the cache with this run's files (temp + rename). A file changed
+ * within the last two seconds is left out: a write in the same clock tick
+ * as our read could leave its times unchanged ("racily clean" in git). */
+static void cache_store(const char *cache_path, const push_file *files, size_t n, int64_t now)
+{
+    _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp.%d", cache_path, (int)getpid());
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    FILE *f = fdopen(fd, "w");
+    if (!f)
+        return;
+    fd = -1;
+    for (size_t i = 0; i < n; i++) {
+        const push_file *pf = &files[i];
+        if (pf->in_tar || !pf->digest[0] || strchr(pf->path, '\n') || pf->ctime_s >= now - 2 ||
+            pf->mtime_s >= now - 2)
+            continue;
+        fprintf(f, "%s %llu %llu %llu %lld %lld %lld %lld %s\n", pf->digest,
+                (unsigned long long)pf->dev, (unsigned long long)pf->ino,
+                (unsigned long long)pf->size, (long long)pf->mtime_s, (long long)pf->mtime_ns,
+                (long long)pf->ctime_s, (long long)pf->ctime_ns, pf->path);
+    }
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, cache_path) < 0)
+        unlink(tmp);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -845,9 +962,19 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
     if (o->tar)
         for (size_t i = 0; i < p->n_files; i++)
             p->files[i].in_tar = p->files[i].size <= tar_max;
+    if (o->hash_cache)
+        cache_apply(o->hash_cache, p->files, p->n_files);
     int r = hash_files(p->files, p->n_files, o->jobs, err);
     if (r < 0)
         return r;
+    for (size_t i = 0; i < p->n_files; i++) {
+        if (p->files[i].cached)
+            p->n_cached++;
+        else
+            p->n_hashed++;
+    }
+    if (o->hash_cache)
+        cache_store(o->hash_cache, p->files, p->n_files, o->now ? o->now : (int64_t)time(NULL));
     /* Raw layers in path order, then one tar per kind in kind order. */
     for (size_t i = 0; i < p->n_files; i++) {
         push_file *f = &p->files[i];

@@ -49,7 +49,7 @@ char *push_default_state_dir(void)
     return NULL;
 }
 
-static int mkdir_p(const char *path, mv_error *err)
+int push_mkdir_p(const char *path, mv_error *err)
 {
     _cleanup_free_ char *p = mv_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
@@ -234,7 +234,7 @@ int push_upload_blobs(const push_pack *p, const push_upload_opts *o, push_upload
                       mv_error *err)
 {
     if (o->state_dir) {
-        int r = mkdir_p(o->state_dir, err);
+        int r = push_mkdir_p(o->state_dir, err);
         if (r < 0)
             return r;
     }

@@ -395,6 +395,78 @@ MV_TEST(hostile_dirs_fail_with_one_line_naming_the_file)
     CHECK(p == NULL);
 }
 
+MV_TEST(hash_cache_skips_unchanged_files_and_catches_changed_ones)
+{
+    _cleanup_free_ char *a = mkdir_tmp("cache");
+    make_model(a);
+    _cleanup_free_ char *cache = mv_xasprintf("%s/hashes", tmp_root);
+    unlink(cache);
+    push_pack_opts o = base_opts();
+    o.hash_cache = cache;
+    /* The files were written a moment ago: too fresh to trust their times. */
+    char d1[OCI_DIGEST_MAX], d2[OCI_DIGEST_MAX];
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+        if (!p)
+            return;
+        CHECK_INT(p->n_cached, 0);
+        CHECK_INT(p->n_hashed, 7);
+        snprintf(d1, sizeof(d1), "%s", p->manifest_digest);
+    }
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+        CHECK(p && p->n_cached == 0); /* nothing was stored as trustworthy */
+    }
+    /* Seen from ten seconds later, the same times are old enough. */
+    o.now = (int64_t)time(NULL) + 10;
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+    }
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+        if (!p)
+            return;
+        CHECK_INT(p->n_cached, 7);
+        CHECK_INT(p->n_hashed, 0);
+        CHECK_STR(p->manifest_digest, d1);
+    }
+    /* A rewrite of the same size (even with the old mtime put back) moves
+     * ctime: that file is hashed again, and the digest follows the bytes. */
+    _cleanup_free_ char *readme = mv_xasprintf("%s/README.md", a);
+    struct stat st;
+    CHECK_INT(stat(readme, &st), 0);
+    write_str(a, "README.md", "# MODEL");
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    utimensat(AT_FDCWD, readme, ts, 0);
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+        if (!p)
+            return;
+        CHECK_INT(p->n_cached, 6);
+        CHECK_INT(p->n_hashed, 1);
+        snprintf(d2, sizeof(d2), "%s", p->manifest_digest);
+        CHECK(strcmp(d1, d2) != 0);
+    }
+    /* A damaged cache only costs hashing. */
+    write_str(tmp_root, "hashes", "garbage\nsha256:zz 1 2 3\n");
+    {
+        _cleanup_(push_pack_freep) push_pack *p = NULL;
+        mv_error err = MV_ERROR_INIT;
+        CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+        CHECK(p && p->n_cached == 0 && strcmp(p->manifest_digest, d2) == 0);
+    }
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/modelvol-push-pack.XXXXXX";
@@ -412,6 +484,7 @@ int main(void)
     MV_RUN(duplicate_files_are_two_layers_but_one_blob);
     MV_RUN(symlinks_inside_are_followed_outside_refused);
     MV_RUN(hostile_dirs_fail_with_one_line_naming_the_file);
+    MV_RUN(hash_cache_skips_unchanged_files_and_catches_changed_ones);
     rm_rf(tmp_root);
     MV_DONE();
 }
