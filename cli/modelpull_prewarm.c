@@ -30,9 +30,10 @@
  * touch the directory several times for one update. */
 #define PW_SETTLE_MS  200
 #define PW_SETTLE_MAX 25
-/* Under --watch, failed references are retried this often even when the
- * list does not change, so a registry outage heals on its own. */
-#define PW_RETRY_MS 60000
+/* Under --watch, failed references are retried this often (--retry) even
+ * when the list does not change, so a registry outage heals on its own. */
+#define PW_RETRY_SECONDS     60
+#define PW_RETRY_SECONDS_MAX 86400
 
 typedef struct pw_entry {
     char *ref; /* as written in the file: the pin owner is built from it */
@@ -52,6 +53,7 @@ typedef struct pw_ctx {
     int parallel;
     bool plain_http;
     cache_pull_policy policy;
+    int retry_ms;
     pull_config *config;
     cache *cache;
     int sigfd;
@@ -504,7 +506,9 @@ static int pw_watch(pw_ctx *ctx, pw_list *cur, int ifd, int failed)
     for (;;) {
         struct pollfd pfd[2] = {{.fd = ctx->sigfd, .events = POLLIN},
                                 {.fd = ifd, .events = POLLIN}};
-        int pr = poll(pfd, 2, failed ? PW_RETRY_MS : -1);
+        /* Retry pulls that failed; an invalid line needs an edit instead. */
+        bool retry = failed > cur->invalid;
+        int pr = poll(pfd, 2, retry ? ctx->retry_ms : -1);
         if (pr < 0 && errno != EINTR) {
             fprintf(stderr, "modelpull: prewarm: poll: %s\n", strerror(errno));
             return 1;
@@ -521,7 +525,7 @@ static int pw_watch(pw_ctx *ctx, pw_list *cur, int ifd, int failed)
         }
         if (ctx->stopping)
             return 0;
-        if (!changed && !failed)
+        if (!changed && !retry)
             continue;
         _cleanup_(pw_list_clearp) pw_list next = {0};
         mv_error err = MV_ERROR_INIT;
@@ -531,7 +535,7 @@ static int pw_watch(pw_ctx *ctx, pw_list *cur, int ifd, int failed)
             fprintf(stderr, "modelpull: prewarm: %s; keeping the current pins\n", err.msg);
             continue;
         }
-        if (!failed && pw_list_same(cur, &next))
+        if (!retry && pw_list_same(cur, &next))
             continue;
         printf("modelpull prewarm: %s list=%s references=%zu\n", changed ? "reloading" : "retrying",
                ctx->list_path, next.n);
@@ -548,15 +552,17 @@ static void pw_usage(FILE *f)
 {
     fprintf(f,
             "usage: modelpull [--cache DIR] [--config FILE] prewarm -f FILE [--parallel N] "
-            "[--watch] [--policy P] [--plain-http]\n\n"
+            "[--watch] [--retry SECS] [--policy P] [--plain-http]\n\n"
             "Pulls every model reference listed in FILE (one per line, '#' comments)\n"
             "into the cache and pins it with owner \"prewarm:<reference>\"; pins of\n"
             "references no longer listed are dropped.\n\n"
             "  -f, --file FILE        the list of references (required)\n"
             "  -j, --parallel N       pulls at a time (default 2, at most %d)\n"
             "  -w, --watch            keep running; re-read FILE when its directory\n"
-            "                         changes (a mounted ConfigMap), retry failures\n"
-            "                         every %ds, and exit 0 on SIGTERM\n"
+            "                         changes (a mounted ConfigMap), retry failures,\n"
+            "                         and exit 0 on SIGTERM\n"
+            "      --retry SECS       with --watch, retry failed pulls this often\n"
+            "                         (default %d)\n"
             "      --policy P         IfNotPresent (default: a cached tag is not\n"
             "                         re-resolved), Always (re-resolve tags on every\n"
             "                         pass) or Never; also --pull-policy\n"
@@ -564,7 +570,20 @@ static void pw_usage(FILE *f)
             "  -h, --help             show this help\n\n"
             "Exit status: 0 when every reference is pinned, 1 when any failed, 2 on\n"
             "usage errors.\n",
-            PW_MAX_PARALLEL, PW_RETRY_MS / 1000);
+            PW_MAX_PARALLEL, PW_RETRY_SECONDS);
+}
+
+static int pw_parse_int(const char *flag, const char *s, int min, int max, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max) {
+        fprintf(stderr, "modelpull: prewarm: %s \"%s\": want %d..%d\n", flag, s, min, max);
+        return -EINVAL;
+    }
+    *out = (int)v;
+    return 0;
 }
 
 static int prewarm_main(const cli_global *g, int argc, char **argv)
@@ -576,10 +595,15 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
         {"plain-http", no_argument, NULL, 'P'},
         {"policy", required_argument, NULL, 'p'},
         {"pull-policy", required_argument, NULL, 'p'}, /* as in volumeAttributes */
+        {"retry", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    pw_ctx ctx = {.g = g, .parallel = 2, .sigfd = -1, .policy = CACHE_PULL_IF_NOT_PRESENT};
+    pw_ctx ctx = {.g = g,
+                  .parallel = 2,
+                  .sigfd = -1,
+                  .policy = CACHE_PULL_IF_NOT_PRESENT,
+                  .retry_ms = PW_RETRY_SECONDS * 1000};
     bool watch = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "f:j:wh", opts, NULL)) != -1) {
@@ -587,15 +611,15 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
         case 'f':
             ctx.list_path = optarg;
             break;
-        case 'j': {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > PW_MAX_PARALLEL) {
-                fprintf(stderr, "modelpull: prewarm: --parallel \"%s\": want 1..%d\n", optarg,
-                        PW_MAX_PARALLEL);
+        case 'j':
+            if (pw_parse_int("--parallel", optarg, 1, PW_MAX_PARALLEL, &ctx.parallel) < 0)
                 return 2;
-            }
-            ctx.parallel = (int)v;
+            break;
+        case 'r': {
+            int secs = 0;
+            if (pw_parse_int("--retry", optarg, 1, PW_RETRY_SECONDS_MAX, &secs) < 0)
+                return 2;
+            ctx.retry_ms = secs * 1000;
             break;
         }
         case 'w':

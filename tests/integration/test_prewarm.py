@@ -9,6 +9,7 @@
   exit non-zero and is named on stderr, while the good ones are still pinned;
 - --watch follows a ConfigMap-style update (the kubelet's ..data symlink
   swap) and an in-place rewrite of a plain file, then exits 0 on SIGTERM;
+- --watch retries a failed reference (--retry) without a change to the list;
 - --policy Always follows a moved tag and unpins the old tree.
 
 Pins are observed with tests/tools/mvpins (cache_pins_list). Run with
@@ -243,6 +244,34 @@ def test_watch(reg, tmp):
     check("watch (plain file): SIGTERM exits 0", rc == 0, rc)
 
 
+def test_retry(reg, tmp):
+    """Under --watch a reference that failed is retried without any change
+    to the list: here the model is pushed only after the first pass."""
+    cache = os.path.join(tmp, "cache-retry")
+    reg.push_model("models/early", "v1", model_files("early"))
+    early, late = f"{reg.addr}/models/early:v1", f"{reg.addr}/models/late:v1"
+    d = os.path.join(tmp, "retry")
+    os.makedirs(d)
+    lst = os.path.join(d, "models.txt")
+    write(lst, f"{early}\n{late}\n")
+    log_path = os.path.join(tmp, "retry.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([MODELPULL, "--cache", cache, "prewarm", "-f", lst, "--watch",
+                             "--plain-http", "--retry", "1"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        first = wait_for(lambda: "cycle done references=2 failed=1" in open(log_path).read())
+        check("retry: the first pass pins what exists and counts the missing one",
+              first and set(pins(cache)) == {PREFIX + early}, open(log_path).read()[-2000:])
+        reg.push_model("models/late", "v1", model_files("late"))
+        check("retry: the late model is pinned by a retry, the list unchanged",
+              wait_for(lambda: set(pins(cache)) == {PREFIX + early, PREFIX + late}),
+              open(log_path).read()[-2000:])
+    finally:
+        rc = stop(proc)
+        log.close()
+    check("retry: SIGTERM exits 0", rc == 0, rc)
+
+
 def test_tag_moved(reg, tmp):
     cache = os.path.join(tmp, "cache-tag")
     reg.push_model("models/moving", "latest", model_files("moving-1"))
@@ -278,6 +307,7 @@ def main():
         with mvreg.Registry(os.path.join(tmp, "registry")) as reg:
             test_pull_pin_unpin_bad(reg, tmp)
             test_watch(reg, tmp)
+            test_retry(reg, tmp)
             test_tag_moved(reg, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
