@@ -38,7 +38,7 @@ check() {
 refused() {
   local name=$1 dir=$2 pattern=$3
   shift 3
-  "$@" "$PUSH" --progress=none --no-resume "$dir" "$A/models/hostile:v1" >"$MV_TMP/out" 2>"$MV_TMP/err"
+  "$@" "$PUSH" --progress=none --no-resume --no-hash-cache "$dir" "$A/models/hostile:v1" >"$MV_TMP/out" 2>"$MV_TMP/err"
   local rc=$?
   check "$name: non-zero exit" [ $rc -ne 0 ]
   check "$name: one line on stderr" [ "$(wc -l <"$MV_TMP/err")" -eq 1 ]
@@ -121,7 +121,7 @@ docker-registry serve "$RO/config.yml" >"$RO/log" 2>&1 &
 MV_PIDS+=("$!")
 mv_wait_http "http://127.0.0.1:$RP/v2/" || exit 1
 d=$(base good)
-"$PUSH" --progress=none --no-resume --jobs 1 "$d" "127.0.0.1:$RP/models/ro:v1" >"$MV_TMP/out" 2>"$MV_TMP/err"
+"$PUSH" --progress=none --no-resume --no-hash-cache --jobs 1 "$d" "127.0.0.1:$RP/models/ro:v1" >"$MV_TMP/out" 2>"$MV_TMP/err"
 check "read-only registry: non-zero exit" [ $? -ne 0 ]
 check "read-only registry: one line naming the file and the 405" \
   grep -qE "^modelpush: push 127.0.0.1:$RP/models/ro:v1: config(\.json)?: .*405 .*from 127.0.0.1:$RP" "$MV_TMP/err"

@@ -51,7 +51,7 @@ pull_tree() { # prints the tree path (last stdout line of modelpull pull)
 roundtrip() { # roundtrip NAME TAG PUSH-ARGS...
   local name=$1 tag=$2
   shift 2
-  if ! SOURCE_DATE_EPOCH=1700000000 "$PUSH" --progress=none --no-resume "$@" "$M" "$A/models/$tag" \
+  if ! SOURCE_DATE_EPOCH=1700000000 "$PUSH" --progress=none --state-dir "$MV_TMP/state" "$@" "$M" "$A/models/$tag" \
     >"$MV_TMP/push.out" 2>"$MV_TMP/push.err"; then
     cat "$MV_TMP/push.err"
     check "$name: push" false

@@ -143,7 +143,7 @@ EOF
 cp -r "$M" "$MV_TMP/model-copy" # new mtimes, same content
 push "$MV_TMP/o2" "$MV_TMP/e2" "$MV_TMP/model-copy" "$A/models/tiny:again" --name tiny
 check "same dir and flags give the same manifest digest" [ "$(tail -n1 "$MV_TMP/o2" | sed 's/.*@//')" = "$D1" ]
-D3=$(SOURCE_DATE_EPOCH=1700000001 "$PUSH" --dry-run --name tiny "$M" "$A/models/tiny:v1" | tail -n1)
+D3=$(SOURCE_DATE_EPOCH=1700000001 "$PUSH" --dry-run --no-hash-cache --name tiny "$M" "$A/models/tiny:v1" | tail -n1)
 check "another SOURCE_DATE_EPOCH gives another digest" [ "${D3##*@}" != "$D1" ]
 
 # ---- 5. re-push sends no layer bytes --------------------------------------------------
@@ -221,7 +221,7 @@ check "tar: extracted tree equals the model dir" diff -r "$M" "$MV_TMP/untar"
 
 # ---- 10. unreachable registry: one line naming the file -----------------------------------
 dead=$(mv_free_port)
-SOURCE_DATE_EPOCH=1 "$PUSH" --progress=none --no-resume --jobs 1 "$M" "127.0.0.1:$dead/models/x:v1" \
+SOURCE_DATE_EPOCH=1 "$PUSH" --progress=none --no-resume --no-hash-cache --jobs 1 "$M" "127.0.0.1:$dead/models/x:v1" \
   >"$MV_TMP/o8" 2>"$MV_TMP/e8"
 rc=$?
 check "unreachable registry: non-zero exit" [ $rc -ne 0 ]
