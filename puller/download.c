@@ -643,7 +643,9 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         return;
     }
     long s = t->status;
-    if (cc == CURLE_OK && (s == 200 || s == 206)) {
+    /* A refusal is judged by its status even when its body was cut short. */
+    bool refused = t->checked && !t->writing && s >= 300;
+    if (!refused && cc == CURLE_OK && (s == 200 || s == 206)) {
         if (r->got == r->end - r->start) {
             r->state = R_DONE;
             pull_rangeset_add(&j->done, r->start, r->end);
@@ -657,7 +659,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         range_retry(x, j, r, "response ended early", 0);
         return;
     }
-    if (cc != CURLE_OK) {
+    if (!refused && cc != CURLE_OK) {
         char why[300];
         snprintf(why, sizeof(why), "%s from %s", curl_easy_strerror(cc), host);
         range_retry(x, j, r, why, 0);
