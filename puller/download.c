@@ -46,8 +46,10 @@ typedef struct dl_job {
     bool from_mirror;
     bool no_mirrors;
     bool need_resolve;
-    int resolves;     /* resolutions since the last completed range */
-    long last_status; /* last refusal that asked for a new resolution */
+    int resolves;         /* resolutions since the last completed range */
+    int resolve_attempts; /* transient failures of the current resolution */
+    uint64_t resolve_at;  /* monotonic ms: next resolution attempt */
+    long last_status;     /* last refusal that asked for a new resolution */
     char last_host[256];
     int inflight;
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
@@ -253,64 +255,69 @@ static int resolve(dl_ctx *x, dl_job *j)
                          .use_mirrors = !j->no_mirrors,
                          .follow = false,
                          .body_max = 1};
-    for (int attempt = 0;; attempt++) {
-        pull_http_resp resp;
-        mv_error e = MV_ERROR_INIT;
-        int rc = pull_http_do(c, &req, &resp, &e);
-        long s = rc == 0 ? resp.status : 0;
-        if (rc == 0 && (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) &&
-            resp.location) {
-            free(j->url);
-            j->url = mv_xstrdup(resp.location);
-            _cleanup_free_ char *hp = pull_url_hostport(j->url);
-            j->ep = resp.endpoint;
-            j->url_is_registry = hp && strcmp(hp, c->ep[resp.endpoint].hostport) == 0;
-            j->from_mirror = c->ep[resp.endpoint].is_mirror;
-            pull_http_resp_clear(&resp);
-            return 0;
-        }
-        if (rc == 0 && (s == 200 || s == 206)) {
-            free(j->url);
-            j->url = mv_xstrdup(resp.url);
-            j->ep = resp.endpoint;
-            j->url_is_registry = true;
-            j->from_mirror = c->ep[resp.endpoint].is_mirror;
-            if (s == 200 && j->ranged) {
-                j->ranged = false;
-                build_ranges(c, j, NULL);
-            }
-            pull_http_resp_clear(&resp);
-            return 0;
-        }
-        bool transient = rc < 0 ? (rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED)
-                                : (s >= 500 || s == 429 || s == 408);
-        if (!transient || attempt >= c->opt.max_retries) {
-            int code;
-            if (rc < 0) {
-                code = rc;
-                job_fail(x, j, code, "blob %s: %s", digest, e.msg);
-            } else {
-                mv_error se = MV_ERROR_INIT;
-                code = pull_http_status_error(&resp, &se, "");
-                job_fail(x, j, code, "blob %s%s", digest, se.msg);
-                j->job->err.http_status = (int)s;
-            }
-            pull_http_resp_clear(&resp);
-            return code;
-        }
-        char msg[MV_ERROR_MSG_MAX + 128];
-        long wait = rc == 0 ? pull_retry_after(resp.retry_after) : 0;
-        if (rc < 0)
-            snprintf(msg, sizeof(msg), "blob %s: %s", digest, e.msg);
-        else
-            snprintf(msg, sizeof(msg), "blob %s: %ld from %s", digest, s, resp.host);
-        c->stats.retries++;
-        emit(c, PULL_EV_RETRY, j, msg);
+    pull_http_resp resp;
+    mv_error e = MV_ERROR_INIT;
+    int rc = pull_http_do(c, &req, &resp, &e);
+    long s = rc == 0 ? resp.status : 0;
+    if (rc == 0 && (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) && resp.location) {
+        free(j->url);
+        j->url = mv_xstrdup(resp.location);
+        _cleanup_free_ char *hp = pull_url_hostport(j->url);
+        j->ep = resp.endpoint;
+        j->url_is_registry = hp && strcmp(hp, c->ep[resp.endpoint].hostport) == 0;
+        j->from_mirror = c->ep[resp.endpoint].is_mirror;
+        j->resolve_attempts = 0;
         pull_http_resp_clear(&resp);
-        pull_backoff_sleep(c, attempt, wait);
-        if (c->opt.cancel && *c->opt.cancel)
-            return -ECANCELED;
+        return 0;
     }
+    if (rc == 0 && (s == 200 || s == 206)) {
+        free(j->url);
+        j->url = mv_xstrdup(resp.url);
+        j->ep = resp.endpoint;
+        j->url_is_registry = true;
+        j->from_mirror = c->ep[resp.endpoint].is_mirror;
+        j->resolve_attempts = 0;
+        if (s == 200 && j->ranged) {
+            j->ranged = false;
+            build_ranges(c, j, NULL);
+        }
+        pull_http_resp_clear(&resp);
+        return 0;
+    }
+    bool transient = rc < 0 ? (rc == -EIO || rc == -ETIMEDOUT || rc == -ECONNREFUSED)
+                            : (s >= 500 || s == 429 || s == 408);
+    if (!transient || ++j->resolve_attempts > c->opt.max_retries) {
+        int code;
+        if (rc < 0) {
+            code = rc;
+            job_fail(x, j, code, "blob %s: %s", digest, e.msg);
+        } else {
+            mv_error se = MV_ERROR_INIT;
+            code = pull_http_status_error(&resp, &se, "");
+            job_fail(x, j, code, "blob %s%s", digest, se.msg);
+            j->job->err.http_status = (int)s;
+        }
+        pull_http_resp_clear(&resp);
+        return code;
+    }
+    /* Try again later from the event loop, so the other transfers keep
+     * flowing meanwhile; a transient failure is no refusal. */
+    j->resolves--;
+    long wait = rc == 0 ? pull_retry_after(resp.retry_after) : 0;
+    uint64_t ms = pull_backoff_ms(j->resolve_attempts - 1, wait);
+    j->need_resolve = true;
+    j->resolve_at = now_ms() + ms;
+    char msg[MV_ERROR_MSG_MAX + 160];
+    if (rc < 0)
+        snprintf(msg, sizeof(msg), "blob %s: %s; retry %d/%d in %.1f s", digest, e.msg,
+                 j->resolve_attempts, c->opt.max_retries, (double)ms / 1000.0);
+    else
+        snprintf(msg, sizeof(msg), "blob %s: %ld from %s; retry %d/%d in %.1f s", digest, s,
+                 resp.host, j->resolve_attempts, c->opt.max_retries, (double)ms / 1000.0);
+    c->stats.retries++;
+    emit(c, PULL_EV_RETRY, j, msg);
+    pull_http_resp_clear(&resp);
+    return -EAGAIN;
 }
 
 static int start_job(dl_ctx *x, dl_job *j)
@@ -361,7 +368,7 @@ static int start_job(dl_ctx *x, dl_job *j)
     emit(c, PULL_EV_BLOB_START, j, NULL);
     if (j->size > 0 && j->contiguous < j->size) {
         int rc = resolve(x, j);
-        if (rc < 0)
+        if (rc < 0 && rc != -EAGAIN)
             return rc;
     }
     return 0;
@@ -784,6 +791,11 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
                 continue;
             }
             if (j->need_resolve && j->inflight == 0) {
+                if (j->resolve_at > now) {
+                    if (!wake || j->resolve_at < wake)
+                        wake = j->resolve_at;
+                    continue;
+                }
                 j->need_resolve = false;
                 resolve(&x, j);
             }
