@@ -10,6 +10,8 @@
 - --watch follows a ConfigMap-style update (the kubelet's ..data symlink
   swap) and an in-place rewrite of a plain file, then exits 0 on SIGTERM;
 - --watch retries a failed reference (--retry) without a change to the list;
+- SIGTERM while a pull hangs cancels it (cooperatively, not by SIGKILL)
+  and exits 0;
 - --policy Always follows a moved tag and unpins the old tree.
 
 Pins are observed with tests/tools/mvpins (cache_pins_list). Run with
@@ -272,6 +274,80 @@ def test_retry(reg, tmp):
     check("retry: SIGTERM exits 0", rc == 0, rc)
 
 
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers: a registry that
+    hangs mid-pull, which no real server does on purpose."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.done = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.done:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                continue
+
+    def all_closed_by_peer(self, secs=10):
+        """True when every accepted connection has been closed by the client."""
+        deadline = time.monotonic() + secs
+        for c in list(self.conns):
+            c.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                return False
+        return True
+
+    def close(self):
+        self.done = True
+        self.thread.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_sigterm_mid_pull(tmp):
+    """SIGTERM while a pull hangs: prewarm cancels it and exits 0, bounded,
+    and leaves no pull process behind (its connection gets closed)."""
+    srv = SilentServer()
+    cache = os.path.join(tmp, "cache-hang")
+    d = os.path.join(tmp, "hang")
+    os.makedirs(d)
+    lst = os.path.join(d, "models.txt")
+    write(lst, f"127.0.0.1:{srv.port}/models/hang:v1\n")
+    log_path = os.path.join(tmp, "hang.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([MODELPULL, "--cache", cache, "prewarm", "-f", lst, "--watch"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        check("sigterm: the pull reached the hanging registry", wait_for(lambda: srv.conns, 30))
+        rc = stop(proc, secs=40)
+        out = open(log_path).read()
+        check("sigterm: exits 0 while a pull hangs", rc == 0, rc)
+        check("sigterm: the pull was cancelled, not killed",
+              "cancelled" in out and "killed by signal" not in out, out[-1500:])
+        check("sigterm: the pull process is gone (its connection closed)", srv.all_closed_by_peer())
+    finally:
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        srv.close()
+
+
 def test_tag_moved(reg, tmp):
     cache = os.path.join(tmp, "cache-tag")
     reg.push_model("models/moving", "latest", model_files("moving-1"))
@@ -308,6 +384,7 @@ def main():
             test_pull_pin_unpin_bad(reg, tmp)
             test_watch(reg, tmp)
             test_retry(reg, tmp)
+            test_sigterm_mid_pull(tmp)
             test_tag_moved(reg, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
