@@ -15,6 +15,8 @@ struct push_progress {
     uint64_t done;  /* bytes known present (skipped, mounted or sent) */
     size_t n_blobs;
     size_t blobs_done;
+    struct timespec start;
+    uint64_t start_done; /* bytes already present when the clock started */
     struct timespec last_draw;
     bool drawn;
     /* Per-blob last reported byte count, so "progress" adds deltas. */
@@ -34,6 +36,7 @@ push_progress *push_progress_new(push_progress_mode mode, uint64_t total_bytes, 
     p->total = total_bytes;
     p->n_blobs = n_blobs;
     p->seen = mv_xcalloc(n_blobs ? n_blobs : 1, sizeof(*p->seen));
+    clock_gettime(CLOCK_MONOTONIC, &p->start);
     pthread_mutex_init(&p->lock, NULL);
     return p;
 }
@@ -79,8 +82,15 @@ static void draw(push_progress *p, bool force)
     memset(bar, '#', (size_t)fill);
     memset(bar + fill, '.', (size_t)(width - fill));
     bar[width] = '\0';
-    fprintf(stderr, "\r[%s] %s / %s  %zu/%zu blobs ", bar, mv_format_size(p->done, a, sizeof(a)),
-            mv_format_size(p->total, b, sizeof(b)), p->blobs_done, p->n_blobs);
+    /* The rate counts bytes sent, not blobs found already present. */
+    double secs =
+        (double)(now.tv_sec - p->start.tv_sec) + (double)(now.tv_nsec - p->start.tv_nsec) / 1e9;
+    char r[32];
+    uint64_t sent = p->done - p->start_done;
+    mv_format_size(secs > 0.2 ? (uint64_t)((double)sent / secs) : 0, r, sizeof(r));
+    fprintf(stderr, "\r[%s] %s / %s  %s/s  %zu/%zu blobs ", bar,
+            mv_format_size(p->done, a, sizeof(a)), mv_format_size(p->total, b, sizeof(b)), r,
+            p->blobs_done, p->n_blobs);
     fflush(stderr);
 }
 
@@ -96,6 +106,9 @@ void push_progress_blob(push_progress *p, const char *event, const char *digest,
     uint64_t now_done = finished ? total : done;
     if (slot && now_done > *slot) {
         p->done += now_done - *slot;
+        /* Skipped, mounted and resumed bytes were never sent by us. */
+        if (strcmp(event, "progress") != 0 && strcmp(event, "done") != 0)
+            p->start_done += now_done - *slot;
         *slot = now_done;
     }
     if (finished)
