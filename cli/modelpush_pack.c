@@ -331,11 +331,30 @@ typedef struct hash_job {
     mv_error *errs;
 } hash_job;
 
+/* Opens the file the walk vetted: the last component must not have turned
+ * into a symlink since, and it must still be the same inode (a directory
+ * swapped for a symlink to elsewhere would change it). */
+static int open_vetted(const push_file *f, mv_error *err)
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return mv_error_set(err, -EINVAL, "%s: became a symlink while being packed", f->rel);
+        return mv_error_errno(err, -errno, "%s", f->rel);
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_dev != f->dev || (uint64_t)st.st_ino != f->ino) {
+        close(fd);
+        return mv_error_set(err, -EINVAL, "%s: replaced while being packed", f->rel);
+    }
+    return fd;
+}
+
 static int hash_one(push_file *f, char *buf, mv_error *err)
 {
-    _cleanup_close_ int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    _cleanup_close_ int fd = open_vetted(f, err);
     if (fd < 0)
-        return mv_error_errno(err, -errno, "%s", f->rel);
+        return fd;
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     _cleanup_hasher_ oci_hasher *h = oci_hasher_new(OCI_DIGEST_SHA256);
     uint64_t total = 0;
@@ -775,9 +794,9 @@ static void archive_freep(struct archive **a)
 static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_t mtime,
                         mv_error *err)
 {
-    _cleanup_close_ int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    _cleanup_close_ int fd = open_vetted(f, err);
     if (fd < 0)
-        return mv_error_errno(err, -errno, "%s", f->rel);
+        return fd;
     struct archive_entry *e = archive_entry_new();
     archive_entry_set_pathname(e, f->rel);
     archive_entry_set_filetype(e, AE_IFREG);

@@ -117,7 +117,8 @@ static int blob_fd(const push_blob *b, bool *owned, mv_error *err)
         return b->fd;
     }
     if (b->path) {
-        int fd = open(b->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* The registry checks the digest; NOFOLLOW keeps the walk's vetting. */
+        int fd = open(b->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
         if (fd < 0)
             return mv_error_errno(err, -errno, "%s", b->label);
         return fd;
