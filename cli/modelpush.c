@@ -367,6 +367,22 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
     if (ref->digest)
         return mv_error_set(err, -EINVAL, "reference %s: a push target names a tag, not a digest",
                             refstr);
+    /* --from names a repository on REF's registry; a full name with the
+     * same registry is accepted too. */
+    if (a->from) {
+        size_t rl = strlen(ref->registry);
+        if (strncmp(a->from, ref->registry, rl) == 0 && a->from[rl] == '/')
+            a->from += rl + 1;
+        bool ok = a->from[0] != '\0';
+        for (const char *c = a->from; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' ||
+                  *c == '-' || *c == '/'))
+                ok = false;
+        if (!ok)
+            return mv_error_set(err, -EINVAL,
+                                "--from %s: not a repository on %s (e.g. models/base)", a->from,
+                                ref->registry);
+    }
     /* REF's own tag first: it is the one the result line names. */
     _cleanup_free_ const char **extra = a->tags;
     size_t n_extra = a->n_tags;
