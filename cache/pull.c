@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
 
 typedef struct pull_ctx {
@@ -272,6 +274,35 @@ static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, ui
     return r;
 }
 
+/* Refuses, before any download starts, blobs that cannot fit in the free
+ * space of the cache's filesystem: otherwise the first blobs would be
+ * fetched only for a later one to fail. Space already allocated to a
+ * partial file (a resumable download) counts as available to it. */
+static int check_space(pull_ctx *p, const oci_descriptor **missing, size_t n)
+{
+    uint64_t need = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size = missing[i]->size > 0 ? (uint64_t)missing[i]->size : 0;
+        _cleanup_free_ char *partial =
+            mv_xasprintf(CACHE_D_INGEST "/%s.partial", oci_digest_hex(missing[i]->digest));
+        struct stat st;
+        uint64_t have = 0;
+        if (fstatat(p->c->root_fd, partial, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            have = (uint64_t)st.st_blocks * 512;
+        need += size > have ? size - have : 0;
+    }
+    struct statvfs sv;
+    if (need == 0 || fstatvfs(p->c->root_fd, &sv) < 0)
+        return 0;
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (need <= avail)
+        return 0;
+    char a[32], b[32];
+    return mv_error_set(
+        p->err, -ENOSPC, "no space left on device: %zu blob(s) need %s, %s has %s free", n,
+        mv_format_size(need, a, sizeof(a)), p->c->root, mv_format_size(avail, b, sizeof(b)));
+}
+
 static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloaded)
 {
     const oci_descriptor **missing = mv_xcalloc(m->n_layers ? m->n_layers : 1, sizeof(*missing));
@@ -289,6 +320,8 @@ static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloade
         if (!dup)
             missing[n++] = d;
     }
+    if (r == 0)
+        r = check_space(p, missing, n);
     /* Each round either downloads a blob or waits for its owner; a blob an
      * owner failed to fetch is ours to fetch in the next round. */
     for (int round = 0; r == 0 && n > 0; round++) {
