@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#define HASHQ_BUF (1u << 20)
+#define HASHQ_BUF (256u << 10)
 
 struct pull_hashq {
     pthread_t thread;
