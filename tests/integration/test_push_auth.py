@@ -1,0 +1,127 @@
+"""test_push_auth.py — modelpush authenticates like modelpull, with the push
+scope: docker-registry behind real nginx with our Bearer token issuer
+(credentials from $DOCKER_CONFIG/config.json, tokens good for three uses so a
+chunked upload must refresh on 401 mid-blob), and behind nginx Basic auth.
+Missing or wrong credentials give one line with the 401 and never the
+secret."""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from mvreg import BUILD_DIR, Registry  # noqa: E402
+from nginx import Nginx  # noqa: E402
+from tokenserver import TokenServer  # noqa: E402
+
+PUSH = os.path.join(BUILD_DIR, "modelpush")
+USER, PASSWORD = "pushuser", "pu5h-Pa55-0123456789"
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    print(("ok   " if cond else "FAIL ") + name)
+    if not cond and detail:
+        print("     " + detail.strip().replace("\n", "\n     "))
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+
+
+def docker_config(path, auths):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump({"auths": auths}, f)
+    return path
+
+
+def push(model, ref, state, docker_cfg, *args):
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", DOCKER_CONFIG=docker_cfg)
+    p = subprocess.run([PUSH, "--progress=none", "--state-dir", state, *args, model, ref],
+                       capture_output=True, text=True, env=env, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def blob_ok(reg, repo, digest):
+    h = hashlib.sha256()
+    with urllib.request.urlopen(f"http://{reg.addr}/v2/{repo}/blobs/{digest}", timeout=60) as r:
+        for chunk in iter(lambda: r.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest() == digest
+
+
+def main():
+    if not os.access(PUSH, os.X_OK):
+        print(f"SKIP: {PUSH} is not built")
+        return 77
+    if not shutil.which("nginx"):
+        print("SKIP: nginx not installed")
+        return 77
+    tmp = tempfile.mkdtemp(prefix="modelvol-push-auth.")
+    try:
+        model = os.path.join(tmp, "model")
+        os.makedirs(model)
+        data = os.urandom(20 * 1024 * 1024 + 5)
+        with open(os.path.join(model, "model.safetensors"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(model, "config.json"), "w") as f:
+            f.write("{}\n")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        state = os.path.join(tmp, "state")
+        nocreds = docker_config(os.path.join(tmp, "none"), {})
+        with Registry(tmp=os.path.join(tmp, "reg")) as reg:
+            # Bearer, tokens good for 3 requests: a 5-chunk upload refreshes.
+            with TokenServer(user=USER, password=PASSWORD, max_uses=3) as ts, \
+                    Nginx(tmp, reg.addr, bearer=ts) as ng:
+                ref = f"{ng.addr}/models/auth:v1"
+                rc, out, err = push(model, ref, state, nocreds)
+                check("bearer without credentials: non-zero exit", rc != 0, err)
+                check("bearer without credentials: one line with the 401",
+                      len(err.strip().splitlines()) == 1 and "401" in err, err)
+                good = docker_config(os.path.join(tmp, "good"), {
+                    f"http://{ng.addr}": {"username": USER, "password": PASSWORD}})
+                before = ts.issued
+                rc, out, err = push(model, ref, state, good, "--chunk-size", "4M", "--jobs", "1")
+                check("bearer with credentials: push exits 0", rc == 0, err)
+                check("bearer: the last line is REF@digest",
+                      out.strip().splitlines()[-1].startswith(ref + "@sha256:") if out.strip() else False, out)
+                scopes = [s for ent in ts.tokens.values() for s in ent[0]]
+                check("bearer: tokens asked for the push scope",
+                      "repository:models/auth:pull,push" in scopes, str(scopes))
+                check("bearer: tokens were refreshed during the chunked upload",
+                      ts.issued - before >= 3, f"issued {ts.issued - before}")
+                check("bearer: the blob arrived intact", blob_ok(reg, "models/auth", digest))
+                check("bearer: no credential in the output", PASSWORD not in out + err)
+                bad = docker_config(os.path.join(tmp, "bad"), {
+                    f"http://{ng.addr}": {"username": USER, "password": "wrong-" + PASSWORD}})
+                rc, out, err = push(model, f"{ng.addr}/models/auth2:v1", state, bad)
+                check("bearer with a wrong password: one line with the 401, no secret",
+                      rc != 0 and "401" in err and len(err.strip().splitlines()) == 1 and
+                      PASSWORD not in err, err)
+
+            # Basic auth at nginx.
+            with Nginx(tmp, reg.addr, basic=(USER, PASSWORD)) as ng:
+                ref = f"{ng.addr}/models/basic:v1"
+                good = docker_config(os.path.join(tmp, "basic"), {
+                    ng.addr: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}})
+                rc, out, err = push(model, ref, state, good, "--chunk-size", "8M")
+                check("basic: push exits 0", rc == 0, err)
+                check("basic: the blob arrived intact", rc == 0 and blob_ok(reg, "models/basic", digest))
+                rc, out, err = push(model, f"{ng.addr}/models/basic2:v1", state, nocreds)
+                check("basic without credentials: one line with the 401",
+                      rc != 0 and "401" in err and len(err.strip().splitlines()) == 1, err)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
