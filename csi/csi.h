@@ -48,6 +48,7 @@ typedef enum {
 /* What a call answers: a code and a one-line message for the pod's events. */
 typedef struct csi_status {
     csi_code code;
+    bool logged; /* the handler logged the failure with more context */
     char msg[MV_ERROR_MSG_MAX];
 } csi_status;
 

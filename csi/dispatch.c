@@ -178,6 +178,7 @@ csi_code csi_dispatch(csi_call *call, const char *method, const uint8_t *req, si
         return csi_status_set(st, CSI_INVALID_ARGUMENT, "%s: request is not a valid %s message",
                               method, m->request->name);
     st->code = CSI_OK;
+    st->logged = false;
     st->msg[0] = '\0';
     csi_code code = m->fn(call, msg, reply, st);
     protobuf_c_message_free_unpacked(msg, NULL);

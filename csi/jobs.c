@@ -33,7 +33,7 @@ struct csi_job {
 };
 
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t jobs_cond; /* any job ended; CLOCK_MONOTONIC */
+static pthread_cond_t jobs_cond; /* a job ended or a waiter left; CLOCK_MONOTONIC */
 static pthread_once_t jobs_once = PTHREAD_ONCE_INIT;
 static csi_job *jobs_running;
 static int jobs_threads;
@@ -161,11 +161,20 @@ static void *job_main(void *arg)
         }
     }
     pthread_cond_broadcast(&jobs_cond);
+
+    /* GC waits until the publishers waiting now have pinned the tree, or
+     * it could collect it under them (bounded: a stuck caller does not
+     * keep the cache from being collected). */
+    int64_t until = csi_now_ns() + (int64_t)60 * 1000000000;
+    struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+    while (j->refs > 1 && !jobs_stopping)
+        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT)
+            break;
+    bool stopping = jobs_stopping;
     job_unref_locked(j);
     pthread_mutex_unlock(&jobs_lock);
 
-    /* After the waiters are answered: the cache just grew. */
-    if (r == 0)
+    if (r == 0 && !stopping)
         csi_cache_maintain(p);
 
     pthread_mutex_lock(&jobs_lock);
@@ -175,11 +184,8 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-void csi_cache_maintain(csi_plugin *p)
+static void gc_once(csi_plugin *p)
 {
-    static atomic_bool busy;
-    if (!p->cache || atomic_exchange(&busy, true))
-        return; /* one collection at a time is enough */
     bool ran = false;
     cache_gc_result res = {0};
     mv_error err = MV_ERROR_INIT;
@@ -195,7 +201,31 @@ void csi_cache_maintain(csi_plugin *p)
                 res.target_reached ? "true" : "false");
     }
     csi_metrics_update_cache(p->cache);
-    atomic_store(&busy, false);
+}
+
+void csi_cache_maintain(csi_plugin *p)
+{
+    static pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
+    static bool gc_running, gc_again;
+    if (!p->cache)
+        return;
+    /* One collection at a time; a request arriving during one gets a
+     * further pass, since what it pulled may not have been counted. */
+    pthread_mutex_lock(&gc_lock);
+    if (gc_running) {
+        gc_again = true;
+        pthread_mutex_unlock(&gc_lock);
+        return;
+    }
+    gc_running = true;
+    do {
+        gc_again = false;
+        pthread_mutex_unlock(&gc_lock);
+        gc_once(p);
+        pthread_mutex_lock(&gc_lock);
+    } while (gc_again);
+    gc_running = false;
+    pthread_mutex_unlock(&gc_lock);
 }
 
 /* Identifies what a job produces. The credentials enter only as a digest,
@@ -298,6 +328,7 @@ void csi_job_release(csi_job *j)
         return;
     pthread_mutex_lock(&jobs_lock);
     job_unref_locked(j);
+    pthread_cond_broadcast(&jobs_cond); /* the job may wait for its waiters */
     pthread_mutex_unlock(&jobs_lock);
 }
 
@@ -310,6 +341,7 @@ int csi_jobs_shutdown(int secs)
     jobs_stopping = true;
     for (csi_job *j = jobs_running; j; j = j->next)
         j->cancel = 1;
+    pthread_cond_broadcast(&jobs_cond);
     while (jobs_threads > 0) {
         if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT) {
             char n[16];

@@ -359,8 +359,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         csi_job_release(job);
         char progress[64] = "";
         if (started)
-            snprintf(progress, sizeof(progress), " (%u of %u blob downloads finished)", done,
-                     started);
+            snprintf(progress, sizeof(progress), " (%u of %u downloads finished)", done, started);
         return csi_status_set(st, CSI_DEADLINE_EXCEEDED,
                               "pulling %s is still in progress%s; it continues in the background "
                               "and the next retry picks it up",
@@ -411,6 +410,10 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
     if (c == CSI_OK) {
         Csi__V1__NodePublishVolumeResponse resp = CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT;
         csi_reply_pack(reply, &resp.base);
+    } else {
+        csi_log(c == CSI_INTERNAL ? "error" : "warn", "publish_failed", "target", req->target_path,
+                "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
+        st->logged = true;
     }
     csi_metrics_publish(c);
     publish_args_clear(&a);

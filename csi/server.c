@@ -10,6 +10,7 @@
 #include <grpc/support/time.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "csi.h"
 
@@ -93,7 +94,7 @@ static void serve_call(server_call *c)
             call.deadline_ns = 1;
     }
 
-    csi_status st = {CSI_OK, ""};
+    csi_status st = {.code = CSI_OK};
     csi_reply reply = {0};
     if (!request) {
         csi_status_set(&st, CSI_INVALID_ARGUMENT, "%s: no request message", method);
@@ -110,7 +111,7 @@ static void serve_call(server_call *c)
         }
         grpc_byte_buffer_destroy(request);
     }
-    if (st.code != CSI_OK)
+    if (st.code != CSI_OK && !st.logged)
         csi_log(st.code == CSI_INTERNAL ? "error" : "warn", "call_failed", "method", method, "code",
                 csi_code_name(st.code), "error", st.msg);
 
@@ -196,8 +197,18 @@ static void *stop_thread(void *arg)
         ;
     csi_log("info", "stopping", "signal", sigabbrev_np(sig));
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-    /* Publishes waiting for pulls answer ABORTED once their pull stops. */
+    /* Publishes waiting for pulls answer ABORTED once their pull stops;
+     * give every call a moment to send its answer before cutting what is
+     * left. */
     csi_jobs_shutdown(30);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&calls_lock);
+    while (calls_running > 0)
+        if (pthread_cond_timedwait(&calls_cond, &calls_lock, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&calls_lock);
     grpc_server_cancel_all_calls(s->server);
     return NULL;
 }

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *method = methods[data[0] % (sizeof(methods) / sizeof(methods[0]))];
     csi_call call = {.plugin = &plugin};
-    csi_status st = {CSI_OK, ""};
+    csi_status st = {.code = CSI_OK};
     csi_reply reply = {0};
     csi_code code = csi_dispatch(&call, method, data + 1, size - 1, &reply, &st);
     if (code == CSI_OK && !reply.buf)

@@ -12,6 +12,8 @@ import sys
 import tempfile
 import shutil
 import threading
+import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -155,6 +157,34 @@ def metrics(t, d):
         t.check("/healthz answers 200 ok", r.status == 200 and r.read() == b"ok\n")
 
 
+def not_ready(t, work):
+    """A cache that cannot be opened: the plugin serves, but never reports
+    ready, and refuses to publish."""
+    bad_cache = os.path.join(work, "not-a-directory")
+    with open(bad_cache, "w") as f:
+        f.write("x")
+    d = Daemon(os.path.join(work, "nr"), bad_cache, node_id="csi-grpc-node")
+    os.makedirs(d.workdir)
+    d.start(wait_ready=False)
+    try:
+        c = d.client
+        deadline = time.monotonic() + 30
+        while "event=recovery_failed" not in d.read_log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t.check("recovery failure is logged", "event=recovery_failed" in d.read_log())
+        t.check("Probe says not ready", c.probe() is False)
+        t.check("NodeGetInfo still answers", c.call("Node", "NodeGetInfo").node_id == "csi-grpc-node")
+        code, details = csiclient.code_of(c.publish, os.path.join(work, "t"), "r.example/m:v1")
+        t.check("publish before ready -> UNAVAILABLE", code == SC.UNAVAILABLE, f"{code}: {details}")
+        try:
+            urllib.request.urlopen(f"http://{d.metrics_addr}/healthz", timeout=5)
+            t.check("/healthz is 503 before ready", False, "got 200")
+        except urllib.error.HTTPError as e:
+            t.check("/healthz is 503 before ready", e.code == 503, str(e.code))
+    finally:
+        t.check("an unready daemon still stops cleanly", d.stop() == 0)
+
+
 def main():
     binary = csiclient.csi_binary()
     t = Checks()
@@ -174,6 +204,7 @@ def main():
             unpublish_and_stats(t, c, work)
             parallel_calls(t, c)
             metrics(t, d)
+            not_ready(t, work)
         finally:
             rc = d.stop(signal.SIGTERM)
         t.check("SIGTERM: exit status 0", rc == 0, f"exit {rc}")
@@ -183,7 +214,7 @@ def main():
         bad = [l for l in log.splitlines() if not LOG_LINE.match(l)]
         t.check("every log line is key=value", not bad, "\n".join(bad[:5]))
         t.check("the log has an event per refused publish",
-                log.count("event=call_failed method=/csi.v1.Node/NodePublishVolume") >= 15)
+                log.count("event=publish_failed") >= 15)
 
         # A daemon killed with SIGKILL leaves its socket; the next one must
         # replace it rather than fail to bind.

@@ -234,6 +234,40 @@ def error_codes(t, reg, d, work):
         subprocess.run(["umount", small], check=False)
 
 
+def gc_after_pulls(t, reg, work):
+    """--max-size below the model: the plugin runs the cache's GC after each
+    pull, once the publishers have pinned, and a published tree survives."""
+    cache = os.path.join(work, "gc-cache")
+    d = Daemon(os.path.join(work, "gc"), cache, node_id="gc", args=["--max-size", "1M"])
+    os.makedirs(d.workdir)
+    d.start()
+    try:
+        c = d.client
+        t1 = os.path.join(work, "pods", "gc1", "mount")
+        t2 = os.path.join(work, "pods", "gc2", "mount")
+        os.makedirs(os.path.dirname(t1))
+        os.makedirs(os.path.dirname(t2))
+        t.code("publish a 3 MiB model into a 1M cache", SC.OK, c.publish, t1,
+               f"{reg.addr}/models/tiny:v1", volume_id="gc1")
+        # GC runs after the publishers of a pull have pinned its tree.
+        ran = csiclient.wait_for(lambda: "event=gc " in d.read_log())
+        t.check("GC ran but kept the published tree",
+                ran and os.path.exists(os.path.join(t1, "model.safetensors")))
+        t.code("unpublish it (unpinned now)", SC.OK, c.unpublish, t1, volume_id="gc1")
+        t.code("publish another model", SC.OK, c.publish, t2, f"{reg.addr}/models/other:v1",
+               volume_id="gc2")
+        # The cache spares trees used in the last minute (its pull-to-pin
+        # window), so this pass may keep the unpinned one too: what the
+        # plugin owes is a pass after every pull, never losing a pinned tree.
+        again = csiclient.wait_for(lambda: d.read_log().count("event=gc ") >= 2)
+        t.check("GC ran again after the next pull", again,
+                "\n".join(l for l in d.read_log().splitlines() if "event=gc" in l))
+        t.check("the published model is intact", os.path.exists(os.path.join(t2, "other.json")))
+        t.code("unpublish the other model", SC.OK, c.unpublish, t2, volume_id="gc2")
+    finally:
+        t.check("GC daemon exits 0", d.stop() == 0)
+
+
 def main():
     csiclient.require_root()
     t = Checks()
@@ -248,6 +282,7 @@ def main():
             try:
                 publish_path(t, reg, d, work, files)
                 error_codes(t, reg, d, work)
+                gc_after_pulls(t, reg, work)
             finally:
                 rc = d.stop()
                 t.check("daemon exits 0 on SIGTERM", rc == 0, f"exit {rc}")

@@ -294,6 +294,16 @@ def blob_bytes_served(access_log, digest=None):
     return sum(b for _, status, b in blob_gets(access_log, digest) if status in (200, 206))
 
 
+def wait_for(cond, secs=30, step=0.05):
+    """Polls cond() until it is true or secs pass; returns its last value."""
+    deadline = time.monotonic() + secs
+    while True:
+        v = cond()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
 def sha256_file(path):
     """"sha256:<hex>" of a file, read in chunks."""
     h = hashlib.sha256()
