@@ -227,12 +227,17 @@ static bool parse_range_end(const char *v, uint64_t *received)
         return false;
     if (strncmp(v, "bytes=", 6) == 0)
         v += 6;
+    if (*v < '0' || *v > '9')
+        return false;
     char *end;
     errno = 0;
     unsigned long long a = strtoull(v, &end, 10);
     if (errno || *end != '-' || a != 0)
         return false;
-    unsigned long long b = strtoull(end + 1, &end, 10);
+    const char *digits = end + 1;
+    if (*digits < '0' || *digits > '9')
+        return false;
+    unsigned long long b = strtoull(digits, &end, 10);
     if (errno || (*end && *end != '\r' && *end != ' '))
         return false;
     *received = b + 1;
