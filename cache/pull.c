@@ -338,6 +338,13 @@ static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloade
 
 /* ---- cache_pull -------------------------------------------------------------- */
 
+/* The puller stops on cancel by itself; extraction and tree building
+ * check between steps. */
+static bool cancelled(const cache_pull_opts *o)
+{
+    return o->pull.cancel && *o->pull.cancel;
+}
+
 static void hit(cache *c, const char *tree_id, const char *manifest_digest, cache_pull_result *out)
 {
     _cleanup_free_ char *lu = mv_xasprintf(CACHE_D_TREES "/%s/lastuse", oci_digest_hex(tree_id));
@@ -410,7 +417,7 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
     } else {
         snprintf(manifest_digest, sizeof(manifest_digest), "%s", resolved);
     }
-    if (p->ref->tag && !p->ref->digest) {
+    if (p->ref->tag && !p->ref->digest && !tag_known) {
         r = cache_tag_put(c, p->refstr, manifest_digest, resolved, p->err);
         if (r < 0)
             return r;
@@ -454,11 +461,15 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
             return r;
         if (!sel)
             continue;
+        if (cancelled(o))
+            return mv_error_set(p->err, -ECANCELED, "cancelled");
         const char *want = n_diff == m->n_layers && diff_ids[i][0] ? diff_ids[i] : NULL;
         r = cache_layer_ensure(c, d, want, p->err);
         if (r < 0)
             return r;
     }
+    if (cancelled(o))
+        return mv_error_set(p->err, -ECANCELED, "cancelled");
     cache_tree_spec spec = {
         .tree_id = tree_id,
         .reference = p->refstr,
