@@ -20,8 +20,10 @@ typedef struct body_src {
 
 typedef struct resp_sink {
     pull_http_resp *resp;
+    CURL *h;
     size_t max;
     bool exact;
+    bool judged; /* max/exact adjusted to the status */
     bool overflow;
 } resp_sink;
 
@@ -87,6 +89,19 @@ static size_t resp_write(char *ptr, size_t size, size_t nmemb, void *ud)
     resp_sink *s = ud;
     pull_http_resp *r = s->resp;
     size_t len = size * nmemb;
+    if (!s->judged) {
+        /* The caller's limits are for the content it asked for; a redirect
+         * or an error page is only kept for its message, and never fails
+         * the request for being long. */
+        long st = 0;
+        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &st);
+        if (st < 200 || st >= 300) {
+            s->exact = false;
+            if (s->max > PULL_HTTP_BODY_DEFAULT)
+                s->max = PULL_HTTP_BODY_DEFAULT;
+        }
+        s->judged = true;
+    }
     if (r->body_len + len > s->max) {
         s->overflow = true;
         /* Stop reading: the rest is not wanted (or is an error). */
@@ -245,6 +260,7 @@ static CURLcode send_once(pull_client *c, const pull_http_req *req, const char *
         curl_easy_setopt(h, CURLOPT_SEEKDATA, &src);
     }
     resp_sink sink = {.resp = resp,
+                      .h = h,
                       .max = req->body_max ? req->body_max : PULL_HTTP_BODY_DEFAULT,
                       .exact = req->body_exact};
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, resp_header);
@@ -254,8 +270,8 @@ static CURLcode send_once(pull_client *c, const pull_http_req *req, const char *
     CURLcode cc = pull_sync_perform(c, h);
     c->stats.requests++;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    *overflow = sink.overflow;
-    if (cc == CURLE_WRITE_ERROR && sink.overflow && !req->body_exact) {
+    *overflow = sink.overflow && sink.exact;
+    if (cc == CURLE_WRITE_ERROR && sink.overflow && !sink.exact) {
         resp->body_truncated = true;
         cc = CURLE_OK;
     }
@@ -296,7 +312,7 @@ static int do_endpoint(pull_client *c, const pull_http_req *req, size_t ep, cons
         if (cc != CURLE_OK) {
             if (cc == CURLE_ABORTED_BY_CALLBACK)
                 return mv_error_set(err, -ECANCELED, "%s %s: cancelled", m, hp);
-            if (overflow && req->body_exact)
+            if (overflow)
                 return mv_error_set(err, -EBADMSG, "%s %s: response body larger than %zu bytes", m,
                                     hp, req->body_max ? req->body_max : PULL_HTTP_BODY_DEFAULT);
             /* A certificate we do not trust is an answer, not a registry

@@ -3,6 +3,7 @@ and behind nginx with Basic auth redirecting blob GETs (307) to a separate
 storage server block: several Range requests, identical bytes, no
 Authorization header at the storage host, no credential in any output,
 manifest verification."""
+import json
 import os
 import shutil
 import sys
@@ -55,6 +56,11 @@ def main():
                 t.check("Basic auth required without credentials", rc != 0 and "401" in err, err)
                 rc, out, err = mvfetch.run(flags + ["manifest", nref], env=env)
                 t.check("manifest through nginx with Basic auth", rc == 0, err)
+                cfg = json.loads(out.split("\n", 2)[2])["config"]
+                rc, out1, err1 = mvfetch.run(["small", nref, cfg["digest"], cfg["size"]], env=env)
+                t.check("config blob through the 307 (redirect body ignored)",
+                        rc == 0 and out1.strip() == str(cfg["size"]), err1)
+                err += err1
                 outf2, state2 = os.path.join(tmp, "out2"), os.path.join(tmp, "out2.state")
                 rc, out2, err2 = mvfetch.run(flags + ["--progress", "json", "blob", nref, digest,
                                                      SIZE, outf2, state2], env=env)
@@ -62,8 +68,9 @@ def main():
                 t.check("redirected bytes identical", mvfetch.sha256_file(outf2) == digest)
                 st = mvfetch.stats(out2)
                 t.check("downloaded counts every byte once", st.get("downloaded") == SIZE, out2)
-                slog = [l for l in ng.read_log("storage") if digest in l]
-                ranges = {l.split('range="')[1].split('"')[0] for l in slog if '" 206 ' in l}
+                slog = ng.read_log("storage")
+                ranges = {l.split('range="')[1].split('"')[0] for l in slog
+                          if digest in l and '" 206 ' in l}
                 t.check("storage served many distinct ranges", len(ranges) >= 13, str(len(ranges)))
                 t.check("no Authorization header reached storage",
                         slog and all('auth="-"' in l for l in slog), "\n".join(slog[:3]))

@@ -3,6 +3,8 @@
  *       GET /v2/ (scheme and auth), prints "ok"
  *   mvfetch [opts] manifest REF
  *       prints the manifest digest, its content type and the manifest
+ *   mvfetch [opts] small REF DIGEST SIZE
+ *       fetches a small blob (a config) into memory, prints its length
  *   mvfetch [opts] blob REF DIGEST SIZE OUTFILE STATEFILE
  *       downloads one blob into OUTFILE through pull_blobs, printing
  *       "downloaded N", "resumed N", "origin N", "mirror N"
@@ -45,7 +47,8 @@ static void usage(void)
     fprintf(stderr, "usage: mvfetch [--config F] [--plain-http] [--connections N] "
                     "[--chunk-size S] [--threshold S] [--stall SECS] [--retries N] "
                     "[--progress json|none]\n"
-                    "       ping REF | manifest REF | blob REF DIGEST SIZE OUTFILE STATEFILE |\n"
+                    "       ping REF | manifest REF | small REF DIGEST SIZE | blob REF DIGEST SIZE "
+                    "OUTFILE STATEFILE |\n"
                     "       blobs REF OUTDIR DIGEST:SIZE...\n");
 }
 
@@ -69,6 +72,17 @@ static int run(pull_options *o, int argc, char **argv)
         if (pull_ping(c, &err) < 0)
             return fail("", &err);
         printf("ok\n");
+        return 0;
+    }
+    if (strcmp(verb, "small") == 0 && optind + 4 == argc) {
+        oci_descriptor d = {0};
+        d.digest = argv[optind + 2];
+        d.size = strtoll(argv[optind + 3], NULL, 10);
+        _cleanup_free_ void *buf = NULL;
+        size_t len;
+        if (pull_fetch_small_blob(c, &d, &buf, &len, &err) < 0)
+            return fail("", &err);
+        printf("%zu\n", len);
         return 0;
     }
     if (strcmp(verb, "manifest") == 0 && optind + 2 == argc) {
