@@ -199,6 +199,70 @@ MV_TEST(modelpack_tree_links_filters_subpath)
     ct_rmtree(dir);
 }
 
+/* A ModelPack model mixing a raw layer and a tar layer of a directory;
+ * the tar layer is filtered by its filepath annotation and its diffId in
+ * the config is checked. */
+MV_TEST(modelpack_tar_layer)
+{
+    _cleanup_free_ char *dir = ct_tmpdir();
+    _cleanup_cache_ cache *c = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_open(dir, NULL, &c, &e), 0);
+    static const ct_entry te[] = {
+        {"tok/", AE_IFDIR, NULL, 0755, 0},
+        {"tok/a.json", AE_IFREG, "A", 0644, 0},
+        {"tok/b.json", AE_IFREG, "B", 0644, 0},
+    };
+    ct_buf tar = ct_tar(te, 3, CT_ZSTD);
+    ct_buf plain = ct_tar(te, 3, CT_PLAIN);
+    char td[OCI_DIGEST_MAX], tdiff[OCI_DIGEST_MAX], wd[OCI_DIGEST_MAX], cd[OCI_DIGEST_MAX],
+        md[OCI_DIGEST_MAX];
+    ct_blob(c, tar.data, tar.len, td);
+    oci_digest_buf(OCI_DIGEST_SHA256, plain.data, plain.len, tdiff);
+    ct_blob(c, "weights", 7, wd);
+    for (int good = 0; good < 2; good++) {
+        _cleanup_free_ char *cfg =
+            mv_xasprintf("{\"modelfs\":{\"type\":\"layers\",\"diffIds\":[\"%s\",\"%s\"]}}", wd,
+                         good ? tdiff : wd);
+        ct_blob(c, cfg, strlen(cfg), cd);
+        _cleanup_free_ char *m = mv_xasprintf(
+            "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_MANIFEST
+            "\",\"artifactType\":\"" MODEL_ARTIFACT_TYPE
+            "\",\"config\":{\"mediaType\":\"" MODEL_MT_CONFIG
+            "\",\"digest\":\"%s\",\"size\":%zu},\"layers\":["
+            "{\"mediaType\":\"application/vnd.cncf.model.weight.v1.raw\",\"digest\":\"%s\","
+            "\"size\":7,\"annotations\":{\"org.cncf.model.filepath\":\"w.bin\"}},"
+            "{\"mediaType\":\"application/vnd.cncf.model.weight.config.v1.tar+zstd\","
+            "\"digest\":\"%s\",\"size\":%zu,\"annotations\":{\"org.cncf.model.filepath\":"
+            "\"tok\"}}]}",
+            cd, strlen(cfg), wd, td, tar.len);
+        ct_blob(c, m, strlen(m), md);
+        cache_pull_result r = {0};
+        _cleanup_free_ char *ref = mv_xasprintf(REPO "@%s", md);
+        cache_pull_opts never = {.policy = CACHE_PULL_NEVER};
+        int rr = cache_pull(c, ref, &never, &r, &e);
+        if (!good) {
+            CHECK_INT(rr, -EBADMSG); /* the config's diffId does not match the tar */
+            CHECK_CONTAINS(e.msg, td);
+            continue;
+        }
+        CHECK_INT(rr, 0);
+        _cleanup_free_ char *a = path_in(r.tree_path ? r.tree_path : "/x", "tok/a.json");
+        _cleanup_free_ char *ac = ct_read(a);
+        CHECK_STR(ac, "A");
+        CHECK_INT(ct_count(r.tree_path ? r.tree_path : "/nonexistent"), 2);
+        cache_pull_result_clear(&r);
+        static const char *const inc[] = {"*.bin", NULL};
+        cache_pull_opts o = {.include = inc};
+        CHECK_INT(pull_never(c, md, &o, &r, &e), 0);
+        CHECK_INT(ct_count(r.tree_path ? r.tree_path : "/nonexistent"), 1);
+        cache_pull_result_clear(&r);
+    }
+    free(tar.data);
+    free(plain.data);
+    ct_rmtree(dir);
+}
+
 MV_TEST(tag_cache_and_never_policy)
 {
     _cleanup_free_ char *dir = ct_tmpdir();
@@ -648,6 +712,7 @@ int main(void)
 {
     MV_RUN(ingest_is_atomic_and_verified);
     MV_RUN(modelpack_tree_links_filters_subpath);
+    MV_RUN(modelpack_tar_layer);
     MV_RUN(tag_cache_and_never_policy);
     MV_RUN(index_selects_the_model);
     MV_RUN(modelcar_whiteouts);
