@@ -84,6 +84,15 @@ out=$("$modelpull" --cache "$MV_TMP/cache" pull --progress=none --subpath nope "
 rc=$?
 check "missing subpath is a one-line error" test "$rc" != 0 -a "$(wc -l <"$MV_TMP/err")" = 1
 check "error names the subpath" grep -q 'subpath "nope"' "$MV_TMP/err"
+# The same image as Docker schema 2 (docker media types, Docker config).
+skopeo copy --quiet --format v2s2 --dest-tls-verify=false "oci:$layout:car" \
+  "docker://$MV_REG_ADDR/models/car-docker:v1" || { echo "skopeo copy v2s2 failed"; exit 1; }
+out=$("$modelpull" --cache "$MV_TMP/cache" pull --progress=none "$MV_REG_ADDR/models/car-docker:v1" 2>"$MV_TMP/err")
+rc=$?
+dtree=$(printf '%s\n' "$out" | tail -n1)
+check "Docker schema 2 modelcar pulls" test "$rc" = 0
+check "Docker schema 2 tree equals /models" diff -r --no-dereference "$bundle/rootfs/models" "$dtree"
+
 "$modelpull" --cache "$MV_TMP/cache" verify >/dev/null 2>&1
 check "verify clean" test $? = 0
 
