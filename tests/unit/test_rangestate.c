@@ -1,0 +1,88 @@
+/* test_rangestate.c — the puller's resume record: interval merging, an
+ * atomic save that round-trips, and records that belong to another blob or
+ * are damaged being ignored rather than trusted. */
+#include "mvtest.h"
+#include "../../puller/internal.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+static const char *D1 = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+static const char *D2 = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+MV_TEST(merge)
+{
+    pull_rangeset s = {0};
+    pull_rangeset_add(&s, 20, 30);
+    pull_rangeset_add(&s, 0, 10);
+    pull_rangeset_add(&s, 10, 20);
+    pull_rangeset_add(&s, 50, 60);
+    pull_rangeset_add(&s, 55, 58);
+    pull_rangeset_add(&s, 5, 5);
+    CHECK_INT(s.n, 2);
+    CHECK_INT(s.iv[0][0], 0);
+    CHECK_INT(s.iv[0][1], 30);
+    CHECK_INT(s.iv[1][0], 50);
+    CHECK_INT(s.iv[1][1], 60);
+    CHECK(pull_rangeset_covers(&s, 0, 30));
+    CHECK(pull_rangeset_covers(&s, 52, 60));
+    CHECK(!pull_rangeset_covers(&s, 25, 51));
+    CHECK(!pull_rangeset_covers(&s, 30, 31));
+    pull_rangeset_clear(&s);
+    CHECK_INT(s.n, 0);
+}
+
+MV_TEST(save_load)
+{
+    char dir[] = "/tmp/modelvol-rs.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char data[300], state[300];
+    snprintf(data, sizeof(data), "%s/data", dir);
+    snprintf(state, sizeof(state), "%s/state", dir);
+    int fd = open(data, O_RDWR | O_CREAT, 0600);
+    CHECK(fd >= 0);
+    pull_rangeset s = {0};
+    pull_rangeset_add(&s, 0, 4096);
+    pull_rangeset_add(&s, 8192, 10000);
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(pull_rangestate_save(state, fd, D1, 10000, &s, &err), 0);
+    pull_rangeset got = {0};
+    CHECK_INT(pull_rangestate_load(state, D1, 10000, &got, &err), 0);
+    CHECK_INT(got.n, 2);
+    CHECK(pull_rangeset_covers(&got, 8192, 10000));
+    pull_rangeset_clear(&got);
+    /* Another blob, or the same digest with another size: ignored. */
+    CHECK_INT(pull_rangestate_load(state, D2, 10000, &got, &err), 0);
+    CHECK_INT(got.n, 0);
+    CHECK_INT(pull_rangestate_load(state, D1, 9999, &got, &err), 0);
+    CHECK_INT(got.n, 0);
+    /* Damage: an interval past the end, or garbage, makes it all untrusted. */
+    FILE *f = fopen(state, "a");
+    fputs("9000 20000\n", f);
+    fclose(f);
+    CHECK_INT(pull_rangestate_load(state, D1, 10000, &got, &err), 0);
+    CHECK_INT(got.n, 0);
+    f = fopen(state, "w");
+    fputs("modelvol-ranges 1\ndigest x\n", f);
+    fclose(f);
+    CHECK_INT(pull_rangestate_load(state, D1, 10000, &got, &err), 0);
+    CHECK_INT(got.n, 0);
+    /* Missing: empty, not an error. */
+    CHECK_INT(pull_rangestate_load("/nonexistent/state", D1, 10000, &got, &err), 0);
+    CHECK_INT(got.n, 0);
+    char tmp[320];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", state);
+    CHECK(access(tmp, F_OK) != 0);
+    pull_rangeset_clear(&s);
+    close(fd);
+    unlink(state);
+    unlink(data);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    MV_RUN(merge);
+    MV_RUN(save_load);
+    MV_DONE();
+}
