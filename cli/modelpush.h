@@ -2,11 +2,12 @@
  * (files walked and hashed, layers, config and manifest, all decided before
  * any network traffic), the upload of a pack, and the progress display.
  *
- * Packing reads every file exactly once, to hash it (or to stream it into a
- * tar layer). Upload streams a file a second time, and only when the
- * registry does not already hold its digest: the PUT that completes an
- * upload must name the digest, so hashing cannot ride along with the first
- * upload of a blob the registry has never seen. */
+ * Packing reads every file at most once, to hash it (or to stream it into
+ * a tar layer); the hash cache lets an unchanged file go unread. Upload
+ * streams a file a second time, and only when the registry does not
+ * already hold its digest: the PUT that completes an upload must name the
+ * digest, so hashing cannot ride along with the first upload of a blob the
+ * registry has never seen. */
 #ifndef MODELVOL_MODELPUSH_H
 #define MODELVOL_MODELPUSH_H
 
