@@ -5,6 +5,7 @@ success, 429 with Retry-After honoured, a stalled body (detected by the
 stall timer and retried), an expiring storage URL (403 from storage: the
 blob is resolved again), and a 404 (fatal, one line naming blob, host and
 status)."""
+import hashlib
 import os
 import shutil
 import sys
@@ -92,6 +93,30 @@ def main():
             t.check("expired storage URL (403) is resolved again", rc == 0 and fs.generation >= 3,
                     f"gen={fs.generation} {err}")
             t.check("expire: bytes identical", mvfetch.sha256_file(outf) == digest)
+
+        good = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+        gdig = "sha256:" + hashlib.sha256(good).hexdigest()
+        other = "sha256:" + "0" * 64
+        huge = b'{"schemaVersion":2,"x":"' + b"a" * (4 << 20) + b'"}'
+        mt = "application/vnd.oci.image.manifest.v1+json"
+        manifests = {"good": (good, mt, gdig), "lying": (good, mt, other), gdig: (good, mt, None),
+                     other: (good, mt, None), "huge": (huge, mt, None)}
+        with FaultServer({}, "ok", manifests=manifests) as fs:
+            base = f"{fs.addr}/models/f"
+            rc, out, err = mvfetch.run(["--plain-http", "manifest", base + ":good"])
+            t.check("manifest matching Docker-Content-Digest", rc == 0 and
+                    out.splitlines()[0] == gdig, err)
+            rc, out, err = mvfetch.run(["--plain-http", "manifest", base + ":lying"])
+            t.check("manifest not matching Docker-Content-Digest is refused",
+                    rc != 0 and "digest mismatch" in err and fs.addr in err, err)
+            rc, out, err = mvfetch.run(["--plain-http", "manifest", f"{base}@{gdig}"])
+            t.check("manifest by digest verified", rc == 0, err)
+            rc, out, err = mvfetch.run(["--plain-http", "manifest", f"{base}@{other}"])
+            t.check("manifest by digest with other bytes is refused",
+                    rc != 0 and "digest mismatch" in err, err)
+            rc, out, err = mvfetch.run(["--plain-http", "manifest", base + ":huge"])
+            t.check("manifest over 4 MiB is refused while reading", rc != 0 and "larger" in err,
+                    err)
 
         with FaultServer(blobs, "404") as fs:
             rc, out, err, outf, state = pull(fs, tmp, "f404", digest)

@@ -14,7 +14,8 @@ support) and misbehaves on purpose according to `mode`:
             `count` requests, then answers 403 until a new URL is issued
 
 Every request is recorded in `log` as (monotonic time, method, path, range,
-status)."""
+status). Manifests, when given, are served as they are (with whatever
+Docker-Content-Digest the test chose)."""
 import os
 import threading
 import time
@@ -26,8 +27,11 @@ STALL_SECONDS = 20
 
 
 class FaultServer:
-    def __init__(self, blobs, mode="ok", count=0):
+    def __init__(self, blobs, mode="ok", count=0, manifests=None):
         self.blobs = blobs  # digest -> file path
+        # reference (tag or digest) -> (body bytes, content type, the
+        # Docker-Content-Digest to send or None)
+        self.manifests = manifests or {}
         self.mode, self.count = mode, count
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -78,6 +82,24 @@ class FaultServer:
             def do_GET(self, head=False):
                 if self.path == "/v2/":
                     return self._simple(200)
+                if "/manifests/" in self.path:
+                    ref = self.path.split("/manifests/")[1]
+                    if ref not in fs.manifests:
+                        return self._simple(404)
+                    body, ctype, dcd = fs.manifests[ref]
+                    self._record(200)
+                    self.send_response(200)
+                    self.send_header("Content-Type", ctype)
+                    if dcd:
+                        self.send_header("Docker-Content-Digest", dcd)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if not head:
+                        try:
+                            self.wfile.write(body)
+                        except OSError:
+                            pass
+                    return
                 if fs.mode == "expire":
                     if self.path.startswith("/v2/") and "/blobs/" in self.path:
                         with fs.lock:
