@@ -8,6 +8,7 @@
 
 #include "cache.h"
 
+#include <dirent.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -50,7 +51,6 @@ struct cache {
 int cache_open_dir_nofollow(int dirfd, const char *path, bool create, int *out, mv_error *err);
 /* opendir on a duplicate of fd, rewound (a dup shares the file offset, so
  * a second listing of the same fd would otherwise come back empty). */
-#include <dirent.h>
 DIR *cache_opendir_fd(int fd);
 /* Renames a directory without replacing: 0, or -errno (no message). */
 int cache_rename_dir_noreplace(int olddirfd, const char *oldname, int newdirfd,
