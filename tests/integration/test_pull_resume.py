@@ -1,7 +1,8 @@
 """Resume and mirrors. A pull killed with SIGKILL in the middle of a ranged
 download (behind nginx's 307 to a rate-limited storage block) leaves its
 partial file and resume record; the next pull fetches only the missing
-ranges. Mirrors from the registry config are tried in order before the
+ranges. A SIGTERM cancels cleanly (one-line error, record kept). Mirrors
+from the registry config are tried in order before the
 origin: a dead mirror and a mirror without the blob fall back; a mirror
 that has it serves every byte; the origin's credentials never reach a
 mirror on another host."""
@@ -83,6 +84,22 @@ def main():
                 t.check("no completed range fetched again", starts and not refetched,
                         f"starts={starts} done={done_before}")
                 t.check("record removed after success", not os.path.exists(state))
+
+                # A polite stop (SIGTERM: the cancel flag) also keeps the record.
+                outc, statec = os.path.join(tmp, "outc"), os.path.join(tmp, "outc.state")
+                p = subprocess.Popen([mvfetch.binary()] + FLAGS +
+                                     ["blob", ref, digest, str(SIZE), outc, statec],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, DOCKER_CONFIG="/nonexistent"))
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and p.poll() is None and not read_state(statec):
+                    time.sleep(0.05)
+                p.send_signal(signal.SIGTERM)
+                pout, perr = p.communicate(timeout=60)
+                t.check("SIGTERM cancels with a one-line error",
+                        p.returncode == 130 and "cancelled" in perr and
+                        len(perr.strip().splitlines()) == 1, f"{p.returncode} {perr}")
+                t.check("cancelled pull keeps its record", read_state(statec) != [])
 
             # Mirrors.
             with Registry(tmp=os.path.join(tmp, "mirror")) as mirror:
