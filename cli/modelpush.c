@@ -464,6 +464,7 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
             .from_repo = a->from,
             .state_dir = a->no_resume ? NULL : state_dir,
             .progress = prog,
+            .cancel = &push_cancel,
         };
         push_upload_stats st = {0};
         r = push_upload_blobs(p, &uo, &st, err);

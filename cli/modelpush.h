@@ -151,6 +151,9 @@ typedef struct push_upload_opts {
     const char *from_repo; /* cross-repository mount source; may be NULL */
     const char *state_dir; /* resume records; NULL = no resume */
     push_progress *progress;
+    /* Set by a signal, or by the pool on the first failure so that the
+     * other workers' transfers stop too (their sessions stay recorded). */
+    volatile int *cancel;
 } push_upload_opts;
 
 typedef struct push_upload_stats {

@@ -201,6 +201,8 @@ static void fail(pool *pl, int r, const mv_error *e)
     }
     pthread_mutex_unlock(&pl->lock);
     atomic_store(&pl->stop, true);
+    if (pl->o->cancel)
+        *pl->o->cancel = 1;
 }
 
 static void *worker_main(void *arg)
@@ -208,6 +210,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     pool *pl = w->pl;
     pull_options po = pl->o->pull;
+    po.cancel = pl->o->cancel;
     po.on_event = on_event;
     po.event_ctx = w;
     _cleanup_pull_client_ pull_client *c = NULL;

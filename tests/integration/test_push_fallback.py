@@ -6,6 +6,7 @@ docker-registry by a small forwarding proxy of our own:
   * a transient 503 on one PATCH mid-upload: modelpush asks the upload
     session where it stands, carries on, and the blob arrives intact;
   * a 503 on a monolithic PUT: the blob starts over in a new session;
+  * one blob refused while another uploads: the failure stops the other;
   * a registry that keeps answering 503: a non-zero exit and one line naming
     the file and the status.
 The proxy only listens on 127.0.0.1."""
@@ -197,7 +198,30 @@ def main():
         check("503 on PUT: a new session was opened", proxy.counts.get("POST", 0) >= 3)
         check("503 on PUT: the blob arrived intact", blob_digest(reg, "models/putfail", digest) == digest)
 
-        # 4. a registry that keeps failing -> one line naming the file and status
+        # 4. one blob refused (403) while another is mid-upload: the failure
+        # stops the other worker's transfer instead of letting it finish.
+        model2 = os.path.join(tmp, "model2")
+        os.makedirs(model2)
+        big = os.urandom(64 * 1024 * 1024)
+        with open(os.path.join(model2, "a.safetensors"), "wb") as f:
+            f.write(big)
+        with open(os.path.join(model2, "b.md"), "w") as f:
+            f.write("# refused\n")
+        small = "sha256:" + hashlib.sha256(b"# refused\n").hexdigest()
+        proxy = Proxy(reg.addr, lambda m, path, n: 403 if (m == "PUT" and small in path) else None)
+        try:
+            p, ev = push(model2, f"{proxy.addr}/models/stop:v1", state, "--jobs", "2",
+                         "--chunk-size", "1M", "--progress=none")
+        finally:
+            proxy.close()
+        err = [l for l in p.stderr.splitlines() if not l.startswith("{")]
+        check("one blob refused: non-zero exit naming that file and the 403",
+              p.returncode == 1 and len(err) == 1 and "b.md" in err[0] and "403" in err[0])
+        check("one blob refused: the other upload was stopped mid-way",
+              proxy.counts.get("PATCH", 0) < 64)
+        print("\n".join(err))
+
+        # 5. a registry that keeps failing -> one line naming the file and status
         proxy = Proxy(reg.addr, lambda m, path, n: 503 if m == "POST" else None)
         try:
             p, ev = push(model, f"{proxy.addr}/models/down:v1", state, "--retries", "2")
