@@ -217,6 +217,9 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         if (!s->key || strcmp(s->key, CSI_SECRET_DOCKERCONFIGJSON) != 0)
             continue;
         const char *v = s->value ? s->value : "";
+        /* A map key sent twice: the last one wins, as in protobuf maps. */
+        pull_creds_free(a->creds);
+        a->creds = NULL;
         if (pull_creds_parse(v, strlen(v), &a->creds, &err) < 0)
             return csi_status_set(st, CSI_INVALID_ARGUMENT,
                                   "nodePublishSecretRef: key %s is not a docker config: %s",
@@ -250,8 +253,7 @@ static csi_code already_exists(const csi_record *r, const publish_args *a, csi_s
 
 /* Under p->lock: the target already has a record. Mounted and matching is
  * an idempotent repeat; a record whose mount vanished is mounted again. */
-static csi_code publish_existing(csi_plugin *p, const csi_record *r, const publish_args *a,
-                                 csi_status *st)
+static csi_code publish_existing(const csi_record *r, const publish_args *a, csi_status *st)
 {
     if (!record_matches(r, a))
         return already_exists(r, a, st);
@@ -263,7 +265,6 @@ static csi_code publish_existing(csi_plugin *p, const csi_record *r, const publi
         return CSI_OK;
     if (csi_mount_ro_bind(r->tree_path, a->target, &err) < 0)
         return csi_status_set(st, CSI_INTERNAL, "publish %s: %s", a->reference, err.msg);
-    (void)p;
     return CSI_OK;
 }
 
@@ -326,7 +327,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     _cleanup_record_ csi_record *rec = NULL;
     int r = p->state_dir ? csi_state_load(p->state_dir, a->target, &rec, &err) : -ENOENT;
     if (r == 0) {
-        csi_code c = publish_existing(p, rec, a, st);
+        csi_code c = publish_existing(rec, a, st);
         pthread_mutex_unlock(&p->lock);
         return c;
     }
@@ -382,7 +383,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     /* Another call may have published this target while we waited. */
     r = p->state_dir ? csi_state_load(p->state_dir, a->target, &rec, &err) : -ENOENT;
     if (r == 0)
-        c = publish_existing(p, rec, a, st);
+        c = publish_existing(rec, a, st);
     else if (r != -ENOENT)
         c = csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
     else

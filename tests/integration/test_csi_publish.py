@@ -268,6 +268,37 @@ def gc_after_pulls(t, reg, work):
         t.check("GC daemon exits 0", d.stop() == 0)
 
 
+def mirror_bytes(t, reg, work):
+    """A registry mirror in --config serves the blobs: the origin serves
+    none and the metrics count the bytes under source="mirror"."""
+    files = {"m.safetensors": os.urandom(1024 * 1024), "config.json": b'{"m": 1}'}
+    reg.push_model("models/mirrored", "v1", files)
+    with mvreg.Registry(os.path.join(work, "mirror-reg")) as mirror:
+        mirror.push_model("models/mirrored", "v1", files)
+        cfg = os.path.join(work, "mirrors.json")
+        with open(cfg, "w") as f:
+            json.dump({"registries": {reg.addr: {"mirrors": [f"http://{mirror.addr}"]}}}, f)
+        d = Daemon(os.path.join(work, "mir"), os.path.join(work, "mirror-cache"),
+                   node_id="mirror", args=["--config", cfg])
+        os.makedirs(d.workdir)
+        d.start()
+        try:
+            tg = os.path.join(work, "pods", "mirror", "mount")
+            os.makedirs(os.path.dirname(tg))
+            t.code("publish through a mirror", SC.OK, d.client.publish, tg,
+                   f"{reg.addr}/models/mirrored:v1")
+            t.check("the origin served no blob of it", not [
+                g for g in csiclient.blob_gets(reg.access_log())
+                if g[0] in mirror.access_log()], "")
+            m = d.metrics()
+            got = re.search(r'modelvol_pull_bytes_total\{source="mirror"\} (\d+)', m)
+            t.check("metrics: mirror bytes counted",
+                    got and int(got.group(1)) >= len(files["m.safetensors"]), m)
+            t.code("unpublish the mirrored volume", SC.OK, d.client.unpublish, tg)
+        finally:
+            t.check("mirror daemon exits 0", d.stop() == 0)
+
+
 def main():
     csiclient.require_root()
     t = Checks()
@@ -283,6 +314,7 @@ def main():
                 publish_path(t, reg, d, work, files)
                 error_codes(t, reg, d, work)
                 gc_after_pulls(t, reg, work)
+                mirror_bytes(t, reg, work)
             finally:
                 rc = d.stop()
                 t.check("daemon exits 0 on SIGTERM", rc == 0, f"exit {rc}")
