@@ -192,9 +192,10 @@ int cache_put_record(cache *c, const char *dir, const char *name, const char *co
 
 /* Lowercase hex of sha256(s). out has at least 65 bytes. */
 void cache_hash_hex(const char *s, size_t len, char out[65]);
-/* Removes blobs and layers no tree references (caller holds the GC lock
- * exclusively). Adds to the counters when non-NULL. */
-int cache_sweep_unreferenced(cache *c, size_t *blobs, size_t *layers, uint64_t *bytes,
-                             mv_error *err);
+/* Removes blobs and layers no tree references, and with partials also
+ * downloads nobody is resuming (caller holds the GC lock exclusively).
+ * Adds to the counters when non-NULL. */
+int cache_sweep_unreferenced(cache *c, bool partials, size_t *blobs, size_t *layers,
+                             uint64_t *bytes, mv_error *err);
 
 #endif

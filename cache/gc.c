@@ -276,8 +276,8 @@ static bool in_sorted(char **v, size_t n, const char *s)
     return n && bsearch(&s, v, n, sizeof(*v), cmp_str) != NULL;
 }
 
-int cache_sweep_unreferenced(cache *c, size_t *blobs, size_t *layers, uint64_t *bytes,
-                             mv_error *err)
+int cache_sweep_unreferenced(cache *c, bool partials, size_t *blobs, size_t *layers,
+                             uint64_t *bytes, mv_error *err)
 {
     tree_meta *t = NULL;
     size_t nt = 0;
@@ -305,7 +305,7 @@ int cache_sweep_unreferenced(cache *c, size_t *blobs, size_t *layers, uint64_t *
         qsort(rl, nl, sizeof(*rl), cmp_str);
 
     static const char *const dirs[] = {CACHE_D_LAYERS, CACHE_D_BLOBS, CACHE_D_INGEST};
-    for (size_t k = 0; k < 3 && r == 0; k++) {
+    for (size_t k = 0; k < (partials ? 3u : 2u) && r == 0; k++) {
         _cleanup_close_ int dfd =
             openat(c->root_fd, dirs[k], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         DIR *d = dfd >= 0 ? cache_opendir_fd(dfd) : NULL;
@@ -417,7 +417,8 @@ int cache_remove(cache *c, const char *reference, size_t *trees_removed, mv_erro
         cache_tag_remove(c, refstr, NULL);
     if (!matched)
         return mv_error_set(err, -ENOENT, "remove %s: not in the cache", refstr);
-    return cache_sweep_unreferenced(c, NULL, NULL, NULL, err);
+    /* Resumable downloads of other models are not this model's to drop. */
+    return cache_sweep_unreferenced(c, false, NULL, NULL, NULL, err);
 }
 
 /* ---- GC ------------------------------------------------------------------------ */
@@ -484,7 +485,8 @@ int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *e
     res->bytes_before = bytes;
     if (!target_met(c, &tg, bytes)) {
         uint64_t freed = 0;
-        r = cache_sweep_unreferenced(c, &res->blobs_removed, &res->layers_removed, &freed, err);
+        r = cache_sweep_unreferenced(c, true, &res->blobs_removed, &res->layers_removed, &freed,
+                                     err);
         if (r < 0)
             return r;
         bytes = bytes > freed ? bytes - freed : 0;
@@ -505,7 +507,8 @@ int cache_gc(cache *c, const cache_gc_opts *o, cache_gc_result *res, mv_error *e
             break;
         res->trees_removed++;
         uint64_t freed = 0;
-        r = cache_sweep_unreferenced(c, &res->blobs_removed, &res->layers_removed, &freed, err);
+        r = cache_sweep_unreferenced(c, true, &res->blobs_removed, &res->layers_removed, &freed,
+                                     err);
         bytes = bytes > freed ? bytes - freed : 0;
     }
     metas_free(t, nt);

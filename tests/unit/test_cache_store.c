@@ -318,7 +318,7 @@ MV_TEST(index_selects_the_model)
     CHECK_STR(gc, "gguf");
     cache_pull_result_clear(&r);
     /* GC of unreferenced data keeps the index the tree came from. */
-    CHECK_INT(cache_sweep_unreferenced(c, NULL, NULL, NULL, &e), 0);
+    CHECK_INT(cache_sweep_unreferenced(c, true, NULL, NULL, NULL, &e), 0);
     CHECK(cache_blob_exists(c, id));
     ct_rmtree(dir);
 }
