@@ -155,8 +155,10 @@ static int write_file(struct archive *a, int dirfd, const char *base, struct arc
                             "layer %s: entry \"%s\" expands beyond the limit of %llu bytes "
                             "(decompression bomb?)",
                             layer, name, (unsigned long long)max);
+    /* Created read-only: the fd still writes, but an entry cut short by a
+     * bad layer is never left writable, even in the doomed temp dir. */
     _cleanup_close_ int fd =
-        openat(dirfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        openat(dirfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
     if (fd < 0)
         return mv_error_errno(err, -errno, "layer %s: entry \"%s\": create", layer, name);
     for (;;) {
