@@ -460,6 +460,10 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         r = send_chunk(c, &s, fd, &off, len, size, digest, &out, err);
         if (r < 0)
             break;
+        /* A session that took chunks and now says 404 has expired: the
+         * status query below confirms it and starts the blob over. */
+        if (out == PATCH_REFUSED && patches > 0 && err && err->http_status == 404)
+            out = PATCH_RETRY;
         if (out == PATCH_REFUSED) {
             if (patches == 0) {
                 /* The registry does not take chunks: monolithic instead. */

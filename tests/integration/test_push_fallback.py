@@ -5,6 +5,7 @@ docker-registry by a small forwarding proxy of our own:
     back to one monolithic PUT, says so, and the blob arrives intact;
   * a transient 503 on one PATCH mid-upload: modelpush asks the upload
     session where it stands, carries on, and the blob arrives intact;
+  * an upload session that expires mid-upload: the blob starts over;
   * a 503 on a monolithic PUT: the blob starts over in a new session;
   * one blob refused while another uploads: the failure stops the other;
   * a registry that keeps answering 503: a non-zero exit and one line naming
@@ -15,6 +16,7 @@ import http.client
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,6 +187,29 @@ def main():
         check("transient 503: the blob was not sent twice",
               bool(summary) and summary[0]["bytes_uploaded"] < 2 * len(data))
         check("transient 503: the blob arrived intact", blob_digest(reg, "models/flaky", digest) == digest)
+
+        # 2b. the session expires mid-upload (the registry purges it, the
+        # next PATCH is a 404): modelpush notices and starts the blob over.
+        uploads = os.path.join(reg.tmp, "data", "docker", "registry", "v2", "repositories",
+                               "models", "expire", "_uploads")
+
+        def expire(m, path, n):
+            if m == "PATCH" and n == 3:
+                shutil.rmtree(uploads, ignore_errors=True)
+                return 404
+            return None
+
+        proxy = Proxy(reg.addr, expire)
+        try:
+            p, ev = push(model, f"{proxy.addr}/models/expire:v1", state, "--chunk-size", "1M")
+        finally:
+            proxy.close()
+        check("expired mid-upload: push exits 0", p.returncode == 0)
+        if p.returncode:
+            print(p.stderr)
+        starts = [e for e in ev if e["event"] == "start" and e["digest"] == digest]
+        check("expired mid-upload: the blob started over", len(starts) == 2 and starts[1]["done"] == 0)
+        check("expired mid-upload: the blob arrived intact", blob_digest(reg, "models/expire", digest) == digest)
 
         # 3. a 503 on a monolithic PUT: the blob starts over in a new session
         proxy = Proxy(reg.addr, lambda m, path, n: 503 if (m == "PUT" and n == 1) else None)
