@@ -306,6 +306,10 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         if (r < 0)
             return r;
     }
+    if (a->pack.format == PUSH_FORMAT_ORAS && a->pack.tar)
+        return mv_error_set(
+            err, -EINVAL,
+            "--tar packs ModelPack layers; --format oras keeps every file a raw blob");
     if (argc - optind != 2) {
         usage(stderr);
         exit(2);

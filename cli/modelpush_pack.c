@@ -1026,15 +1026,7 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
         oci_descriptor *d = layer_add(p);
         d->digest = mv_xstrdup(tb.digest);
         d->size = (int64_t)tb.size;
-        oci_layer_format fmt = o->zstd ? OCI_FMT_TAR_ZSTD : OCI_FMT_TAR;
-        if (o->format == PUSH_FORMAT_ORAS) {
-            d->media_type = mv_xstrdup(o->zstd ? OCI_MT_LAYER_ZSTD : OCI_MT_LAYER_TAR);
-            _cleanup_free_ char *title =
-                mv_xasprintf("%s.tar%s", model_kind_name(k), o->zstd ? ".zst" : "");
-            annos_add(d, OCI_ANNO_TITLE, title);
-        } else {
-            d->media_type = mv_xstrdup(model_media_type(k, fmt));
-        }
+        d->media_type = mv_xstrdup(model_media_type(k, o->zstd ? OCI_FMT_TAR_ZSTD : OCI_FMT_TAR));
         cJSON_AddItemToArray(diff_ids, cJSON_CreateString(diff_id));
         push_blob *b = blob_add(p, tb.digest);
         if (b) {
@@ -1120,6 +1112,12 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
 int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_error *err)
 {
     *out = NULL;
+    /* An ORAS artifact's tar layer would be an image layer, which pullers
+     * (ours included) read as a container image: files stay raw there. */
+    if (o->format == PUSH_FORMAT_ORAS && o->tar)
+        return mv_error_set(err, -EINVAL,
+                            "--tar packs ModelPack layers; --format oras keeps "
+                            "every file a raw blob");
     walker w = {0};
     w.root = realpath(dir, NULL);
     if (!w.root)

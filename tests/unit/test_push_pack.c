@@ -310,6 +310,11 @@ MV_TEST(oras_format_has_an_empty_config_and_titled_blobs)
     CHECK_STR(l->media_type, PUSH_MT_OCTET);
     CHECK_STR(oci_annotation_get(l->annotations, l->n_annotations, OCI_ANNO_TITLE),
               "scripts/run.sh");
+    /* Tar layers would read as a container image: refused for ORAS. */
+    o.tar = true;
+    _cleanup_(push_pack_freep) push_pack *q = NULL;
+    CHECK_INT(push_pack_dir(a, &o, &q, &err), -EINVAL);
+    CHECK_CONTAINS(err.msg, "--format oras");
 }
 
 MV_TEST(duplicate_files_are_two_layers_but_one_blob)
