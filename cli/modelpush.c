@@ -310,6 +310,11 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         return mv_error_set(
             err, -EINVAL,
             "--tar packs ModelPack layers; --format oras keeps every file a raw blob");
+    if ((a->pack.zstd || a->pack.tar_max) && !a->pack.tar)
+        return mv_error_set(err, -EINVAL, "--zstd and --tar-max apply to --tar layers; add --tar");
+    if (a->pack.artifact_type && a->pack.format != PUSH_FORMAT_ORAS)
+        return mv_error_set(err, -EINVAL,
+                            "--artifact-type applies to --format oras; ModelPack's is fixed");
     if (argc - optind != 2) {
         usage(stderr);
         exit(2);
