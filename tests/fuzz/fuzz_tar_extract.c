@@ -58,6 +58,12 @@ static int count_entries(const char *dir)
     return n;
 }
 
+static void remove_base(void)
+{
+    if (base)
+        cache_rm_rf_at(AT_FDCWD, base, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -65,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char tmpl[] = "/tmp/mv-fuzz-tar.XXXXXX";
         ASSERT(mkdtemp(tmpl));
         base = mv_xstrdup(tmpl);
+        atexit(remove_base);
         _cleanup_free_ char *sentinel = mv_xasprintf("%s/outside", base);
         ASSERT(mkdir(sentinel, 0755) == 0);
     }
