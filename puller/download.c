@@ -112,10 +112,10 @@ static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *ms
     c->opt.on_event(c->opt.event_ctx, &ev);
 }
 
-static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void job_fail(dl_job *j, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void save_state(dl_ctx *x, dl_job *j, bool force)
+static void save_state(dl_job *j, bool force)
 {
     if (!j->ranged || !j->job->state_path || !j->dirty)
         return;
@@ -128,7 +128,6 @@ static void save_state(dl_ctx *x, dl_job *j, bool force)
                              &j->done, &e) == 0)
         j->dirty = false;
     j->last_save = now;
-    (void)x;
 }
 
 static bool xfer_current(const dl_xfer *t)
@@ -156,16 +155,15 @@ static void xfer_free(dl_ctx *x, dl_xfer *t)
 
 /* Stops every transfer of j (a fatal error or a change of plan): they are
  * freed by the next sweep. */
-static void abort_job_xfers(dl_ctx *x, dl_job *j)
+static void abort_job_xfers(dl_job *j)
 {
-    (void)x;
     for (size_t i = 0; i < j->nr; i++)
         if (j->r[i].state == R_ACTIVE)
             j->r[i].state = R_PENDING;
     j->plan++;
 }
 
-static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
+static void job_fail(dl_job *j, int code, const char *fmt, ...)
 {
     if (j->finished)
         return;
@@ -177,7 +175,7 @@ static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
     mv_error_set(&j->job->err, code, "%s", msg);
     j->job->result = code;
     j->finished = true;
-    abort_job_xfers(x, j);
+    abort_job_xfers(j);
     pull_hashq_abort(j->hq);
     j->hq = NULL;
     if (code == -EBADMSG && j->job->state_path) {
@@ -185,7 +183,7 @@ static void job_fail(dl_ctx *x, dl_job *j, int code, const char *fmt, ...)
         j->dirty = false;
         unlink(j->job->state_path);
     } else {
-        save_state(x, j, true);
+        save_state(j, true);
     }
 }
 
@@ -241,7 +239,7 @@ static int resolve(dl_ctx *x, dl_job *j)
     const char *digest = j->job->desc->digest;
     if (++j->resolves > MAX_RESOLVES) {
         /* Fresh URLs and tokens keep being refused without progress. */
-        job_fail(x, j, j->last_status == 403 ? -EPERM : -EACCES,
+        job_fail(j, j->last_status == 403 ? -EPERM : -EACCES,
                  "blob %s: %ld from %s after refreshing credentials", digest, j->last_status,
                  j->last_host[0] ? j->last_host : c->registry);
         j->job->err.http_status = (int)j->last_status;
@@ -290,11 +288,11 @@ static int resolve(dl_ctx *x, dl_job *j)
         int code;
         if (rc < 0) {
             code = rc;
-            job_fail(x, j, code, "blob %s: %s", digest, e.msg);
+            job_fail(j, code, "blob %s: %s", digest, e.msg);
         } else {
             mv_error se = MV_ERROR_INIT;
             code = pull_http_status_error(&resp, &se, "");
-            job_fail(x, j, code, "blob %s%s", digest, se.msg);
+            job_fail(j, code, "blob %s%s", digest, se.msg);
             j->job->err.http_status = (int)s;
         }
         pull_http_resp_clear(&resp);
@@ -328,25 +326,25 @@ static int start_job(dl_ctx *x, dl_job *j)
     j->started = true;
     j->last_save = now_ms();
     if (bj->desc->size < 0) {
-        job_fail(x, j, -EINVAL, "blob %s: negative size", digest);
+        job_fail(j, -EINVAL, "blob %s: negative size", digest);
         return -EINVAL;
     }
     j->size = (uint64_t)bj->desc->size;
     mv_error e = MV_ERROR_INIT;
     if (oci_digest_alg_of(digest, &j->alg, &e) < 0) {
-        job_fail(x, j, -EINVAL, "blob %s: %s", digest, e.msg);
+        job_fail(j, -EINVAL, "blob %s: %s", digest, e.msg);
         return -EINVAL;
     }
     j->ranged = j->size >= c->opt.range_threshold && j->size > c->opt.chunk_size;
     if (ftruncate(bj->fd, (off_t)j->size) < 0) {
         int en = errno;
-        job_fail(x, j, -en, "blob %s: sizing the partial file: %s", digest, strerror(en));
+        job_fail(j, -en, "blob %s: sizing the partial file: %s", digest, strerror(en));
         return -en;
     }
     int frc = posix_fallocate(bj->fd, 0, (off_t)j->size);
     if (frc == ENOSPC) {
         char sz[32];
-        job_fail(x, j, -ENOSPC, "blob %s: no space left for %s", digest,
+        job_fail(j, -ENOSPC, "blob %s: no space left for %s", digest,
                  mv_format_size(j->size, sz, sizeof(sz)));
         return -ENOSPC;
     }
@@ -361,7 +359,7 @@ static int start_job(dl_ctx *x, dl_job *j)
             pull_rangeset_add(&j->done, j->r[i].start, j->r[i].end);
         }
     if (pull_hashq_start(bj->fd, j->alg, &j->hq, &e) < 0) {
-        job_fail(x, j, e.code, "blob %s: %s", digest, e.msg);
+        job_fail(j, e.code, "blob %s: %s", digest, e.msg);
         return e.code;
     }
     advance_contiguous(j);
@@ -383,12 +381,12 @@ static void finish_job(dl_ctx *x, dl_job *j)
     pull_hashq *hq = j->hq;
     j->hq = NULL;
     if (pull_hashq_finish(hq, j->size, got, &e) < 0) {
-        job_fail(x, j, e.code, "blob %s: %s", digest, e.msg);
+        job_fail(j, e.code, "blob %s: %s", digest, e.msg);
         return;
     }
     if (strcmp(got, digest) != 0) {
         _cleanup_free_ char *hp = j->url ? pull_url_hostport(j->url) : NULL;
-        job_fail(x, j, -EBADMSG, "blob %s: digest mismatch from %s: got %s", digest,
+        job_fail(j, -EBADMSG, "blob %s: digest mismatch from %s: got %s", digest,
                  hp ? hp : c->registry, got);
         return;
     }
@@ -596,7 +594,7 @@ static void range_retry(dl_ctx *x, dl_job *j, dl_range *r, const char *why, long
                 j->r[i].attempts = 0;
             return;
         }
-        job_fail(x, j, -EIO, "blob %s: %s (gave up after %d retries)", j->job->desc->digest, why,
+        job_fail(j, -EIO, "blob %s: %s (gave up after %d retries)", j->job->desc->digest, why,
                  c->opt.max_retries);
         return;
     }
@@ -639,7 +637,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         return;
     }
     if (t->fatal) {
-        job_fail(x, j, t->fatal, "blob %s: %s", digest, t->fatal_msg);
+        job_fail(j, t->fatal, "blob %s: %s", digest, t->fatal_msg);
         return;
     }
     if (t->fatal_msg[0]) {
@@ -660,7 +658,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
             r->attempts = 0;
             j->resolves = 0;
             advance_contiguous(j);
-            save_state(x, j, false);
+            save_state(j, false);
             return;
         }
         range_retry(x, j, r, "response ended early", 0);
@@ -693,7 +691,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         return;
     }
     int code = s == 404 ? -ENOENT : s == 403 ? -EPERM : -EINVAL;
-    job_fail(x, j, code, "blob %s: %ld from %s", digest, s, host);
+    job_fail(j, code, "blob %s: %ld from %s", digest, s, host);
     j->job->err.http_status = (int)s;
 }
 
@@ -812,8 +810,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             dl_range *r;
             while (x.inflight < c->opt.connections && (r = next_range(j, now, &wake))) {
                 if (start_xfer(&x, j, r) < 0) {
-                    job_fail(&x, j, -ENOMEM, "blob %s: cannot start a transfer",
-                             j->job->desc->digest);
+                    job_fail(j, -ENOMEM, "blob %s: cannot start a transfer", j->job->desc->digest);
                     break;
                 }
                 if (!j->ranged)
@@ -842,7 +839,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             if (!j->started || j->finished)
                 continue;
             /* A range completed within the last interval is recorded now. */
-            save_state(&x, j, false);
+            save_state(j, false);
             if (now - j->last_event >= EVENT_INTERVAL_MS) {
                 j->last_event = now;
                 emit(c, PULL_EV_BLOB_PROGRESS, j, NULL);
@@ -870,11 +867,11 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
     for (size_t i = 0; i < n; i++) {
         dl_job *j = &x.jobs[i];
         if (cancelled && !j->finished) {
-            job_fail(&x, j, -ECANCELED, "blob %s: cancelled", j->job->desc->digest);
+            job_fail(j, -ECANCELED, "blob %s: cancelled", j->job->desc->digest);
         }
         pull_hashq_abort(j->hq);
         j->hq = NULL;
-        save_state(&x, j, true);
+        save_state(j, true);
         if (j->job->result < 0 && !first) {
             first = j->job->result;
             mv_error_copy(err, &j->job->err);
