@@ -37,6 +37,7 @@ enum {
     OPT_DRY_RUN,
     OPT_RETRIES,
     OPT_NO_HASH_CACHE,
+    OPT_EXCLUDE,
     OPT_VERSION,
 };
 
@@ -54,6 +55,7 @@ static void usage(FILE *f)
                "                       A GLOB without '/' also matches base names. Rules are\n"
                "                       tried in order before the defaults; unknown files are\n"
                "                       weights marked " MODEL_ANNO_UNTESTED ".\n"
+               "  --exclude GLOB       leave out matching files and directories (repeatable)\n"
                "  --tar                pack files up to --tar-max into one tar layer per kind\n"
                "                       (default: one raw layer per file)\n"
                "  --tar-max SIZE       size limit for --tar (default 16M)\n"
@@ -109,6 +111,8 @@ typedef struct push_args {
     bool created_set;
     int retries;
     bool no_hash_cache;
+    const char **excludes;
+    size_t n_excludes;
 } push_args;
 
 static void add_rule(push_args *a, const char *glob, model_kind k)
@@ -173,6 +177,7 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"retries", required_argument, NULL, OPT_RETRIES},
         {"no-hash-cache", no_argument, NULL, OPT_NO_HASH_CACHE},
+        {"exclude", required_argument, NULL, OPT_EXCLUDE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -280,6 +285,10 @@ static int parse_args(int argc, char **argv, push_args *a, mv_error *err)
             break;
         case OPT_DRY_RUN:
             a->dry_run = true;
+            break;
+        case OPT_EXCLUDE:
+            a->excludes = mv_xrealloc(a->excludes, (a->n_excludes + 1) * sizeof(*a->excludes));
+            a->excludes[a->n_excludes++] = optarg;
             break;
         case OPT_NO_HASH_CACHE:
             a->no_hash_cache = true;
@@ -412,6 +421,8 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
         a->pack.name = base ? base + 1 : ref->repository;
     a->pack.rules = a->rules;
     a->pack.n_rules = a->n_rules;
+    a->pack.excludes = a->excludes;
+    a->pack.n_excludes = a->n_excludes;
     a->pack.jobs = a->jobs;
 
     /* Resume records and the hash cache live in the state directory. */
@@ -508,6 +519,7 @@ int main(int argc, char **argv)
         r = run(&a, argv[optind], argv[optind + 1], &err);
     free(a.rules);
     free(a.tags);
+    free(a.excludes);
     if (r < 0) {
         cli_error(PUSH_PROG, &err);
         return r == -ECANCELED ? 130 : 1;

@@ -41,6 +41,8 @@ typedef struct push_pack_opts {
     uint64_t tar_max;          /* "small": at most this many bytes; 0 = default */
     const push_rule *rules;    /* checked in order before the defaults */
     size_t n_rules;
+    const char *const *excludes; /* files (or directories) left out */
+    size_t n_excludes;
     int64_t created;        /* seconds since the epoch, for createdAt and mtimes */
     const char *name;       /* descriptor.name; NULL = omitted */
     const char *version;    /* descriptor.version; NULL = omitted */

@@ -110,6 +110,16 @@ static bool glob_matches(const char *glob, const char *rel)
     return fnmatch(glob, base ? base + 1 : rel, 0) == 0;
 }
 
+/* --exclude: checked on every path the walk meets, so an excluded
+ * directory is never entered (nothing in it is vetted or read). */
+static bool excluded(const char *rel, const push_pack_opts *o)
+{
+    for (size_t i = 0; o && i < o->n_excludes; i++)
+        if (glob_matches(o->excludes[i], rel))
+            return true;
+    return false;
+}
+
 model_kind push_classify(const char *rel, const push_rule *rules, size_t n_rules, bool *guessed)
 {
     if (guessed)
@@ -173,6 +183,7 @@ int push_parse_time(const char *s, int64_t *out, mv_error *err)
 /* ------------------------------------------------------------------------ */
 
 typedef struct walker {
+    const push_pack_opts *o;
     char *root; /* realpath of DIR */
     size_t root_len;
     push_file *files;
@@ -306,7 +317,8 @@ static int walk_dir(walker *w, const char *abs, const char *rel, mv_error *err)
         _cleanup_free_ char *cabs = mv_xasprintf("%s/%s", abs, names[i]);
         _cleanup_free_ char *crel =
             rel[0] ? mv_xasprintf("%s/%s", rel, names[i]) : mv_xstrdup(names[i]);
-        r = walk_entry(w, cabs, crel, err);
+        if (!excluded(crel, w->o))
+            r = walk_entry(w, cabs, crel, err);
     }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
@@ -1118,7 +1130,7 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
         return mv_error_set(err, -EINVAL,
                             "--tar packs ModelPack layers; --format oras keeps "
                             "every file a raw blob");
-    walker w = {0};
+    walker w = {.o = o};
     w.root = realpath(dir, NULL);
     if (!w.root)
         return mv_error_errno(err, -errno, "model directory %s", dir);
@@ -1141,6 +1153,7 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
     free(w.root);
     if (r < 0)
         return mv_error_wrap(err, "model directory %s", dir);
+
     if (p->n_files == 0)
         return mv_error_set(err, -ENOENT, "model directory %s: no files to push", dir);
     qsort(p->files, p->n_files, sizeof(*p->files), file_cmp);

@@ -360,6 +360,37 @@ MV_TEST(symlinks_inside_are_followed_outside_refused)
     CHECK_CONTAINS(err.msg, "evil: symlink points outside the model directory");
 }
 
+MV_TEST(excluded_paths_are_never_entered)
+{
+    _cleanup_free_ char *a = mkdir_tmp("exclude");
+    make_model(a);
+    write_str(a, "pytorch_model.bin", "old weights");
+    write_str(a, "original/consolidated.pth", "x");
+    /* An escaping symlink inside an excluded directory is not even seen. */
+    _cleanup_free_ char *evil = mv_xasprintf("%s/original/evil", a);
+    CHECK_INT(symlink("/etc/hostname", evil), 0);
+    const char *ex[] = {"*.bin", "original"};
+    push_pack_opts o = base_opts();
+    o.excludes = ex;
+    o.n_excludes = 2;
+    _cleanup_(push_pack_freep) push_pack *p = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+    if (!p)
+        return;
+    CHECK_INT(p->n_files, 7);
+    for (size_t i = 0; i < p->n_files; i++) {
+        CHECK(strstr(p->files[i].rel, ".bin") == NULL);
+        CHECK(strncmp(p->files[i].rel, "original", 8) != 0);
+    }
+    const char *all[] = {"*"};
+    o.excludes = all;
+    o.n_excludes = 1;
+    _cleanup_(push_pack_freep) push_pack *q = NULL;
+    CHECK_INT(push_pack_dir(a, &o, &q, &err), -ENOENT);
+    CHECK_CONTAINS(err.msg, "no files to push");
+}
+
 MV_TEST(hostile_dirs_fail_with_one_line_naming_the_file)
 {
     push_pack_opts o = base_opts();
@@ -488,6 +519,7 @@ int main(void)
     MV_RUN(oras_format_has_an_empty_config_and_titled_blobs);
     MV_RUN(duplicate_files_are_two_layers_but_one_blob);
     MV_RUN(symlinks_inside_are_followed_outside_refused);
+    MV_RUN(excluded_paths_are_never_entered);
     MV_RUN(hostile_dirs_fail_with_one_line_naming_the_file);
     MV_RUN(hash_cache_skips_unchanged_files_and_catches_changed_ones);
     rm_rf(tmp_root);
