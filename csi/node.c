@@ -455,8 +455,8 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
         int e = errno;
         if (rec || e != ENOTEMPTY) {
             pthread_mutex_unlock(&p->lock);
-            return csi_status_set(st, CSI_INTERNAL, "unpublish: remove %s: %s", target,
-                                  strerror(e));
+            mv_error_errno(&err, -e, "unpublish: remove %s", target);
+            return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
         }
         /* Not ours and not empty: leave it alone. */
         csi_log("warn", "unpublish_left_directory", "target", target, "reason",
