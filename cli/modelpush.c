@@ -427,7 +427,8 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
 
     /* Resume records and the hash cache live in the state directory. */
     _cleanup_free_ char *state_dir = NULL;
-    if (!a->no_resume || !a->no_hash_cache)
+    bool resume = !a->no_resume && !a->dry_run;
+    if (resume || !a->no_hash_cache)
         state_dir = a->state_dir ? mv_xstrdup(a->state_dir) : push_default_state_dir();
     if (state_dir && push_mkdir_p(state_dir, err) < 0) {
         /* A default location we cannot use costs resume and the cache, not
@@ -482,7 +483,7 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
             .chunk_size = a->chunk,
             .monolithic = a->monolithic,
             .from_repo = a->from,
-            .state_dir = a->no_resume ? NULL : state_dir,
+            .state_dir = resume ? state_dir : NULL,
             .progress = prog,
             .cancel = &push_cancel,
         };
