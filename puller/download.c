@@ -341,8 +341,11 @@ static int start_job(dl_ctx *x, dl_job *j)
         job_fail(j, -en, "blob %s: sizing the partial file: %s", digest, strerror(en));
         return -en;
     }
-    int frc = posix_fallocate(bj->fd, 0, (off_t)j->size);
-    if (frc == ENOSPC) {
+    /* Reserve the space up front so a full disk fails now, not after the
+     * download. fallocate(2) rather than posix_fallocate(3): where the file
+     * system cannot, glibc would emulate it by writing every block. */
+    int frc = j->size && fallocate(bj->fd, 0, 0, (off_t)j->size) < 0 ? errno : 0;
+    if (frc == ENOSPC || frc == EDQUOT) {
         char sz[32];
         job_fail(j, -ENOSPC, "blob %s: no space left for %s", digest,
                  mv_format_size(j->size, sz, sizeof(sz)));
