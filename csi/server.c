@@ -180,6 +180,17 @@ static bool start_call_thread(server_call *c)
     return true;
 }
 
+/* Posts the next request_call, bound to a fresh per-call queue. */
+static void post_request(grpc_server *server, grpc_completion_queue *cq, csi_plugin *p)
+{
+    server_call *c = server_call_new(p);
+    if (grpc_server_request_call(server, &c->call, &c->details, &c->request_md, c->cq, cq, c) !=
+        GRPC_CALL_OK) {
+        csi_log("error", "request_call_failed");
+        server_call_free(c);
+    }
+}
+
 /* ---- stopping ------------------------------------------------------------ */
 
 typedef struct stopper {
@@ -279,9 +290,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
 
     /* One outstanding request_call; every arrival gets a thread and a new
      * request is posted before the next wait. */
-    server_call *pending = server_call_new(p);
-    grpc_server_request_call(server, &pending->call, &pending->details, &pending->request_md,
-                             pending->cq, cq, pending);
+    post_request(server, cq, p);
     bool stopping = false;
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -296,22 +305,15 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
         }
         server_call *c = ev.tag;
         if (!ev.success || stopping) {
-            server_call_free(c);
-            pending = NULL;
+            server_call_free(c); /* the request posted before shutdown */
             continue;
         }
         wait_call_slot();
         if (!start_call_thread(c)) {
-            csi_log("error", "call_thread_failed", "method", NULL);
+            csi_log("error", "call_thread_failed", "error", "pthread_create failed");
             server_call_free(c);
         }
-        pending = server_call_new(p);
-        if (grpc_server_request_call(server, &pending->call, &pending->details,
-                                     &pending->request_md, pending->cq, cq,
-                                     pending) != GRPC_CALL_OK) {
-            server_call_free(pending);
-            pending = NULL;
-        }
+        post_request(server, cq, p);
     }
 
     /* The shutdown tag came after the stopper cancelled every call. */
