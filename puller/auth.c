@@ -148,7 +148,7 @@ static void slist_freep(struct curl_slist **l)
 /* GET realm?service=&scope= (Basic with the credential when there is one),
  * or the OAuth2 POST with the identity token. Stores the token. */
 static int fetch_token(pull_client *c, size_t ep, const char *scope, const char *chal_scope,
-                       mv_error *err)
+                       bool allow_oauth, mv_error *err)
 {
     pull_endpoint *e = &c->ep[ep];
     _cleanup_free_ char *realm_host = pull_url_hostport(e->realm);
@@ -163,7 +163,7 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
     _cleanup_free_ char *sc2 =
         chal_scope && strcmp(chal_scope, scope) != 0 ? curl_easy_escape(h, chal_scope, 0) : NULL;
     _cleanup_free_ char *extra = sc2 ? mv_xasprintf("&scope=%s", sc2) : mv_xstrdup("");
-    bool oauth = cr && cr->identity_token;
+    bool oauth = allow_oauth && cr && cr->identity_token;
     _cleanup_free_ char *url = NULL;
     char *form = NULL; /* holds the refresh token: wiped below */
     _cleanup_(slist_freep) struct curl_slist *hdrs = NULL;
@@ -201,6 +201,11 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
     if (cc != CURLE_OK)
         return mv_error_set(err, pull_curl_errno(cc), "token from %s: %s", realm_host,
                             body.over ? "response too large" : curl_easy_strerror(cc));
+    if (oauth && (status == 404 || status == 405)) {
+        /* Not every token server speaks OAuth2; the distribution spec says
+         * to use the GET form then. */
+        return fetch_token(c, ep, scope, chal_scope, false, err);
+    }
     if (status == 401 || status == 403) {
         int code = status == 401 ? -EACCES : -EPERM;
         mv_error_set(err, code, "token from %s: %ld (%s)", realm_host, status,
@@ -271,7 +276,7 @@ int pull_auth_handle_401(pull_client *c, size_t ep, const char *www_authenticate
     }
     set_str(&e->realm, ch.realm);
     set_str(&e->service, ch.service);
-    rc = fetch_token(c, ep, scope, ch.scope, err);
+    rc = fetch_token(c, ep, scope, ch.scope, true, err);
     pull_challenge_clear(&ch);
     return rc;
 }

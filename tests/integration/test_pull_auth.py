@@ -74,6 +74,15 @@ def main():
                 t.check("bad identitytoken is a 401 without the secret",
                         rc != 0 and "401" in err and IDTOKEN not in err, err)
 
+            # A token server without OAuth2: POST 404, then the GET form.
+            with TokenServer(oauth=False) as ts, Nginx(tmp, reg.addr, bearer=ts) as ng:
+                dc = mvfetch.write_docker_config(os.path.join(tmp, "d4"), {
+                    ng.addr: {"username": "<token>", "identitytoken": IDTOKEN}})
+                rc, out, err = mvfetch.run(flags + ["manifest", f"{ng.addr}/models/tok:v1"],
+                                           env={"DOCKER_CONFIG": dc})
+                t.check("no OAuth2 at the realm: falls back to GET",
+                        rc == 0 and ts.oauth_refused >= 1 and ts.issued >= 1, err)
+
             # TLS with a test CA.
             ca = make_ca(os.path.join(tmp, "ca"))
             with Nginx(tmp, reg.addr, tls=ca) as ng:

@@ -4,7 +4,8 @@ Basic credentials when configured; POST /token accepts the OAuth2
 refresh_token grant with the configured identity token. GET /validate is the
 nginx auth_request target: 200 for a valid token covering the repository in
 X-Original-URI, else 401 with the WWW-Authenticate challenge. Tokens can be
-limited to N uses to exercise refresh-on-401."""
+limited to N uses to exercise refresh-on-401; with oauth=False the POST
+answers 404, like token servers without OAuth2."""
 import base64
 import re
 import secrets
@@ -16,9 +17,11 @@ from mvreg import free_port
 
 
 class TokenServer:
-    def __init__(self, user=None, password=None, identity_token=None, max_uses=0, service="modelvol-test"):
+    def __init__(self, user=None, password=None, identity_token=None, max_uses=0,
+                 service="modelvol-test", oauth=True):
         self.user, self.password, self.identity_token = user, password, identity_token
-        self.max_uses, self.service = max_uses, service
+        self.max_uses, self.service, self.oauth = max_uses, service, oauth
+        self.oauth_refused = 0  # POSTs answered 404 because oauth=False
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.tokens = {}  # token -> [scopes, uses]
@@ -104,6 +107,10 @@ class TokenServer:
                 n = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(n).decode())
                 if url.path != "/token":
+                    return self._send(404)
+                if not ts.oauth:
+                    with ts.lock:
+                        ts.oauth_refused += 1
                     return self._send(404)
                 if (form.get("grant_type") != ["refresh_token"] or not ts.identity_token or
                         form.get("refresh_token") != [ts.identity_token]):
