@@ -528,10 +528,12 @@ static void cache_store(const char *cache_path, const push_file *files, size_t n
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    FILE *f = fdopen(fd, "w");
-    if (!f)
+    int raw = MV_STEAL_FD(fd); /* the FILE owns it from here */
+    FILE *f = fdopen(raw, "w");
+    if (!f) {
+        close(raw);
         return;
-    fd = -1;
+    }
     for (size_t i = 0; i < n; i++) {
         const push_file *pf = &files[i];
         if (pf->in_tar || !pf->digest[0] || strchr(pf->path, '\n') || pf->ctime_s >= now - 2 ||
@@ -1114,6 +1116,7 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
     p->manifest_json = oci_manifest_emit(m, &p->manifest_len);
     if (!p->manifest_json)
         return mv_error_set(err, -EINVAL, "manifest could not be serialised");
+    /* NOLINTNEXTLINE(bugprone-implicit-widening-of-multiplication-result): 4 MiB constant */
     if (p->manifest_len > OCI_MANIFEST_MAX_BYTES)
         return mv_error_set(err, -EINVAL, "manifest is %zu bytes, more than registries accept",
                             p->manifest_len);

@@ -282,6 +282,8 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
                          const char *digest, bool *transient, mv_error *err)
 {
     *transient = false;
+    if (!s->cur)
+        return mv_error_set(err, -EINVAL, "upload blob %s: no upload session", digest);
     _cleanup_free_ char *url = with_digest(s->cur, digest);
     pull_http_req req = {.method = "PUT",
                          .path = url,
@@ -399,7 +401,7 @@ static int send_chunk(pull_client *c, session *s, int fd, uint64_t *off, uint64_
                                 "upload blob %s: registry %s acknowledged %llu bytes after "
                                 "sending up to %llu",
                                 digest, resp.host, (unsigned long long)got,
-                                (unsigned long long)(*off + len));
+                                (unsigned long long)*off + len);
         *off = got;
         if (resp.location) {
             free(s->cur);
