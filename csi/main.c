@@ -56,6 +56,16 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
     return 0;
 }
 
+static void pull_config_freep(pull_config **c)
+{
+    pull_config_free(*c);
+}
+
+static void pull_creds_freep(pull_creds **c)
+{
+    pull_creds_free(*c);
+}
+
 static void *recover_thread(void *arg)
 {
     csi_plugin *p = arg;
@@ -171,10 +181,10 @@ int main(int argc, char **argv)
         p.cache_opts.low_watermark_pct >= p.cache_opts.high_watermark_pct)
         return fail("--low-watermark must be below --high-watermark");
 
-    pull_config *config = NULL;
+    _cleanup_(pull_config_freep) pull_config *config = NULL;
     if (pull_config_load(config_path, config_named, &config, &err) < 0)
         return fail("%s", err.msg);
-    pull_creds *creds = NULL;
+    _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
     if (pull_creds_load_default(&creds, &err) < 0) {
         csi_log("warn", "default_credentials_unavailable", "error", err.msg);
         creds = NULL;
@@ -182,7 +192,8 @@ int main(int argc, char **argv)
 
     p.node_id = node_id;
     p.cache_dir = cache_dir;
-    p.state_dir = mv_xasprintf("%s/%s", cache_dir, CSI_STATE_SUBDIR);
+    _cleanup_free_ char *state_dir = mv_xasprintf("%s/%s", cache_dir, CSI_STATE_SUBDIR);
+    p.state_dir = state_dir;
     p.config = config;
     p.default_creds = creds;
     atomic_init(&p.ready, false);
@@ -216,9 +227,6 @@ int main(int argc, char **argv)
     csi_metrics_stop();
     if (left == 0 && p.cache)
         cache_close(p.cache);
-    pull_creds_free(creds);
-    pull_config_free(config);
-    free(p.state_dir);
     pthread_mutex_destroy(&p.lock);
     return r < 0 ? 1 : 0;
 }

@@ -235,7 +235,14 @@ static int prepare_socket(const char *endpoint, char **path_out, mv_error *err)
     if (path[0] != '/')
         return mv_error_set(err, -EINVAL, "endpoint \"%s\": the socket path must be absolute",
                             endpoint);
+    /* gRPC only says "no address added": name the real reason here. */
+    _cleanup_free_ char *dir = mv_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir ? 1 : 0] = '\0';
     struct stat s;
+    if (stat(dir, &s) < 0)
+        return mv_error_errno(err, -errno, "endpoint %s: socket directory %s", endpoint, dir);
     if (lstat(path, &s) == 0) {
         if (!S_ISSOCK(s.st_mode))
             return mv_error_set(err, -EEXIST, "endpoint %s exists and is not a socket", path);
