@@ -32,7 +32,7 @@ def mv_version():
         return re.search(r'#define MV_VERSION "([^"]+)"', f.read()).group(1)
 
 
-def flags(t, binary):
+def flags(t, binary, work):
     out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
     t.check("--help exits 0", out.returncode == 0, out.stderr)
     for flag in ["--endpoint", "--node-id", "--cache", "--config", "--metrics-addr",
@@ -48,9 +48,15 @@ def flags(t, binary):
     t.check("bad --publish-timeout is a usage error",
             r.returncode == 2 and "--publish-timeout" in r.stderr and r.stderr.count("\n") == 1,
             r.stderr)
-    r = subprocess.run([binary, "--endpoint", "tcp://0.0.0.0:1", "--node-id", "n",
+    cache = os.path.join(work, "flags-cache")
+    r = subprocess.run([binary, "--endpoint", "tcp://0.0.0.0:1", "--node-id", "n", "--cache", cache,
                         "--metrics-addr", "off"], capture_output=True, text=True, timeout=30)
     t.check("non-unix endpoint refused", r.returncode != 0 and "unix" in r.stderr, r.stderr)
+    missing = os.path.join(work, "no-such-dir", "csi.sock")
+    r = subprocess.run([binary, "--endpoint", f"unix://{missing}", "--node-id", "n", "--cache",
+                        cache, "--metrics-addr", "off"], capture_output=True, text=True, timeout=30)
+    t.check("a missing socket directory is named", r.returncode != 0 and
+            f"socket directory {os.path.dirname(missing)}" in r.stderr, r.stderr)
 
 
 def identity_and_node(t, c):
@@ -193,7 +199,7 @@ def main():
         return t.summary()
     work = tempfile.mkdtemp(prefix="csi-grpc.")
     try:
-        flags(t, binary)
+        flags(t, binary, work)
         d = Daemon(work, os.path.join(work, "cache"), node_id="csi-grpc-node")
         d.start()
         try:
