@@ -199,16 +199,17 @@ class Daemon:
                 raise RuntimeError("modelvol-csi did not create its socket:\n" + self.read_log())
             time.sleep(0.02)
         self.client = Client(self.sock_path)
-        if wait_ready:
-            while True:
-                try:
-                    if self.client.probe(timeout=2):
-                        break
-                except grpc.RpcError:
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("modelvol-csi never became ready:\n" + self.read_log())
-                time.sleep(0.05)
+        # The socket file appears at bind(), before listen(): wait until
+        # Probe answers at all, and, with wait_ready, until it says ready.
+        while True:
+            try:
+                if self.client.probe(timeout=2) or not wait_ready:
+                    break
+            except grpc.RpcError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("modelvol-csi never became ready:\n" + self.read_log())
+            time.sleep(0.05)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
