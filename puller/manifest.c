@@ -72,9 +72,13 @@ int pull_ping(pull_client *c, mv_error *err)
     return rc;
 }
 
-int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, size_t *len,
-                        char **content_type, char digest_out[OCI_DIGEST_MAX], mv_error *err)
+/* One attempt, from the mirrors then the origin or from the origin only.
+ * *mirror tells whether a mirror gave the answer. */
+static int fetch_manifest(pull_client *c, const char *tag_or_digest, bool use_mirrors, void **buf,
+                          size_t *len, char **content_type, char digest_out[OCI_DIGEST_MAX],
+                          bool *mirror, mv_error *err)
 {
+    *mirror = false;
     *buf = NULL;
     *len = 0;
     *content_type = NULL;
@@ -94,7 +98,7 @@ int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, s
         .method = "GET",
         .path = path,
         .headers = hdrs,
-        .use_mirrors = true,
+        .use_mirrors = use_mirrors,
         .follow = true,
         .body_max = OCI_MANIFEST_MAX_BYTES,
         .body_exact = true,
@@ -108,6 +112,7 @@ int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, s
         pull_http_resp_clear(&resp);
         return rc;
     }
+    *mirror = c->ep[resp.endpoint].is_mirror;
     char got[OCI_DIGEST_MAX];
     const char *want = by_digest ? tag_or_digest : NULL;
     if (!want && resp.docker_content_digest) {
@@ -143,6 +148,20 @@ int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, s
     }
     pull_http_resp_clear(&resp);
     return 0;
+}
+
+int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, size_t *len,
+                        char **content_type, char digest_out[OCI_DIGEST_MAX], mv_error *err)
+{
+    bool mirror;
+    int rc =
+        fetch_manifest(c, tag_or_digest, true, buf, len, content_type, digest_out, &mirror, err);
+    if (rc != -EBADMSG || !mirror)
+        return rc;
+    /* A mirror handed out bytes that do not verify: ask the origin. */
+    emit_retry(c, NULL, err ? err->msg : "manifest from a mirror does not verify");
+    return fetch_manifest(c, tag_or_digest, false, buf, len, content_type, digest_out, &mirror,
+                          err);
 }
 
 int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, size_t *len,

@@ -4,8 +4,9 @@ partial file and resume record; the next pull fetches only the missing
 ranges. A SIGTERM cancels cleanly (one-line error, record kept). Mirrors
 from the registry config are tried in order before the
 origin: a dead mirror and a mirror without the blob fall back; a mirror
-that has it serves every byte; the origin's credentials never reach a
-mirror on another host."""
+that has it serves every byte; a manifest from a mirror that does not
+verify is fetched again from the origin; the origin's credentials never
+reach a mirror on another host."""
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ def main():
         blob = os.path.join(tmp, "blob.bin")
         digest = mvfetch.random_file(blob, SIZE)
         with Registry(tmp=os.path.join(tmp, "reg")) as reg:
-            reg.push_model("models/r", "v1", {"w.safetensors": blob})
+            mdigest = reg.push_model("models/r", "v1", {"w.safetensors": blob})
             with Nginx(tmp, reg.addr, redirect_blobs=True, storage_rate="1m") as ng:
                 ref = f"{ng.addr}/models/r:v1"
                 outf, state = os.path.join(tmp, "out"), os.path.join(tmp, "out.state")
@@ -136,6 +137,14 @@ def main():
                             rc == 0 and st.get("origin") == SIZE and st.get("mirror") == 0,
                             out + err)
                     t.check("origin bytes identical", mvfetch.sha256_file(out3) == digest)
+
+                mt = "application/vnd.oci.image.manifest.v1+json"
+                lying = {"v1": (b'{"schemaVersion":2}', mt, "sha256:" + "1" * 64)}
+                with FaultServer({}, "ok", manifests=lying) as fs:
+                    rc, out, err = mvfetch.run(config([f"http://{fs.addr}"]) + ["manifest", ref])
+                    t.check("a manifest from a mirror that does not verify: origin asked",
+                            rc == 0 and out.splitlines()[0] == mdigest and
+                            len(fs.log) == 1, out + err)
 
             with Nginx(tmp, reg.addr, basic=(USER, PASSWORD)) as ng, \
                     FaultServer({digest: blob}, "ok") as fs:
