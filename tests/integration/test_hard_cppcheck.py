@@ -8,7 +8,6 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-import hardlib  # noqa: E402
 import hardstatic  # noqa: E402
 from mvfetch import Checks  # noqa: E402
 

@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
 import hardlib  # noqa: E402
-from hardlib import TimedNginx, poll  # noqa: E402
+from hardlib import TimedNginx  # noqa: E402
 from mvfetch import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
 
