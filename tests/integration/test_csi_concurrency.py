@@ -43,7 +43,7 @@ def served(ng, digest):
     return csiclient.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
 
 
-def sixteen_at_once(t, d, ng, work, digest):
+def sixteen_at_once(t, d, reg, ng, work, digest):
     c = d.client
     ref = f"{ng.addr}/models/big:v1"
     targets = [os.path.join(work, "pods", f"p{i}", "mount") for i in range(16)]
@@ -93,6 +93,9 @@ def sixteen_at_once(t, d, ng, work, digest):
     t.check("16 targets mounted", len(mounted) == 16, f"{len(mounted)} mounted")
     t.check("the model blob was served exactly once", served(ng, digest) == SIZE,
             f"{served(ng, digest)} bytes served for {SIZE}")
+    from_registry = csiclient.blob_bytes_served(reg.access_log(), digest)
+    t.check("the registry's access log agrees", from_registry == SIZE,
+            f"{from_registry} bytes in the registry log for {SIZE}")
     log = d.read_log()
     # A retry arriving after the pull ended starts a new one, a cache hit:
     # what must happen once is the download.
@@ -178,7 +181,7 @@ def main():
                            args=["--publish-timeout", str(BUDGET)])
                 d.start()
                 try:
-                    sixteen_at_once(t, d, ng, work, digest)
+                    sixteen_at_once(t, d, reg, ng, work, digest)
                     budget_and_retry(t, d, ng, work, digest2)
                     sigterm_during_pull(t, d, ng, work)
                 finally:
