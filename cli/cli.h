@@ -32,6 +32,12 @@ void cli_register_verb(cli_verb *v);
         cli_register_verb(&cli_verb_##vfn);                                                        \
     }
 
+/* Parses the argv of a verb whose only option is --help, expecting between
+ * min_pos and max_pos positional arguments (max_pos < 0: no upper bound).
+ * Returns -1 to go on, with optind at the first positional argument, or the
+ * exit code the verb should return (0 after --help, 2 on misuse). */
+int cli_simple_args(int argc, char **argv, const char *usage, int min_pos, int max_pos);
+
 /* Prints "modelpull: <msg>" to stderr as one line. */
 void cli_error(const char *prog, const mv_error *err);
 

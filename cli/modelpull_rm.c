@@ -3,27 +3,11 @@
  * use by a pod or the pre-warm list) is refused. */
 #include "cli.h"
 
-#include <getopt.h>
-
 static int rm_main(const cli_global *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ch == 'h') {
-            printf("usage: modelpull [--cache DIR] rm REF...\n");
-            return 0;
-        }
-        fprintf(stderr, "usage: modelpull [--cache DIR] rm REF...\n");
-        return 2;
-    }
-    if (optind >= argc) {
-        fprintf(stderr, "usage: modelpull [--cache DIR] rm REF...\n");
-        return 2;
-    }
+    int arc = cli_simple_args(argc, argv, "usage: modelpull [--cache DIR] rm REF...", 1, -1);
+    if (arc >= 0)
+        return arc;
     mv_error err = MV_ERROR_INIT;
     _cleanup_cache_ cache *c = NULL;
     if (cache_open(g->cache_dir, NULL, &c, &err) < 0) {

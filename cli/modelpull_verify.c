@@ -3,27 +3,11 @@
  * quarantined, corrupt layers removed, and the exit status is then 1. */
 #include "cli.h"
 
-#include <getopt.h>
-
 static int verify_main(const cli_global *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ch == 'h') {
-            printf("usage: modelpull [--cache DIR] verify\n");
-            return 0;
-        }
-        fprintf(stderr, "usage: modelpull [--cache DIR] verify\n");
-        return 2;
-    }
-    if (optind != argc) {
-        fprintf(stderr, "usage: modelpull [--cache DIR] verify\n");
-        return 2;
-    }
+    int arc = cli_simple_args(argc, argv, "usage: modelpull [--cache DIR] verify", 0, 0);
+    if (arc >= 0)
+        return arc;
     mv_error err = MV_ERROR_INIT;
     _cleanup_cache_ cache *c = NULL;
     cache_verify_result res;
