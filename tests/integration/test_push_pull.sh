@@ -20,19 +20,7 @@ mv_tmpdir
 mv_start_registry || exit 1
 A=$MV_REG_ADDR
 CACHE=$MV_TMP/cache
-pass=0
-fail=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok   $name"
-    pass=$((pass + 1))
-  else
-    echo "FAIL $name"
-    fail=$((fail + 1))
-  fi
-}
+source "$MV_SOURCE_DIR/tests/lib/check.sh"
 
 M=$MV_TMP/model
 mkdir -p "$M/tokenizer" "$M/src"

@@ -18,19 +18,7 @@ command -v docker-registry >/dev/null || { echo "SKIP: docker-registry not insta
 mv_tmpdir
 mv_start_registry || exit 1
 A=$MV_REG_ADDR
-pass=0
-fail=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok   $name"
-    pass=$((pass + 1))
-  else
-    echo "FAIL $name"
-    fail=$((fail + 1))
-  fi
-}
+source "$MV_SOURCE_DIR/tests/lib/check.sh"
 summary() { # summary ERRFILE FIELD
   $PY -c '
 import json, sys

@@ -20,19 +20,7 @@ done
 mv_tmpdir
 mv_start_registry || exit 1
 A=$MV_REG_ADDR
-pass=0
-fail=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    echo "ok   $name"
-    pass=$((pass + 1))
-  else
-    echo "FAIL $name"
-    fail=$((fail + 1))
-  fi
-}
+source "$MV_SOURCE_DIR/tests/lib/check.sh"
 
 # A small Hugging Face style model: a safetensors file with a real header,
 # configuration, docs, code in a subdirectory, and a dataset file.
