@@ -253,6 +253,34 @@ int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err)
     return 0;
 }
 
+/* A crash between pinning and writing the record leaves a pin no record
+ * explains; it would keep its tree from GC forever. */
+static size_t drop_orphan_pins(csi_plugin *p)
+{
+    cache_pin_info *pins = NULL;
+    size_t n = 0, dropped = 0;
+    mv_error e = MV_ERROR_INIT;
+    if (cache_pins_list(p->cache, CSI_PIN_PREFIX, &pins, &n, &e) < 0) {
+        csi_log("warn", "pin_list_failed", "cache", p->cache_dir, "error", e.msg);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *target = pins[i].owner + strlen(CSI_PIN_PREFIX);
+        _cleanup_record_ csi_record *rec = NULL;
+        if (csi_state_load(p->state_dir, target, &rec, &e) != -ENOENT)
+            continue;
+        if (cache_unpin(p->cache, pins[i].tree_id, pins[i].owner, &e) < 0) {
+            csi_log("warn", "unpin_failed", "target", target, "error", e.msg);
+            continue;
+        }
+        csi_log("info", "volume_dropped", "target", target, "tree", pins[i].tree_id, "reason",
+                "pin without a record");
+        dropped++;
+    }
+    cache_pins_free(pins, n);
+    return dropped;
+}
+
 int csi_recover(csi_plugin *p, mv_error *err)
 {
     int64_t t0 = csi_now_ns();
@@ -303,6 +331,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
         csi_record_free(rec);
     }
     free(recs);
+    dropped += drop_orphan_pins(p);
 
     char ms[32], k[32], d[32];
     snprintf(ms, sizeof(ms), "%lld", (long long)((csi_now_ns() - t0) / 1000000));

@@ -7,6 +7,7 @@
   * after the restart a kubelet repeat of the publish is OK without a
     second mount, stats work, and unpublish removes mount, pin and record;
   * the same after SIGKILL: nothing is lost."""
+import hashlib
 import os
 import shutil
 import signal
@@ -72,6 +73,22 @@ def main():
             t.code("another model on the restored target", SC.ALREADY_EXISTS, c.publish, keep,
                    f"{reg.addr}/models/other:v1", volume_id="vol-keep")
             t.code("unpublish lost (already gone)", SC.OK, c.unpublish, lost, volume_id="vol-lost")
+
+            # A crash between pin and record: a pin no record explains.
+            orphan = os.path.join(work, "pods", "orphan", "mount")
+            os.makedirs(os.path.dirname(orphan))
+            t.code("publish orphan", SC.OK, c.publish, orphan, ref, volume_id="vol-orphan")
+            d.stop()
+            subprocess.run(["umount", orphan], check=True)
+            rec = hashlib.sha256(orphan.encode()).hexdigest() + ".rec"
+            os.unlink(os.path.join(cache, "csi", rec))
+            t.check("the orphan pin exists before the restart", csiclient.owner_pinned(cache, orphan))
+            d = Daemon(work, cache, node_id="restart-node").start()
+            c = d.client
+            t.check("a pin without a record is dropped at start",
+                    not csiclient.owner_pinned(cache, orphan)
+                    and "reason=\"pin without a record\"" in d.read_log())
+            t.check("the kept volume's pin survives that sweep", csiclient.owner_pinned(cache, keep))
 
             t.code("publish killed", SC.OK, c.publish, killed, ref, volume_id="vol-killed")
             d.stop(signal.SIGKILL)
