@@ -341,8 +341,8 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         .include = a->include,
         .exclude = a->exclude,
         .subpath = a->subpath,
-        .creds = MV_STEAL(a->creds),
     };
+    spec.creds = MV_STEAL(a->creds); /* the job owns the secret now */
     memcpy(spec.creds_id, a->creds_id, sizeof(spec.creds_id));
     csi_job *job = NULL;
     bool joined = false;
