@@ -90,6 +90,22 @@ def main():
                 csiclient.code_of(c.unpublish, tg, volume_id="warm")
                 if code.name != "OK" or not same:
                     t.check(f"warm-up publish of model {i}", False, f"{code.name} {details}")
+            # One caller at a time: the latency of a warm publish itself,
+            # without queueing behind other calls (model 0 is the 48 MiB one).
+            seq = []
+            tg = os.path.join(pods, "warm", "mount")
+            for _ in range(30):
+                t0 = time.monotonic()
+                code, details = csiclient.code_of(c.publish, tg, refs[0], volume_id="warm",
+                                                  timeout=PUBLISH_BUDGET)
+                seq.append(time.monotonic() - t0)
+                ucode, _ = csiclient.code_of(c.unpublish, tg, volume_id="warm")
+                if code.name != "OK" or ucode.name != "OK":
+                    t.check("sequential warm publish", False, f"{code.name} {details}")
+                    break
+            print(f"FIGURE warm publish, one caller: p50 {hardlib.percentile(seq, 50) * 1000:.1f}"
+                  f" ms, p99 {hardlib.percentile(seq, 99) * 1000:.1f} ms (target < 20 ms, not "
+                  "gated)", flush=True)
             fds_before = fd_count(pid)
             peak = [rss(pid)]
 
@@ -143,9 +159,10 @@ def main():
             n = cycles[0]
             print(f"FIGURE load: {WORKERS} workers x {SECONDS}s: {n} publish/unpublish cycles "
                   f"({n / SECONDS:.0f}/s)", flush=True)
-            print(f"FIGURE warm publish p50 {hardlib.percentile(lat_pub, 50) * 1000:.1f} ms, "
-                  f"p99 {hardlib.percentile(lat_pub, 99) * 1000:.1f} ms, max "
-                  f"{max(lat_pub or [0]) * 1000:.1f} ms (target < 20 ms, not gated)", flush=True)
+            p50, p99 = (hardlib.percentile(lat_pub, q) * 1000 for q in (50, 99))
+            print(f"FIGURE warm publish, {WORKERS} callers: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                  f"max {max(lat_pub or [0]) * 1000:.1f} ms (target < 20 ms, not gated)",
+                  flush=True)
             print(f"FIGURE unpublish p50 {hardlib.percentile(lat_unpub, 50) * 1000:.1f} ms, "
                   f"p99 {hardlib.percentile(lat_unpub, 99) * 1000:.1f} ms", flush=True)
             t.check(f"cycles ran ({n})", n >= WORKERS)

@@ -118,7 +118,8 @@ def main():
                 outputs += [out, err]
                 tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                 t.check("bearer pull through redirects succeeds", rc == 0, err)
-                t.check("bearer pull is byte-identical", tree and hardlib.tree_digests(tree) == want)
+                t.check("bearer pull is byte-identical",
+                        tree and hardlib.tree_digests(tree) == want)
                 leaked, n = storage_auth(ng, since)
                 t.check(f"no Authorization reached storage ({n} blob GETs)", n >= 9 and not leaked,
                         str(leaked[:2]))

@@ -103,8 +103,9 @@ class TimedNginx(Nginx):
     def blob_gets(self):
         """[(start epoch s, digest, status, bytes sent, authorization)]"""
         out = []
-        rx = re.compile(r'^(?P<msec>[\d.]+) (?P<rt>[\d.]+) \S+ "GET \S*/blobs/(?P<d>sha256:[0-9a-f]+)'
-                        r'\S* [^"]*" (?P<st>\d+) (?P<b>\d+) range="[^"]*" auth="(?P<a>[^"]*)"')
+        rx = re.compile(r'^(?P<msec>[\d.]+) (?P<rt>[\d.]+) \S+ '
+                        r'"GET \S*/blobs/(?P<d>sha256:[0-9a-f]+)\S* [^"]*" '
+                        r'(?P<st>\d+) (?P<b>\d+) range="[^"]*" auth="(?P<a>[^"]*)"')
         for line in self.read_log("storage"):
             m = rx.match(line)
             if m:
