@@ -117,7 +117,8 @@ static int merge_dir(int lfd, int tfd, const char *where, bool whiteouts, const 
         names[n++] = mv_xstrdup(de->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1) /* qsort(NULL, 0, …) is undefined: an empty directory has no array */
+        qsort(names, n, sizeof(*names), cmp_str);
 
     int r = 0;
     /* Whiteouts hide what lower layers put here, never this layer's own
