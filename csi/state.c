@@ -133,8 +133,10 @@ static int parse_record(const char *file, csi_record **out, mv_error *err)
     _cleanup_fclose_ FILE *f = fopen(file, "re");
     if (!f)
         return mv_error_errno(err, -errno, "open record %s", file);
-    csi_record *r = mv_xcalloc(1, sizeof(*r));
-    _cleanup_record_ csi_record *rec = r;
+    _cleanup_record_ csi_record *rec = mv_xcalloc(1, sizeof(*rec));
+    csi_record *r = rec;
+    if (!r) /* mv_xcalloc aborts instead; this is for the analyzers */
+        return mv_error_set(err, -ENOMEM, "record %s", file);
     _cleanup_free_ char *line = NULL;
     size_t cap = 0, total = 0;
     ssize_t n;
@@ -197,6 +199,8 @@ int csi_state_load(const char *dir, const char *target, csi_record **out, mv_err
     int rc = parse_record(path, &r, err);
     if (rc < 0)
         return rc;
+    if (!r)
+        return mv_error_set(err, -EBADMSG, "record %s is empty", path);
     if (strcmp(r->target, target) != 0)
         return mv_error_set(err, -EBADMSG, "record %s names %s, not %s", path, r->target, target);
     *out = MV_STEAL(r);
@@ -299,6 +303,8 @@ int csi_recover(csi_plugin *p, mv_error *err)
     size_t kept = 0, dropped = 0;
     for (size_t i = 0; i < n; i++) {
         csi_record *rec = recs[i];
+        if (!rec)
+            continue;
         mv_error e = MV_ERROR_INIT;
         bool mounted = false;
         if (csi_is_mounted(rec->target, &mounted, &e) < 0) {
