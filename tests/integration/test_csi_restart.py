@@ -107,10 +107,7 @@ def main():
             if t.failed:
                 print(d.read_log()[-6000:])
     finally:
-        for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
-            mp = line.split(" ")[4]
-            if mp.startswith(work):
-                subprocess.run(["umount", "-l", mp], check=False)
+        csiclient.umount_under(work)
         shutil.rmtree(work, ignore_errors=True)
     return t.summary()
 

@@ -51,13 +51,6 @@ class Trial:
                 f"{self.kept}, in flight {in_flight}, fetched again {again}, after {self.after}")
 
 
-def umount_under(d):
-    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
-        mp = line.split(" ")[4]
-        if mp.startswith(d + "/"):
-            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
-
-
 def pull_trials(t, rnd, ng, ref, sizes, want, tmp, span):
     total = sum(sizes.values())
     trials = []
@@ -208,7 +201,7 @@ def main():
                         t.failed == failed)
                 report(t, "modelvol-csi", ct, total)
     finally:
-        umount_under(tmp)
+        csiclient.umount_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
 

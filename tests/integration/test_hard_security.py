@@ -21,7 +21,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -243,10 +242,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
-        for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
-            mp = line.split(" ")[4]
-            if mp.startswith(tmp + "/"):
-                subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+        csiclient.umount_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
 

@@ -331,6 +331,15 @@ def owner_pinned(cache, target):
         return False
 
 
+def umount_under(d):
+    """Lazily unmounts everything mounted below d, deepest first, so a test
+    that failed half-way leaks no mount into the next one."""
+    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+        mp = line.split(" ")[4]
+        if mp.startswith(d.rstrip("/") + "/"):
+            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+
+
 def mountinfo_lines(target):
     """The /proc/self/mountinfo lines whose mount point is target."""
     esc = target.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011") \
