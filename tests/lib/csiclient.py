@@ -27,6 +27,8 @@ import time
 
 import grpc
 
+import checks  # noqa: E402  (tests/lib is on sys.path for every user)
+
 SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
 
@@ -249,31 +251,13 @@ class Daemon:
         self.stop()
 
 
-class Checks:
-    """Named assertions that keep going after a failure; summary() prints
-    "N passed, N failed" and returns the exit code."""
-
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print(f"ok - {name}", flush=True)
-        else:
-            self.failed += 1
-            print(f"FAIL - {name}" + (f": {detail}" if detail else ""), flush=True)
-        return cond
+class Checks(checks.Checks):
+    """checks.Checks plus assertions on gRPC status codes."""
 
     def code(self, name, want, fn, *a, **kw):
         """Checks that fn(*a, **kw) ends with grpc status want."""
         got, details = code_of(fn, *a, **kw)
         return self.check(f"{name} -> {want.name}", got == want, f"got {got.name}: {details}")
-
-    def summary(self):
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
-        return 0 if self.failed == 0 else 1
 
 
 BLOB_GET = re.compile(r'"GET /v2/(?P<repo>\S+?)/blobs/(?P<digest>sha\d+:[0-9a-f]+)\S* HTTP/[\d.]+" '

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+from checks import Checks  # noqa: F401  (tests import it from here)
 from mvreg import BUILD_DIR
 
 
@@ -66,21 +67,3 @@ def write_docker_config(dirpath, auths):
     return dirpath
 
 
-class Checks:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print(f"ok   {name}")
-        else:
-            self.failed += 1
-            print(f"FAIL {name} {detail}")
-        sys.stdout.flush()
-        return cond
-
-    def done(self):
-        print(f"{self.passed} passed, {self.failed} failed")
-        sys.exit(1 if self.failed else 0)
