@@ -36,6 +36,7 @@ typedef struct dl_job {
     uint64_t size;
     bool started, finished;
     bool ranged; /* Range requests per chunk; false: one stream */
+    bool restarted; /* a resumed download failed its digest: fetched again */
     dl_range *r;
     size_t nr;
     size_t front;        /* first range not done */
@@ -55,7 +56,10 @@ typedef struct dl_job {
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
     pull_hashq *hq;
     pull_rangeset done;
-    bool dirty;
+    bool dirty;   /* done is newer than what was saved or handed over */
+    bool handed;  /* the saver holds ranges it may not have written yet */
+    int save_slot; /* in x->saver, or -1 */
+    pull_saver *saver;
     uint64_t last_save;
     uint64_t last_event;
 } dl_job;
@@ -89,6 +93,7 @@ typedef struct dl_ctx {
     int inflight;
     char *scope;
     dl_xfer *xfers; /* live transfers */
+    pull_saver *saver; /* started with the first ranged blob */
 } dl_ctx;
 
 static uint64_t now_ms(void)
@@ -115,17 +120,54 @@ static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *ms
 static void job_fail(dl_job *j, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Stops the saver writing j's record: before the record is removed,
+ * rewritten here, or abandoned. */
+static void detach_saver(dl_job *j)
+{
+    if (j->save_slot >= 0)
+        pull_saver_close(j->saver, j->save_slot);
+    j->save_slot = -1;
+    if (j->handed)
+        j->dirty = true;
+    j->handed = false;
+}
+
+/* Joins j to the saver thread, which keeps its resume record. */
+static void attach_saver(dl_ctx *x, dl_job *j)
+{
+    if (!j->ranged || !j->job->state_path)
+        return;
+    if (!x->saver)
+        x->saver = pull_saver_start(SAVE_INTERVAL_MS);
+    if (x->saver) {
+        j->saver = x->saver;
+        j->save_slot = pull_saver_add(x->saver, j->job->state_path, j->job->fd,
+                                      j->job->desc->digest, j->size);
+    }
+}
+
+/* Records j's completed ranges for resume: handed to the saver thread in the
+ * normal course, written here when forced (the pull is ending) or when no
+ * saver thread could start. */
 static void save_state(dl_job *j, bool force)
 {
+    if (force)
+        detach_saver(j);
     if (!j->ranged || !j->job->state_path || !j->dirty)
         return;
+    if (j->save_slot >= 0) {
+        pull_saver_update(j->saver, j->save_slot, &j->done);
+        j->dirty = false;
+        j->handed = true;
+        return;
+    }
     uint64_t now = now_ms();
     if (!force && now - j->last_save < SAVE_INTERVAL_MS)
         return;
     mv_error e = MV_ERROR_INIT;
     /* A record that cannot be written only costs a later resume. */
     if (pull_rangestate_save(j->job->state_path, j->job->fd, j->job->desc->digest, j->size,
-                             &j->done, &e) == 0)
+                             &j->done, true, &e) == 0)
         j->dirty = false;
     j->last_save = now;
 }
@@ -180,6 +222,7 @@ static void job_fail(dl_job *j, int code, const char *fmt, ...)
     j->hq = NULL;
     if (code == -EBADMSG && j->job->state_path) {
         /* Nothing of this attempt can be trusted: start clean next time. */
+        detach_saver(j);
         j->dirty = false;
         unlink(j->job->state_path);
     } else {
@@ -354,6 +397,7 @@ static int start_job(dl_ctx *x, dl_job *j)
     pull_rangeset have = {0};
     if (j->ranged && bj->state_path)
         pull_rangestate_load(bj->state_path, digest, j->size, &have, NULL);
+    attach_saver(x, j);
     build_ranges(c, j, &have);
     pull_rangeset_clear(&have);
     for (size_t i = 0; i < j->nr; i++)
@@ -375,6 +419,34 @@ static int start_job(dl_ctx *x, dl_job *j)
     return 0;
 }
 
+/* A resumed blob whose digest does not match: the record claimed bytes the
+ * partial file does not hold (a power loss after a light save, or a file
+ * changed underneath). Start again from zero, once. */
+static void restart_clean(dl_ctx *x, dl_job *j, const char *got)
+{
+    const char *digest = j->job->desc->digest;
+    detach_saver(j);
+    j->dirty = false;
+    if (j->job->state_path)
+        unlink(j->job->state_path);
+    j->restarted = true;
+    j->job->resumed = 0;
+    j->contiguous = 0;
+    pull_rangeset_clear(&j->done);
+    build_ranges(x->c, j, NULL);
+    mv_error e = MV_ERROR_INIT;
+    if (pull_hashq_start(j->job->fd, j->alg, &j->hq, &e) < 0) {
+        job_fail(j, e.code, "blob %s: %s", digest, e.msg);
+        return;
+    }
+    attach_saver(x, j);
+    char msg[MV_ERROR_MSG_MAX];
+    snprintf(msg, sizeof(msg), "blob %s: resumed bytes do not verify (got %s); fetching it again",
+             digest, got);
+    x->c->stats.retries++;
+    emit(x->c, PULL_EV_RETRY, j, msg);
+}
+
 static void finish_job(dl_ctx *x, dl_job *j)
 {
     pull_client *c = x->c;
@@ -387,6 +459,10 @@ static void finish_job(dl_ctx *x, dl_job *j)
         job_fail(j, e.code, "blob %s: %s", digest, e.msg);
         return;
     }
+    if (strcmp(got, digest) != 0 && j->job->resumed > 0 && !j->restarted) {
+        restart_clean(x, j, got);
+        return;
+    }
     if (strcmp(got, digest) != 0) {
         _cleanup_free_ char *hp = j->url ? pull_url_hostport(j->url) : NULL;
         job_fail(j, -EBADMSG, "blob %s: digest mismatch from %s: got %s", digest,
@@ -395,6 +471,7 @@ static void finish_job(dl_ctx *x, dl_job *j)
     }
     /* The bytes are verified: the record has served its purpose (a failed
      * unlink leaves a harmless stale record). */
+    detach_saver(j);
     j->dirty = false;
     if (j->job->state_path)
         unlink(j->job->state_path);
@@ -616,6 +693,7 @@ static void switch_to_stream(dl_ctx *x, dl_job *j)
      * other ranges' transfers are dropped by the sweep. */
     for (size_t i = 0; i < j->nr; i++)
         j->r[i].state = R_PENDING;
+    detach_saver(j);
     j->ranged = false;
     pull_rangeset_clear(&j->done);
     if (j->contiguous)
@@ -739,6 +817,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
     x.scope = pull_scope(c, "pull");
     for (size_t i = 0; i < n; i++) {
         x.jobs[i].job = &jobs[i];
+        x.jobs[i].save_slot = -1;
         jobs[i].result = 0;
         jobs[i].downloaded = jobs[i].resumed = 0;
         mv_error_clear(&jobs[i].err);
@@ -780,17 +859,17 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         }
         drop_orphans(&x);
         /* Finish jobs whose ranges are all in; resolve again where asked. */
-        bool all_done = true;
+        bool all_done = true, progressed = false;
         for (size_t i = 0; i < n; i++) {
             dl_job *j = &x.jobs[i];
-            if (!j->started || !j->finished)
-                all_done = all_done && j->finished;
+            if (j->started && !j->finished && j->inflight == 0 && job_complete(j)) {
+                /* Its connections are free for the next job now. */
+                finish_job(&x, j);
+                progressed = true;
+            }
+            all_done = all_done && j->finished;
             if (!j->started || j->finished)
                 continue;
-            if (j->inflight == 0 && job_complete(j)) {
-                finish_job(&x, j);
-                continue;
-            }
             if (j->need_resolve && j->inflight == 0) {
                 if (j->resolve_at > now) {
                     if (!wake || j->resolve_at < wake)
@@ -824,7 +903,6 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         curl_multi_perform(c->multi, &running);
         CURLMsg *m;
         int left;
-        bool progressed = false;
         while ((m = curl_multi_info_read(c->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
@@ -848,8 +926,9 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
                 emit(c, PULL_EV_BLOB_PROGRESS, j, NULL);
             }
         }
-        /* A transfer just ended: its connection is free for the next range
-         * now, so go round at once instead of waiting on the others. */
+        /* A transfer or a job just ended: its connection is free for the
+         * next range now, so go round at once instead of waiting on the
+         * others (or, with nothing in flight, sleeping). */
         int timeout = progressed ? 0 : 200;
         if (wake) {
             uint64_t nn = now_ms();
@@ -883,6 +962,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         free(j->url);
         pull_rangeset_clear(&j->done);
     }
+    pull_saver_stop(x.saver);
     free(x.jobs);
     free(x.scope);
     return first;

@@ -253,9 +253,26 @@ void pull_rangeset_clear(pull_rangeset *s);
  * yields an empty set (and 0). */
 int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pull_rangeset *out,
                          mv_error *err);
-/* fdatasync(data_fd), then atomically replaces state_path (temp + fsync +
- * rename) so the record never claims bytes that are not durable. */
+/* Atomically replaces state_path (temp + rename). durable: fdatasync(data_fd)
+ * first and fsync the record, so it never claims bytes a power loss could
+ * take; otherwise only a killed process is covered. */
 int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
-                         const pull_rangeset *s, mv_error *err);
+                         const pull_rangeset *s, bool durable, mv_error *err);
+
+/* The resume-record writer (saver.c): a thread that syncs partial files and
+ * writes their records at most once per interval, so the event loop never
+ * waits on the disk. NULL when the thread cannot start. */
+typedef struct pull_saver pull_saver;
+pull_saver *pull_saver_start(uint64_t interval_ms);
+/* Registers a blob; path and digest must outlive the slot. */
+int pull_saver_add(pull_saver *s, const char *path, int fd, const char *digest, uint64_t size);
+/* Hands over the ranges written so far; the record follows within the
+ * interval. */
+void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *done);
+/* Waits for a save in progress, then forgets the slot: nothing more is
+ * written for it, so the caller may remove or rewrite the record. */
+void pull_saver_close(pull_saver *s, int slot);
+/* Joins the thread and frees s. NULL is fine. */
+void pull_saver_stop(pull_saver *s);
 
 #endif

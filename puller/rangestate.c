@@ -1,7 +1,12 @@
 /* rangestate.c — the resume record of one blob: which byte intervals of the
  * partial file are known written. A text file replaced atomically (temp,
  * fsync, rename) after the data itself is synced, so it never claims bytes
- * a crash could lose:
+ * a crash could lose. A durable save syncs the data and the record; a
+ * light one (while bytes are still arriving) only writes and renames, which
+ * survives the process being killed, and after a power loss may claim bytes
+ * the disk never got: the end-to-end digest catches that, and the blob is
+ * fetched again from zero (download.c).
+ *
  *
  *   modelvol-ranges 1
  *   digest sha256:…
@@ -92,9 +97,9 @@ int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pu
 }
 
 int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
-                         const pull_rangeset *s, mv_error *err)
+                         const pull_rangeset *s, bool durable, mv_error *err)
 {
-    if (fdatasync(data_fd) < 0)
+    if (durable && fdatasync(data_fd) < 0)
         return mv_error_errno(err, -errno, "syncing the partial file of blob %s", digest);
     _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp", path);
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -106,7 +111,7 @@ int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint
     fprintf(f, "modelvol-ranges 1\ndigest %s\nsize %llu\n", digest, (unsigned long long)size);
     for (size_t i = 0; i < s->n; i++)
         fprintf(f, "%llu %llu\n", (unsigned long long)s->iv[i][0], (unsigned long long)s->iv[i][1]);
-    if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+    if (fflush(f) != 0 || (durable && fsync(fileno(f)) < 0)) {
         int e = -errno;
         unlink(tmp);
         return mv_error_errno(err, e, "resume record %s", tmp);

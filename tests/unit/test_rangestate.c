@@ -45,7 +45,7 @@ MV_TEST(save_load)
     pull_rangeset_add(&s, 0, 4096);
     pull_rangeset_add(&s, 8192, 10000);
     mv_error err = MV_ERROR_INIT;
-    CHECK_INT(pull_rangestate_save(state, fd, D1, 10000, &s, &err), 0);
+    CHECK_INT(pull_rangestate_save(state, fd, D1, 10000, &s, true, &err), 0);
     pull_rangeset got = {0};
     CHECK_INT(pull_rangestate_load(state, D1, 10000, &got, &err), 0);
     CHECK_INT(got.n, 2);

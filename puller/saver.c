@@ -1,0 +1,212 @@
+/* saver.c — writes resume records off the event loop. A record may only
+ * claim bytes that are durable, so each save starts with an fdatasync of the
+ * partial file; done on the event loop, that sync stalled every connection
+ * for as long as the disk took to flush the last interval's bytes. One
+ * thread per pull_blobs call now does the syncing and writing, at most once
+ * per interval per blob, from a snapshot the event loop hands over.
+ *
+ * Even off the loop, an fdatasync that has a second's worth of dirty pages
+ * to write holds up the loop's pwrites to the same file (ext4) for a good
+ * part of that. So every completed range is also handed to writeback at
+ * once with sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait:
+ * the disk works alongside the network, and the fdatasync of a record and
+ * the cache's final fsync find little left to do. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct saver_slot {
+    const char *path; /* owned by the caller; valid until the slot closes */
+    const char *digest;
+    int fd;
+    uint64_t size;
+    pull_rangeset snap; /* the latest ranges handed over */
+    bool dirty;         /* snap is newer than the record */
+    bool kick;          /* snap has ranges not yet handed to writeback */
+    bool open;
+    bool busy; /* the thread is saving it now */
+    uint64_t last_save;
+} saver_slot;
+
+struct pull_saver {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    saver_slot *slots;
+    size_t n;
+    uint64_t interval_ms;
+    bool stop;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void rangeset_copy(pull_rangeset *dst, const pull_rangeset *src)
+{
+    dst->iv = mv_xrealloc(dst->iv, (src->n ? src->n : 1) * sizeof(*dst->iv));
+    if (src->n)
+        memcpy(dst->iv, src->iv, src->n * sizeof(*src->iv));
+    dst->n = src->n;
+}
+
+/* Picks the next slot that is due, or says when one will be (0: none). */
+static ssize_t due_slot(pull_saver *s, uint64_t now, uint64_t *wake)
+{
+    *wake = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        saver_slot *sl = &s->slots[i];
+        if (sl->open && sl->kick)
+            return (ssize_t)i;
+        if (!sl->open || !sl->dirty)
+            continue;
+        uint64_t at = sl->last_save + s->interval_ms;
+        if (at <= now)
+            return (ssize_t)i;
+        if (!*wake || at < *wake)
+            *wake = at;
+    }
+    return -1;
+}
+
+static void *saver_main(void *arg)
+{
+    pull_saver *s = arg;
+    pull_rangeset snap = {0};
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        uint64_t wake;
+        ssize_t i = due_slot(s, mono_ms(), &wake);
+        if (i < 0) {
+            if (!wake) {
+                pthread_cond_wait(&s->cv, &s->mu);
+            } else {
+                struct timespec ts = {.tv_sec = (time_t)(wake / 1000),
+                                      .tv_nsec = (long)(wake % 1000) * 1000000L};
+                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            }
+            continue;
+        }
+        saver_slot *sl = &s->slots[i];
+        rangeset_copy(&snap, &sl->snap);
+        bool kick = sl->kick;
+        sl->kick = false;
+        if (!kick)
+            sl->dirty = false;
+        sl->busy = true;
+        const char *path = sl->path, *digest = sl->digest;
+        int fd = sl->fd;
+        uint64_t size = sl->size;
+        pthread_mutex_unlock(&s->mu);
+        int rc = 0;
+        if (kick) {
+            /* Pages already clean or under writeback are skipped, so the
+             * whole set can go each time. Only a hint: errors show up in
+             * the fsyncs that count. */
+            for (size_t k = 0; k < snap.n; k++)
+                sync_file_range(fd, (off_t)snap.iv[k][0], (off_t)(snap.iv[k][1] - snap.iv[k][0]),
+                                SYNC_FILE_RANGE_WRITE);
+        } else {
+            mv_error e = MV_ERROR_INIT;
+            /* A record that cannot be written only costs a later resume. */
+            rc = pull_rangestate_save(path, fd, digest, size, &snap, false, &e);
+        }
+        pthread_mutex_lock(&s->mu);
+        sl = &s->slots[i];
+        sl->busy = false;
+        if (!kick)
+            sl->last_save = mono_ms();
+        if (rc < 0)
+            sl->dirty = true;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pull_rangeset_clear(&snap);
+    return NULL;
+}
+
+pull_saver *pull_saver_start(uint64_t interval_ms)
+{
+    pull_saver *s = mv_xcalloc(1, sizeof(*s));
+    s->interval_ms = interval_ms;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&s->thread, NULL, saver_main, s) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int pull_saver_add(pull_saver *s, const char *path, int fd, const char *digest, uint64_t size)
+{
+    pthread_mutex_lock(&s->mu);
+    s->slots = mv_xrealloc(s->slots, (s->n + 1) * sizeof(*s->slots));
+    saver_slot *sl = &s->slots[s->n];
+    memset(sl, 0, sizeof(*sl));
+    sl->path = path;
+    sl->fd = fd;
+    sl->digest = digest;
+    sl->size = size;
+    sl->open = true;
+    sl->last_save = mono_ms();
+    int slot = (int)s->n++;
+    pthread_mutex_unlock(&s->mu);
+    return slot;
+}
+
+void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *done)
+{
+    pthread_mutex_lock(&s->mu);
+    saver_slot *sl = &s->slots[slot];
+    if (sl->open) {
+        rangeset_copy(&sl->snap, done);
+        sl->dirty = true;
+        sl->kick = true;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pull_saver_close(pull_saver *s, int slot)
+{
+    pthread_mutex_lock(&s->mu);
+    saver_slot *sl = &s->slots[slot];
+    while (sl->busy) {
+        pthread_cond_wait(&s->cv, &s->mu);
+        sl = &s->slots[slot];
+    }
+    sl->open = false;
+    sl->dirty = sl->kick = false;
+    pull_rangeset_clear(&sl->snap);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pull_saver_stop(pull_saver *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    for (size_t i = 0; i < s->n; i++)
+        pull_rangeset_clear(&s->slots[i].snap);
+    free(s->slots);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
