@@ -35,7 +35,7 @@ typedef struct dl_job {
     oci_digest_alg alg;
     uint64_t size;
     bool started, finished;
-    bool ranged; /* Range requests per chunk; false: one stream */
+    bool ranged;    /* Range requests per chunk; false: one stream */
     bool restarted; /* a resumed download failed its digest: fetched again */
     dl_range *r;
     size_t nr;
@@ -56,8 +56,8 @@ typedef struct dl_job {
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
     pull_hashq *hq;
     pull_rangeset done;
-    bool dirty;   /* done is newer than what was saved or handed over */
-    bool handed;  /* the saver holds ranges it may not have written yet */
+    bool dirty;    /* done is newer than what was saved or handed over */
+    bool handed;   /* the saver holds ranges it may not have written yet */
     int save_slot; /* in x->saver, or -1 */
     pull_saver *saver;
     uint64_t last_save;
@@ -92,7 +92,7 @@ typedef struct dl_ctx {
     size_t n;
     int inflight;
     char *scope;
-    dl_xfer *xfers; /* live transfers */
+    dl_xfer *xfers;    /* live transfers */
     pull_saver *saver; /* started with the first ranged blob */
 } dl_ctx;
 
@@ -141,8 +141,8 @@ static void attach_saver(dl_ctx *x, dl_job *j)
         x->saver = pull_saver_start(SAVE_INTERVAL_MS);
     if (x->saver) {
         j->saver = x->saver;
-        j->save_slot = pull_saver_add(x->saver, j->job->state_path, j->job->fd,
-                                      j->job->desc->digest, j->size);
+        j->save_slot =
+            pull_saver_add(x->saver, j->job->state_path, j->job->fd, j->job->desc->digest, j->size);
     }
 }
 
