@@ -22,6 +22,10 @@
 typedef struct extract_ctx {
     struct archive *outer;
     oci_hasher *hasher;
+    /* READ_BLOCK bytes from the heap. Not a __thread array: the loader
+     * zeroes every thread's TLS block at its creation, and the CSI plugin
+     * starts a thread per call. */
+    char *block;
     char outer_error[256];
     bool outer_failed;
 } extract_ctx;
@@ -30,8 +34,7 @@ static la_ssize_t inner_read(struct archive *a, void *opaque, const void **buf)
 {
     (void)a;
     extract_ctx *x = opaque;
-    static __thread char block[READ_BLOCK];
-    la_ssize_t n = archive_read_data(x->outer, block, sizeof(block));
+    la_ssize_t n = archive_read_data(x->outer, x->block, READ_BLOCK);
     if (n < 0) {
         x->outer_failed = true;
         snprintf(x->outer_error, sizeof(x->outer_error), "%s",
@@ -40,8 +43,8 @@ static la_ssize_t inner_read(struct archive *a, void *opaque, const void **buf)
         archive_set_error(a, EINVAL, "%s", x->outer_error);
         return -1;
     }
-    oci_hasher_update(x->hasher, block, (size_t)n);
-    *buf = block;
+    oci_hasher_update(x->hasher, x->block, (size_t)n);
+    *buf = x->block;
     return n;
 }
 
@@ -340,7 +343,8 @@ int cache_extract_tar(int src_fd, int rootfd, const char *layer, const cache_ext
     if (ar < ARCHIVE_WARN)
         return mv_error_set(err, -EBADMSG, "layer %s: %s", layer, archive_error_string(outer));
 
-    extract_ctx x = {.outer = outer, .hasher = h};
+    _cleanup_free_ char *block = mv_xmalloc(READ_BLOCK);
+    extract_ctx x = {.outer = outer, .hasher = h, .block = block};
     archive_read_support_format_tar(inner);
     if (archive_read_open(inner, &x, NULL, inner_read, NULL) != ARCHIVE_OK)
         return mv_error_set(err, -EBADMSG, "layer %s: not a tar archive: %s", layer,
@@ -362,10 +366,9 @@ int cache_extract_tar(int src_fd, int rootfd, const char *layer, const cache_ext
                                                           : "read failed");
     /* The tar reader stops at the end-of-archive blocks; the diff_id covers
      * the whole uncompressed stream, padding included. */
-    static __thread char rest[READ_BLOCK];
     la_ssize_t n;
-    while ((n = archive_read_data(outer, rest, sizeof(rest))) > 0)
-        oci_hasher_update(h, rest, (size_t)n);
+    while ((n = archive_read_data(outer, block, READ_BLOCK)) > 0)
+        oci_hasher_update(h, block, (size_t)n);
     if (n < 0)
         return mv_error_set(err, -EBADMSG, "layer %s: %s", layer, archive_error_string(outer));
     char diff_id[OCI_DIGEST_MAX];
@@ -527,7 +530,9 @@ int cache_check_symlinks(int rootfd, const char *what, bool allow_absolute, mv_e
 /* ---- re-checking an extracted layer ------------------------------------------ */
 
 /* Compares the regular file at rootfd/path with the entry's data. */
-static bool same_file(struct archive *a, struct archive_entry *e, int rootfd, const char *path)
+/* mine: READ_BLOCK bytes of scratch space. */
+static bool same_file(struct archive *a, struct archive_entry *e, int rootfd, const char *path,
+                      char *mine)
 {
     _cleanup_free_ char *parent = NULL;
     const char *base;
@@ -539,7 +544,6 @@ static bool same_file(struct archive *a, struct archive_entry *e, int rootfd, co
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != archive_entry_size(e))
         return false;
-    static __thread char mine[READ_BLOCK];
     for (;;) {
         const void *buf;
         size_t n;
@@ -550,7 +554,7 @@ static bool same_file(struct archive *a, struct archive_entry *e, int rootfd, co
         if (ar < ARCHIVE_WARN)
             return false;
         for (size_t done = 0; done < n;) {
-            size_t want = n - done < sizeof(mine) ? n - done : sizeof(mine);
+            size_t want = n - done < READ_BLOCK ? n - done : READ_BLOCK;
             ssize_t k = pread(fd, mine, want, off + (off_t)done);
             if (k <= 0 || memcmp(mine, (const char *)buf + done, (size_t)k) != 0)
                 return false;
@@ -570,6 +574,7 @@ int cache_layer_compare(int src_fd, int rootfd, const char *layer, char **bad, m
     archive_read_support_format_tar(a);
     if (archive_read_open_fd(a, src_fd, READ_BLOCK) != ARCHIVE_OK)
         return mv_error_set(err, -EBADMSG, "layer %s: %s", layer, archive_error_string(a));
+    _cleanup_free_ char *mine = mv_xmalloc(READ_BLOCK);
     /* A path written twice in one layer counts by its last entry. */
     char **mismatch = NULL;
     size_t nm = 0;
@@ -581,7 +586,7 @@ int cache_layer_compare(int src_fd, int rootfd, const char *layer, char **bad, m
         _cleanup_free_ char *path = NULL;
         if (entry_path(archive_entry_pathname(e), layer, &path, NULL) < 0 || !path[0])
             continue;
-        bool same = same_file(a, e, rootfd, path);
+        bool same = same_file(a, e, rootfd, path, mine);
         size_t i = 0;
         while (i < nm && strcmp(mismatch[i], path) != 0)
             i++;

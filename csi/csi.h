@@ -66,6 +66,8 @@ const char *csi_code_label(csi_code code);
 /* The plugin: state shared by every call                                   */
 /* ------------------------------------------------------------------------ */
 
+#define CSI_TARGET_LOCKS 64
+
 typedef struct csi_plugin {
     /* configuration, fixed after start */
     const char *node_id;
@@ -81,9 +83,15 @@ typedef struct csi_plugin {
     cache *cache;
     atomic_bool ready; /* cache recovery and reconciliation finished */
 
-    /* serialises changes to the mount table and the records */
-    pthread_mutex_t lock;
+    /* Serialise the calls on one target path (its mount, pin and record).
+     * Striped by a hash of the path: calls on different targets, the
+     * common case under load, proceed side by side; one plugin-wide lock
+     * queued 50 callers behind each other's fsyncs and mounts. */
+    pthread_mutex_t target_locks[CSI_TARGET_LOCKS];
 } csi_plugin;
+
+/* The lock for calls on target path `target` (see csi_plugin). */
+pthread_mutex_t *csi_target_lock(csi_plugin *p, const char *target);
 
 /* One call: the plugin and the caller's deadline. */
 typedef struct csi_call {

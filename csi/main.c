@@ -197,7 +197,8 @@ int main(int argc, char **argv)
     p.config = config;
     p.default_creds = creds;
     atomic_init(&p.ready, false);
-    pthread_mutex_init(&p.lock, NULL);
+    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
+        pthread_mutex_init(&p.target_locks[i], NULL);
 
     /* Every thread (gRPC's included) inherits this mask; only the server's
      * stop thread takes the signals, with sigwait. */
@@ -227,6 +228,7 @@ int main(int argc, char **argv)
     csi_metrics_stop();
     if (left == 0 && p.cache)
         cache_close(p.cache);
-    pthread_mutex_destroy(&p.lock);
+    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
+        pthread_mutex_destroy(&p.target_locks[i]);
     return r < 0 ? 1 : 0;
 }

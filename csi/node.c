@@ -46,6 +46,15 @@ csi_code csi_node_get_capabilities(csi_call *call, const ProtobufCMessage *req, 
     return CSI_OK;
 }
 
+pthread_mutex_t *csi_target_lock(csi_plugin *p, const char *target)
+{
+    /* FNV-1a: paths differ mostly in their pod UID, anywhere in the string. */
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *c = (const unsigned char *)target; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    return &p->target_locks[h % CSI_TARGET_LOCKS];
+}
+
 /* ---- argument checks ------------------------------------------------------ */
 
 static csi_code check_volume_id(const char *id, csi_status *st)
@@ -251,7 +260,7 @@ static csi_code already_exists(const csi_record *r, const publish_args *a, csi_s
                           r->subpath);
 }
 
-/* Under p->lock: the target already has a record. Mounted and matching is
+/* Under the target's lock: the target already has a record. Mounted and matching is
  * an idempotent repeat; a record whose mount vanished is mounted again. */
 static csi_code publish_existing(const csi_record *r, const publish_args *a, csi_status *st)
 {
@@ -268,7 +277,7 @@ static csi_code publish_existing(const csi_record *r, const publish_args *a, csi
     return CSI_OK;
 }
 
-/* Under p->lock: pin, record, mount; undone in reverse on failure. */
+/* Under the target's lock: pin, record, mount; undone in reverse on failure. */
 static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pull_result *res,
                             csi_status *st)
 {
@@ -322,16 +331,17 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
 {
     csi_plugin *p = call->plugin;
     mv_error err = MV_ERROR_INIT;
+    pthread_mutex_t *lock = csi_target_lock(p, a->target);
 
-    pthread_mutex_lock(&p->lock);
+    pthread_mutex_lock(lock);
     _cleanup_record_ csi_record *rec = NULL;
     int r = p->state_dir ? csi_state_load(p->state_dir, a->target, &rec, &err) : -ENOENT;
     if (r == 0) {
         csi_code c = publish_existing(rec, a, st);
-        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(lock);
         return c;
     }
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(lock);
     if (r != -ENOENT)
         return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
 
@@ -377,7 +387,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         return c;
     }
 
-    pthread_mutex_lock(&p->lock);
+    pthread_mutex_lock(lock);
     csi_code c;
     csi_record_free(MV_STEAL(rec));
     /* Another call may have published this target while we waited. */
@@ -388,7 +398,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         c = csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
     else
         c = publish_new(p, a, res, st);
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(lock);
     if (c == CSI_OK)
         csi_log("info", "published", "target", a->target, "reference", a->reference, "tree",
                 res->tree_id, "volume_id", a->volume_id);
@@ -439,22 +449,23 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
                               CSI_PLUGIN_NAME);
     const char *target = req->target_path;
     mv_error err = MV_ERROR_INIT;
+    pthread_mutex_t *lock = csi_target_lock(p, target);
 
-    pthread_mutex_lock(&p->lock);
+    pthread_mutex_lock(lock);
     _cleanup_record_ csi_record *rec = NULL;
     int r = p->state_dir ? csi_state_load(p->state_dir, target, &rec, &err) : -ENOENT;
     if (r < 0 && r != -ENOENT) {
-        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(lock);
         return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
     }
     if (csi_unmount(target, &err) < 0) {
-        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(lock);
         return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
     }
     if (!csi_dry_run() && rmdir(target) < 0 && errno != ENOENT) {
         int e = errno;
         if (rec || e != ENOTEMPTY) {
-            pthread_mutex_unlock(&p->lock);
+            pthread_mutex_unlock(lock);
             mv_error_errno(&err, -e, "unpublish: remove %s", target);
             return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
         }
@@ -465,15 +476,15 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
     if (rec) {
         _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", target);
         if (cache_unpin(p->cache, rec->tree_id, owner, &err) < 0 && err.code != -ENOENT) {
-            pthread_mutex_unlock(&p->lock);
+            pthread_mutex_unlock(lock);
             return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
         }
         if (csi_state_remove(p->state_dir, target, &err) < 0) {
-            pthread_mutex_unlock(&p->lock);
+            pthread_mutex_unlock(lock);
             return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(lock);
     csi_log("info", "unpublished", "target", target, "volume_id", req->volume_id, "reference",
             rec ? rec->reference : NULL, "known", rec ? "true" : "false");
     Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
@@ -495,9 +506,10 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
         return c;
     mv_error err = MV_ERROR_INIT;
     _cleanup_record_ csi_record *rec = NULL;
-    pthread_mutex_lock(&p->lock);
+    pthread_mutex_t *lock = csi_target_lock(p, req->volume_path);
+    pthread_mutex_lock(lock);
     int r = p->state_dir ? csi_state_load(p->state_dir, req->volume_path, &rec, &err) : -ENOENT;
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(lock);
     if (r == -ENOENT || (r == 0 && strcmp(rec->volume_id, req->volume_id) != 0))
         return csi_status_set(st, CSI_NOT_FOUND, "volume %s is not published at %s", req->volume_id,
                               req->volume_path);

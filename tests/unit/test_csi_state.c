@@ -147,10 +147,38 @@ MV_TEST(errno_maps_to_grpc_codes)
     CHECK_STR(csi_code_label(CSI_RESOURCE_EXHAUSTED), "resource_exhausted");
 }
 
+/* Calls on one target share a lock; kubelet paths, which differ only in
+ * the pod UID, spread over the stripes so that other targets do not wait. */
+MV_TEST(target_locks_stable_and_spread)
+{
+    static csi_plugin p;
+    char a[256], b[256];
+    bool used[CSI_TARGET_LOCKS] = {false};
+    size_t distinct = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(a, sizeof(a),
+                 "/var/lib/kubelet/pods/6d1f%04x-0a1b-4c2d-8e3f-%012d/volumes/"
+                 "kubernetes.io~csi/model/mount",
+                 i, i);
+        memcpy(b, a, sizeof(a));
+        pthread_mutex_t *l = csi_target_lock(&p, a);
+        CHECK(l == csi_target_lock(&p, b));
+        size_t k = (size_t)(l - p.target_locks);
+        CHECK(k < CSI_TARGET_LOCKS);
+        if (k < CSI_TARGET_LOCKS && !used[k]) {
+            used[k] = true;
+            distinct++;
+        }
+    }
+    /* 200 paths over 64 stripes: a uniform hash leaves about one empty. */
+    CHECK(distinct >= 56);
+}
+
 MV_TEST(dispatch_unknown_and_garbage)
 {
     static csi_plugin p = {.node_id = "unit-node", .publish_timeout = 1};
-    pthread_mutex_init(&p.lock, NULL);
+    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
+        pthread_mutex_init(&p.target_locks[i], NULL);
     csi_set_dry_run(true);
     csi_call call = {.plugin = &p};
     csi_status st = {.code = CSI_OK};
@@ -179,6 +207,7 @@ int main(void)
     MV_RUN(list_skips_damage_and_clears_temp_files);
     MV_RUN(tree_usage_counts_hard_links_once);
     MV_RUN(errno_maps_to_grpc_codes);
+    MV_RUN(target_locks_stable_and_spread);
     MV_RUN(dispatch_unknown_and_garbage);
     MV_DONE();
 }
