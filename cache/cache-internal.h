@@ -60,9 +60,12 @@ int cache_rm_rf_at(int dirfd, const char *name, mv_error *err);
 int cache_fsync_dir_at(int dirfd, const char *path, mv_error *err);
 /* Writes buf to tmpdir/tmpname, fsyncs, sets mode, renames it to
  * dstdir/dstname and fsyncs dstdir. Without replace an existing dstname
- * counts as success (content-addressed files); with it, it is replaced. */
+ * counts as success (content-addressed files); with it, it is replaced.
+ * Without sync both fsyncs are left out: still atomic, but only safe
+ * against a killed process, not a power loss. */
 int cache_write_atomic(int tmpdirfd, const char *tmpname, int dstdirfd, const char *dstname,
-                       const void *buf, size_t len, mode_t mode, bool replace, mv_error *err);
+                       const void *buf, size_t len, mode_t mode, bool replace, bool sync,
+                       mv_error *err);
 /* rename(2) with RENAME_NOREPLACE, falling back to link+unlink. Returns 0,
  * -EEXIST or another negative errno (no message). */
 int cache_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
@@ -186,8 +189,8 @@ int cache_tag_remove(cache *c, const char *reference, mv_error *err);
  * partial downloads, unheld lock files. Runs in cache_open and before GC. */
 void cache_recover(cache *c);
 
-/* Durably writes (replacing) a small record dir/name via tmp/. */
-int cache_put_record(cache *c, const char *dir, const char *name, const char *content,
+/* Writes (replacing) a small record dir/name via tmp/; durably with sync. */
+int cache_put_record(cache *c, const char *dir, const char *name, const char *content, bool sync,
                      mv_error *err);
 
 /* Lowercase hex of sha256(s). out has at least 65 bytes. */

@@ -64,10 +64,18 @@ void cache_pull_result_clear(cache_pull_result *r);
 int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_pull_result *out,
                mv_error *err);
 
-/* Pins are durable records, keyed by owner (e.g. "csi:<target>" or
- * "prewarm:<reference>"). GC never removes pinned trees nor what they link. */
+/* Pins are records keyed by owner (e.g. "csi:<target>" or
+ * "prewarm:<reference>"). GC never removes pinned trees nor what they link.
+ * cache_pin and cache_unpin are durable: fsynced before they return. */
 int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err);
 int cache_unpin(cache *c, const char *tree_id, const char *owner, mv_error *err);
+/* The same, atomic but not fsynced, for a pin that stands for a mount.
+ * Mounts do not outlive the kernel, and their owner rebuilds such pins from
+ * the mount table when it starts (the CSI plugin does), so the pin only has
+ * to survive a killed process, for which the page cache is enough. The
+ * fsyncs were most of what a publish cost under load. */
+int cache_pin_volatile(cache *c, const char *tree_id, const char *owner, mv_error *err);
+int cache_unpin_volatile(cache *c, const char *tree_id, const char *owner, mv_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Inspection and maintenance: modelpull ls/rm/gc/verify, prewarm, the CSI   */

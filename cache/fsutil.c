@@ -151,7 +151,8 @@ static int write_all(int fd, const void *buf, size_t len)
 }
 
 int cache_write_atomic(int tmpdirfd, const char *tmpname, int dstdirfd, const char *dstname,
-                       const void *buf, size_t len, mode_t mode, bool replace, mv_error *err)
+                       const void *buf, size_t len, mode_t mode, bool replace, bool sync,
+                       mv_error *err)
 {
     unlinkat(tmpdirfd, tmpname, 0);
     _cleanup_close_ int fd =
@@ -161,7 +162,7 @@ int cache_write_atomic(int tmpdirfd, const char *tmpname, int dstdirfd, const ch
     int r = write_all(fd, buf, len);
     if (r == 0 && fchmod(fd, mode) < 0)
         r = -errno;
-    if (r == 0 && fsync(fd) < 0)
+    if (r == 0 && sync && fsync(fd) < 0)
         r = -errno;
     if (r < 0) {
         unlinkat(tmpdirfd, tmpname, 0);
@@ -179,7 +180,7 @@ int cache_write_atomic(int tmpdirfd, const char *tmpname, int dstdirfd, const ch
         unlinkat(tmpdirfd, tmpname, 0);
         return mv_error_errno(err, r, "rename into \"%s\"", dstname);
     }
-    if (fsync(dstdirfd) < 0)
+    if (sync && fsync(dstdirfd) < 0)
         return mv_error_errno(err, -errno, "fsync directory of \"%s\"", dstname);
     return 0;
 }

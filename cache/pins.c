@@ -1,7 +1,8 @@
-/* pins.c — pin records: one durable file per (tree, owner) in pins/,
- * named <tree hex>-<sha256(owner) hex> and holding both, so pins of one
- * tree never contend and a crash never leaves half a record. GC reads
- * them to know what it must keep. */
+/* pins.c — pin records: one file per (tree, owner) in pins/, named
+ * <tree hex>-<sha256(owner) hex> and holding both, so pins of one tree
+ * never contend and a crash never leaves half a record. GC reads them to
+ * know what it must keep. Durable pins are fsynced; volatile ones (a mount's)
+ * are not, see cache.h. */
 #include "cache-internal.h"
 
 #include <dirent.h>
@@ -25,7 +26,7 @@ static char *pin_name(const char *tree_id, const char *owner)
     return mv_xasprintf("%s-%s", oci_digest_hex(tree_id), oh);
 }
 
-int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err)
+static int pin(cache *c, const char *tree_id, const char *owner, bool sync, mv_error *err)
 {
     int r = check_args(tree_id, owner, err);
     if (r < 0)
@@ -40,13 +41,13 @@ int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err)
         return mv_error_set(err, -ENOENT, "pin %s: tree is not in the cache %s", tree_id, c->root);
     _cleanup_free_ char *name = pin_name(tree_id, owner);
     _cleanup_free_ char *body = mv_xasprintf("%s\n%s\n", tree_id, owner);
-    r = cache_put_record(c, CACHE_D_PINS, name, body, err);
+    r = cache_put_record(c, CACHE_D_PINS, name, body, sync, err);
     if (r < 0)
         return mv_error_wrap(err, "pin %s for %s", tree_id, owner);
     return 0;
 }
 
-int cache_unpin(cache *c, const char *tree_id, const char *owner, mv_error *err)
+static int unpin(cache *c, const char *tree_id, const char *owner, bool sync, mv_error *err)
 {
     int r = check_args(tree_id, owner, err);
     if (r < 0)
@@ -58,7 +59,27 @@ int cache_unpin(cache *c, const char *tree_id, const char *owner, mv_error *err)
             return 0; /* unpinning twice is fine: NodeUnpublish is idempotent */
         return mv_error_errno(err, -errno, "unpin %s for %s", tree_id, owner);
     }
-    return cache_fsync_dir_at(c->root_fd, CACHE_D_PINS, err);
+    return sync ? cache_fsync_dir_at(c->root_fd, CACHE_D_PINS, err) : 0;
+}
+
+int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err)
+{
+    return pin(c, tree_id, owner, true, err);
+}
+
+int cache_unpin(cache *c, const char *tree_id, const char *owner, mv_error *err)
+{
+    return unpin(c, tree_id, owner, true, err);
+}
+
+int cache_pin_volatile(cache *c, const char *tree_id, const char *owner, mv_error *err)
+{
+    return pin(c, tree_id, owner, false, err);
+}
+
+int cache_unpin_volatile(cache *c, const char *tree_id, const char *owner, mv_error *err)
+{
+    return unpin(c, tree_id, owner, false, err);
 }
 
 /* Parses one record; false for anything that is not a pin. */

@@ -185,7 +185,7 @@ void cache_hash_hex(const char *s, size_t len, char out[65])
     out[64] = '\0';
 }
 
-int cache_put_record(cache *c, const char *dir, const char *name, const char *content,
+int cache_put_record(cache *c, const char *dir, const char *name, const char *content, bool sync,
                      mv_error *err)
 {
     /* Held shared: concurrent writers of one record each use their own temp
@@ -204,7 +204,7 @@ int cache_put_record(cache *c, const char *dir, const char *name, const char *co
         openat(c->root_fd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (tfd < 0 || dfd < 0)
         return mv_error_errno(err, -errno, "open %s/%s", c->root, tfd < 0 ? CACHE_D_TMP : dir);
-    r = cache_write_atomic(tfd, tmp, dfd, name, content, strlen(content), 0644, true, err);
+    r = cache_write_atomic(tfd, tmp, dfd, name, content, strlen(content), 0644, true, sync, err);
     if (r < 0)
         return mv_error_wrap(err, "%s/%s/%s", c->root, dir, name);
     return 0;

@@ -60,7 +60,7 @@ int cache_tag_put(cache *c, const char *reference, const char *manifest_digest,
     cJSON_Delete(j);
     if (!s)
         return mv_error_set(err, -ENOMEM, "encode tag record");
-    int r = cache_put_record(c, CACHE_D_TAGS, name, s, err);
+    int r = cache_put_record(c, CACHE_D_TAGS, name, s, true, err);
     free(s);
     return r;
 }

@@ -283,7 +283,7 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
 {
     mv_error err = MV_ERROR_INIT;
     _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", a->target);
-    if (cache_pin(p->cache, res->tree_id, owner, &err) < 0) {
+    if (cache_pin_volatile(p->cache, res->tree_id, owner, &err) < 0) {
         /* -ENOENT: GC took the tree between pull and pin; a retry pulls it
          * again. */
         csi_code c = err.code == -ENOENT ? CSI_ABORTED : csi_code_from_errno(err.code);
@@ -304,7 +304,7 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
      * reconciles away, never a mount nobody knows about. */
     if (p->state_dir && csi_state_save(p->state_dir, &rec, &err) < 0) {
         mv_error e2 = MV_ERROR_INIT;
-        cache_unpin(p->cache, res->tree_id, owner, &e2);
+        cache_unpin_volatile(p->cache, res->tree_id, owner, &e2);
         return csi_status_set(st, csi_code_from_errno(err.code), "publish %s: %s", a->reference,
                               err.msg);
     }
@@ -312,7 +312,7 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
         mv_error e2 = MV_ERROR_INIT;
         if (p->state_dir)
             csi_state_remove(p->state_dir, a->target, &e2);
-        cache_unpin(p->cache, res->tree_id, owner, &e2);
+        cache_unpin_volatile(p->cache, res->tree_id, owner, &e2);
         return csi_status_set(st, CSI_INTERNAL, "publish %s: %s", a->reference, err.msg);
     }
     return CSI_OK;
@@ -475,7 +475,7 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
     }
     if (rec) {
         _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", target);
-        if (cache_unpin(p->cache, rec->tree_id, owner, &err) < 0 && err.code != -ENOENT) {
+        if (cache_unpin_volatile(p->cache, rec->tree_id, owner, &err) < 0 && err.code != -ENOENT) {
             pthread_mutex_unlock(lock);
             return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
         }

@@ -1,8 +1,14 @@
-/* state.c — the durable side of the daemon: one record per published
- * target under <cache>/csi/ saying which tree it holds and with which
- * arguments, replaced atomically (temp file, fsync, rename, fsync dir), and
- * the start-up recovery that reconciles those records with the mounts the
- * kernel really has. */
+/* state.c — what the daemon remembers across its own restarts: one record
+ * per published target under <cache>/csi/ saying which tree it holds and
+ * with which arguments, replaced atomically (temp file, rename), and the
+ * start-up recovery that reconciles those records and the pins with the
+ * mounts the kernel really has.
+ *
+ * Records and pins describe mounts, and mounts do not survive a reboot:
+ * after a power loss recovery finds nothing mounted and drops whatever
+ * records and pins remain. So they need to survive a killed daemon only,
+ * which the page cache does, and are not fsynced; four fsyncs per publish
+ * were most of its cost under load. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
@@ -110,7 +116,7 @@ int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
     put_field(f, "path", r->subpath);
     put_field(f, "tree_id", r->tree_id);
     put_field(f, "tree_path", r->tree_path);
-    int r1 = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+    int r1 = fflush(f) == 0 ? 0 : -errno;
     if (fclose(f) != 0 && r1 == 0)
         r1 = -errno;
     if (r1 < 0) {
@@ -122,9 +128,6 @@ int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
         unlink(tmp);
         return mv_error_errno(err, saved, "rename record to %s", path);
     }
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) < 0)
-        return mv_error_errno(err, -errno, "fsync %s", dir);
     return 0;
 }
 
@@ -212,9 +215,6 @@ int csi_state_remove(const char *dir, const char *target, mv_error *err)
     _cleanup_free_ char *path = record_path(dir, target);
     if (unlink(path) < 0 && errno != ENOENT)
         return mv_error_errno(err, -errno, "remove record %s", path);
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0)
-        fsync(dfd);
     return 0;
 }
 
@@ -273,7 +273,7 @@ static size_t drop_orphan_pins(csi_plugin *p)
         _cleanup_record_ csi_record *rec = NULL;
         if (csi_state_load(p->state_dir, target, &rec, &e) != -ENOENT)
             continue;
-        if (cache_unpin(p->cache, pins[i].tree_id, pins[i].owner, &e) < 0) {
+        if (cache_unpin_volatile(p->cache, pins[i].tree_id, pins[i].owner, &e) < 0) {
             csi_log("warn", "unpin_failed", "target", target, "error", e.msg);
             continue;
         }
@@ -314,9 +314,9 @@ int csi_recover(csi_plugin *p, mv_error *err)
         }
         _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", rec->target);
         if (mounted) {
-            /* Pins are durable already; re-pinning repairs a pin lost with
-             * a crash between the record and the pin. */
-            if (cache_pin(p->cache, rec->tree_id, owner, &e) < 0)
+            /* Re-pinning repairs a pin lost with a crash between the
+             * record and the pin. */
+            if (cache_pin_volatile(p->cache, rec->tree_id, owner, &e) < 0)
                 csi_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id,
                         "error", e.msg);
             csi_log("info", "volume_restored", "target", rec->target, "reference", rec->reference,
@@ -325,7 +325,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
         } else {
             /* The mount is gone (reboot, or a crash mid-publish): the
              * kubelet will publish again if it still wants the volume. */
-            if (cache_unpin(p->cache, rec->tree_id, owner, &e) < 0 && e.code != -ENOENT)
+            if (cache_unpin_volatile(p->cache, rec->tree_id, owner, &e) < 0 && e.code != -ENOENT)
                 csi_log("warn", "unpin_failed", "target", rec->target, "error", e.msg);
             mv_error_clear(&e);
             if (csi_state_remove(p->state_dir, rec->target, &e) < 0)
