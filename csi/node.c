@@ -327,10 +327,17 @@ static int64_t publish_deadline(const csi_call *call)
     return budget;
 }
 
+/* Milliseconds since t0 (csi_now_ns), for the log. */
+static void ms_since(int64_t t0, char out[32])
+{
+    snprintf(out, 32, "%.3f", (double)(csi_now_ns() - t0) / 1e6);
+}
+
 static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
 {
     csi_plugin *p = call->plugin;
     mv_error err = MV_ERROR_INIT;
+    int64_t t0 = csi_now_ns();
     pthread_mutex_t *lock = csi_target_lock(p, a->target);
 
     pthread_mutex_lock(lock);
@@ -399,9 +406,12 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     else
         c = publish_new(p, a, res, st);
     pthread_mutex_unlock(lock);
-    if (c == CSI_OK)
+    if (c == CSI_OK) {
+        char ms[32];
+        ms_since(t0, ms);
         csi_log("info", "published", "target", a->target, "reference", a->reference, "tree",
-                res->tree_id, "volume_id", a->volume_id);
+                res->tree_id, "volume_id", a->volume_id, "ms", ms);
+    }
     csi_job_release(job);
     return c;
 }
