@@ -17,7 +17,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#define READ_BLOCK (256 * 1024)
+#define READ_BLOCK ((size_t)256 * 1024)
 
 typedef struct extract_ctx {
     struct archive *outer;
@@ -71,8 +71,9 @@ static int entry_path(const char *name, const char *layer, char **out, mv_error 
     if (strpbrk(name, "\n\r"))
         return mv_error_set(err, -EBADMSG, "layer %s: entry name contains a newline", layer);
     _cleanup_free_ char *copy = mv_xstrdup(name);
+    /* The joined components never outgrow the name they came from. */
     _cleanup_free_ char *res = mv_xmalloc(strlen(name) + 1);
-    res[0] = '\0';
+    size_t len = 0;
     char *save = NULL;
     for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
         if (strcmp(c, ".") == 0)
@@ -80,10 +81,13 @@ static int entry_path(const char *name, const char *layer, char **out, mv_error 
         if (strcmp(c, "..") == 0)
             return mv_error_set(err, -EBADMSG, "layer %s: entry \"%s\" contains \"..\"", layer,
                                 name);
-        if (res[0])
-            strcat(res, "/");
-        strcat(res, c);
+        if (len)
+            res[len++] = '/';
+        size_t cl = strlen(c);
+        memcpy(res + len, c, cl);
+        len += cl;
     }
+    res[len] = '\0';
     *out = MV_STEAL(res);
     return 0;
 }
@@ -207,7 +211,7 @@ static int make_hardlink(int rootfd, int dirfd, const char *base, const char *li
 {
     _cleanup_free_ char *target = NULL;
     int r = entry_path(link, layer, &target, err);
-    if (r < 0)
+    if (r < 0 || !target) /* entry_path sets target whenever it returns 0 */
         return mv_error_wrap(err, "hardlink \"%s\"", name);
     if (!target[0])
         return mv_error_set(err, -EBADMSG, "layer %s: hardlink \"%s\" points at the root", layer,
@@ -259,6 +263,8 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int rootfd,
     int r = entry_path(raw, layer, &path, err);
     if (r < 0)
         return r;
+    if (!path) /* entry_path sets it whenever it returns 0 */
+        return mv_error_set(err, -EBADMSG, "layer %s: entry has no path", layer);
     mode_t type = archive_entry_filetype(e);
     const char *hardlink = archive_entry_hardlink(e);
     if (!path[0]) {
@@ -414,14 +420,19 @@ static char *comps_join(const comps *c)
     for (size_t i = 0; i < c->n; i++)
         len += strlen(c->v[i]) + 1;
     char *s = mv_xmalloc(len);
-    s[0] = '\0';
+    if (!c->n) {
+        memcpy(s, ".", 2);
+        return s;
+    }
+    size_t o = 0;
     for (size_t i = 0; i < c->n; i++) {
         if (i)
-            strcat(s, "/");
-        strcat(s, c->v[i]);
+            s[o++] = '/';
+        size_t l = strlen(c->v[i]);
+        memcpy(s + o, c->v[i], l);
+        o += l;
     }
-    if (!c->n)
-        strcpy(s, ".");
+    s[o] = '\0';
     return s;
 }
 

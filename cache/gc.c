@@ -103,7 +103,7 @@ static bool load_meta(cache *c, const char *hex, tree_meta *t)
     memset(t, 0, sizeof(*t));
     _cleanup_free_ char *p = mv_xasprintf(CACHE_D_TREES "/%s/meta.json", hex);
     _cleanup_free_ char *buf = NULL;
-    if (cache_read_file_at(c->root_fd, p, 16 * 1024 * 1024, &buf, NULL, NULL) < 0)
+    if (cache_read_file_at(c->root_fd, p, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) < 0)
         return false;
     cJSON *j = cJSON_Parse(buf);
     const cJSON *tree = cJSON_GetObjectItemCaseSensitive(j, "tree");
@@ -230,7 +230,7 @@ void cache_entries_free(cache_entry *e, size_t n)
 
 int cache_tree_lookup(cache *c, const char *tree_id, char **path, mv_error *err)
 {
-    if (!tree_id || oci_digest_validate(tree_id, NULL) < 0 || strncmp(tree_id, "sha256:", 7))
+    if (!tree_id || oci_digest_validate(tree_id, NULL) < 0 || strncmp(tree_id, "sha256:", 7) != 0)
         return mv_error_set(err, -EINVAL, "bad tree id \"%s\"", tree_id ? tree_id : "");
     if (!cache_tree_exists(c, tree_id))
         return mv_error_set(err, -ENOENT, "tree %s is not in the cache %s", tree_id, c->root);

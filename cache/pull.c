@@ -40,7 +40,7 @@ static int load_manifest(pull_ctx *p, const char *digest, oci_manifest **m)
     _cleanup_free_ char *ct = NULL;
     size_t len = 0;
     if (cache_blob_exists(p->c, digest)) {
-        int r = cache_blob_read(p->c, digest, OCI_MANIFEST_MAX_BYTES, &buf, &len, p->err);
+        int r = cache_blob_read(p->c, digest, (size_t)OCI_MANIFEST_MAX_BYTES, &buf, &len, p->err);
         if (r < 0)
             return r;
     } else {
@@ -129,7 +129,8 @@ static int load_config(pull_ctx *p, const oci_manifest *m, char ***diff_ids, siz
     _cleanup_free_ char *buf = NULL;
     size_t len = 0;
     if (cache_blob_exists(p->c, m->config.digest)) {
-        int r = cache_blob_read(p->c, m->config.digest, OCI_MANIFEST_MAX_BYTES, &buf, &len, p->err);
+        int r = cache_blob_read(p->c, m->config.digest, (size_t)OCI_MANIFEST_MAX_BYTES, &buf, &len,
+                                p->err);
         if (r < 0)
             return r;
     } else {
@@ -202,7 +203,7 @@ static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, ui
 {
     fetch_slot *slots = mv_xcalloc(n ? n : 1, sizeof(*slots));
     size_t ns = 0;
-    const oci_descriptor **busy = mv_xcalloc(n ? n : 1, sizeof(*busy));
+    const oci_descriptor **busy = mv_xcalloc(n ? n : 1, sizeof(const oci_descriptor *));
     size_t nb = 0;
     int r = 0;
     for (size_t i = 0; i < n && r == 0; i++) {
@@ -305,7 +306,8 @@ static int check_space(pull_ctx *p, const oci_descriptor **missing, size_t n)
 
 static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloaded)
 {
-    const oci_descriptor **missing = mv_xcalloc(m->n_layers ? m->n_layers : 1, sizeof(*missing));
+    const oci_descriptor **missing =
+        mv_xcalloc(m->n_layers ? m->n_layers : 1, sizeof(const oci_descriptor *));
     size_t n = 0;
     int r = 0;
     for (size_t i = 0; i < m->n_layers && r == 0; i++) {

@@ -119,7 +119,7 @@ static int pw_read_file(const char *path, char **out, mv_error *err)
         return mv_error_errno(err, -errno, "list %s", path);
     if (!S_ISREG(st.st_mode))
         return mv_error_set(err, -EINVAL, "list %s: not a regular file", path);
-    if (st.st_size > PW_MAX_FILE_BYTES)
+    if (st.st_size > (off_t)PW_MAX_FILE_BYTES)
         return mv_error_set(err, -EFBIG, "list %s: larger than %d bytes", path, PW_MAX_FILE_BYTES);
     _cleanup_free_ char *buf = mv_xmalloc((size_t)st.st_size + 1);
     size_t len = 0;

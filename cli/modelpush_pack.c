@@ -1116,8 +1116,7 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
     p->manifest_json = oci_manifest_emit(m, &p->manifest_len);
     if (!p->manifest_json)
         return mv_error_set(err, -EINVAL, "manifest could not be serialised");
-    /* NOLINTNEXTLINE(bugprone-implicit-widening-of-multiplication-result): 4 MiB constant */
-    if (p->manifest_len > OCI_MANIFEST_MAX_BYTES)
+    if (p->manifest_len > (size_t)OCI_MANIFEST_MAX_BYTES)
         return mv_error_set(err, -EINVAL, "manifest is %zu bytes, more than registries accept",
                             p->manifest_len);
     oci_digest_buf(OCI_DIGEST_SHA256, p->manifest_json, p->manifest_len, p->manifest_digest);

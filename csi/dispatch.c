@@ -169,7 +169,7 @@ csi_code csi_dispatch(csi_call *call, const char *method, const uint8_t *req, si
     if (!m || !m->fn)
         return csi_status_set(st, CSI_UNIMPLEMENTED, "method %s is not implemented by %s", method,
                               CSI_PLUGIN_NAME);
-    if (len > CSI_MAX_REQUEST_BYTES)
+    if (len > (size_t)CSI_MAX_REQUEST_BYTES)
         return csi_status_set(st, CSI_INVALID_ARGUMENT, "%s: request of %zu bytes is too large",
                               method, len);
 

@@ -204,6 +204,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
 /* "127.0.0.1:9808", "[::1]:9808" or ":9808" (all IPv4 interfaces). */
 static int parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *flags, mv_error *err)
 {
+    memset(ss, 0, sizeof(*ss)); /* never left unset, even on the error paths */
     const char *colon = strrchr(addr, ':');
     if (!colon || !colon[1])
         return mv_error_set(err, -EINVAL, "metrics address \"%s\" has no :port", addr);
@@ -213,7 +214,6 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *f
     if (errno || *end || port == 0 || port > 65535)
         return mv_error_set(err, -EINVAL, "metrics address \"%s\": bad port", addr);
     _cleanup_free_ char *host = mv_xstrndup(addr, (size_t)(colon - addr));
-    memset(ss, 0, sizeof(*ss));
     size_t hl = strlen(host);
     if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
         host[hl - 1] = '\0';

@@ -335,6 +335,8 @@ static void ms_since(int64_t t0, char out[32])
 
 static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
 {
+    if (!a->reference) /* parse_publish sets it whenever it returns CSI_OK */
+        return csi_status_set(st, CSI_INTERNAL, "publish %s: no model reference", a->target);
     csi_plugin *p = call->plugin;
     mv_error err = MV_ERROR_INIT;
     int64_t t0 = csi_now_ns();

@@ -336,7 +336,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
     grpc_server_destroy(server);
     grpc_completion_queue_destroy(cq);
     grpc_shutdown();
-    if (unlink(sock_path) < 0 && errno != ENOENT)
+    if (sock_path && unlink(sock_path) < 0 && errno != ENOENT)
         csi_log("warn", "socket_remove_failed", "path", sock_path, "error", strerror(errno));
     csi_log("info", "stopped", "endpoint", endpoint);
     return r;

@@ -145,7 +145,7 @@ static int parse_record(const char *file, csi_record **out, mv_error *err)
     ssize_t n;
     while ((n = getline(&line, &cap, f)) > 0) {
         total += (size_t)n;
-        if (total > RECORD_MAX_BYTES)
+        if (total > (size_t)RECORD_MAX_BYTES)
             return mv_error_set(err, -EBADMSG, "record %s is larger than %d bytes", file,
                                 RECORD_MAX_BYTES);
         if (line[n - 1] == '\n')
@@ -248,7 +248,7 @@ int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err)
             csi_log("warn", "record_skipped", "file", path, "error", perr.msg);
             continue;
         }
-        v = mv_xrealloc(v, (count + 1) * sizeof(*v));
+        v = mv_xrealloc(v, (count + 1) * sizeof(csi_record *));
         v[count++] = r;
     }
     closedir(d);

@@ -104,11 +104,11 @@ void oci_hasher_final(oci_hasher *h, char out[OCI_DIGEST_MAX])
     must(EVP_DigestFinal_ex(h->ctx, md, &n), "EVP_DigestFinal_ex");
     size_t plen = strlen(algs[h->alg].prefix);
     memcpy(out, algs[h->alg].prefix, plen);
-    for (unsigned int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         out[plen + 2 * i] = hexdig[md[i] >> 4];
         out[plen + 2 * i + 1] = hexdig[md[i] & 0xf];
     }
-    out[plen + 2 * n] = '\0';
+    out[plen + 2 * (size_t)n] = '\0';
     must(EVP_DigestInit_ex(h->ctx, evp_of(h->alg), NULL), "EVP_DigestInit_ex");
 }
 

@@ -115,10 +115,10 @@ static int check_duplicate_keys(const oci_annotation *a, size_t n, const char *w
 {
     if (n < 2)
         return 0;
-    _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(*sorted));
+    _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(const oci_annotation *));
     for (size_t i = 0; i < n; i++)
         sorted[i] = &a[i];
-    qsort(sorted, n, sizeof(*sorted), cmp_key);
+    qsort(sorted, n, sizeof(const oci_annotation *), cmp_key);
     for (size_t i = 1; i < n; i++)
         if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
             return mv_error_set(err, -EINVAL, "%s: annotation \"%s\" appears twice", where,
@@ -405,7 +405,7 @@ static int parse_json(const void *buf, size_t len, cJSON **out, mv_error *err)
 {
     if (len == 0)
         return mv_error_set(err, -EINVAL, "manifest is empty");
-    if (len > OCI_MANIFEST_MAX_BYTES)
+    if (len > (size_t)OCI_MANIFEST_MAX_BYTES)
         return mv_error_set(err, -EBADMSG, "manifest is %zu bytes, over the limit of %d", len,
                             OCI_MANIFEST_MAX_BYTES);
     struct json_scan scan = scan_json(buf, len);
@@ -541,14 +541,14 @@ static void add_annotations(cJSON *obj, const oci_annotation *a, size_t n)
     if (n == 0)
         return;
     /* A hand-built list may hold holes (NULL keys); they are not written. */
-    _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(*sorted));
+    _cleanup_free_ const oci_annotation **sorted = mv_xcalloc(n, sizeof(const oci_annotation *));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (a[i].key)
             sorted[k++] = &a[i];
     if (k == 0)
         return;
-    qsort(sorted, k, sizeof(*sorted), cmp_annotation);
+    qsort(sorted, k, sizeof(const oci_annotation *), cmp_annotation);
     cJSON *j = cJSON_AddObjectToObject(obj, "annotations");
     for (size_t i = 0; i < k; i++)
         cJSON_AddStringToObject(j, sorted[i]->key, sorted[i]->value ? sorted[i]->value : "");

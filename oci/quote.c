@@ -22,7 +22,7 @@ const char *oci_quote(const char *s, char *buf, size_t len)
     for (; i < keep && i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         /* '"' too: the caller wraps the text in quotes. */
-        buf[i] = (c < 0x20 || c >= 0x7f || c == '"') ? '?' : (char)c;
+        buf[i] = (char)((c < 0x20 || c >= 0x7f || c == '"') ? '?' : c);
     }
     if (cut)
         for (int k = 0; k < 3 && i + 1 < len; k++)

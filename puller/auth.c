@@ -46,8 +46,8 @@ static char *b64_encode(const char *in, size_t len)
             v |= (uint32_t)(unsigned char)in[i + 2];
         out[o++] = tbl[(v >> 18) & 63];
         out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
+        out[o++] = (char)(i + 1 < len ? tbl[(v >> 6) & 63] : '=');
+        out[o++] = (char)(i + 2 < len ? tbl[v & 63] : '=');
     }
     out[o] = '\0';
     return out;

@@ -67,8 +67,8 @@ int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **o
         c->opt.connections = 256;
     if (!c->opt.chunk_size)
         c->opt.chunk_size = PULL_DEFAULT_CHUNK;
-    if (c->opt.chunk_size < 64 * 1024)
-        c->opt.chunk_size = 64 * 1024;
+    if (c->opt.chunk_size < (uint64_t)64 * 1024)
+        c->opt.chunk_size = (uint64_t)64 * 1024;
     if (!c->opt.range_threshold)
         c->opt.range_threshold = PULL_DEFAULT_THRESHOLD;
     if (c->opt.stall_seconds <= 0)

@@ -100,7 +100,7 @@ static int fetch_manifest(pull_client *c, const char *tag_or_digest, bool use_mi
         .headers = hdrs,
         .use_mirrors = use_mirrors,
         .follow = true,
-        .body_max = OCI_MANIFEST_MAX_BYTES,
+        .body_max = (size_t)OCI_MANIFEST_MAX_BYTES,
         .body_exact = true,
     };
     pull_http_resp resp;
@@ -174,7 +174,7 @@ int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, s
     int rc = oci_digest_alg_of(d->digest, &alg, err);
     if (rc < 0)
         return mv_error_wrap(err, "%s", what);
-    if (d->size > OCI_MANIFEST_MAX_BYTES)
+    if (d->size > (int64_t)OCI_MANIFEST_MAX_BYTES)
         return mv_error_set(err, -EFBIG, "%s: %llu bytes is too large to read into memory", what,
                             (unsigned long long)d->size);
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", d->digest);
