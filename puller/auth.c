@@ -145,6 +145,32 @@ static void slist_freep(struct curl_slist **l)
     *l = NULL;
 }
 
+/* The distinct scopes in the space-separated `all`, escaped: as repeated
+ * query parameters (*params) and as one space-separated value (*list). */
+static void scope_params(CURL *h, const char *all, char **params, char **list)
+{
+    _cleanup_free_ char *copy = mv_xstrdup(all);
+    _cleanup_free_ char *seen = mv_xstrdup(" "); /* " a b ": the scopes so far */
+    *params = mv_xstrdup("");
+    *list = mv_xstrdup("");
+    char *save = NULL;
+    for (char *s = strtok_r(copy, " ", &save); s; s = strtok_r(NULL, " ", &save)) {
+        _cleanup_free_ char *key = mv_xasprintf(" %s ", s);
+        if (strstr(seen, key))
+            continue;
+        char *more = mv_xasprintf("%s%s ", seen, s);
+        free(seen);
+        seen = more;
+        _cleanup_free_ char *esc = curl_easy_escape(h, s, 0);
+        char *p = mv_xasprintf("%s%sscope=%s", *params, **params ? "&" : "", esc);
+        char *l = mv_xasprintf("%s%s%s", *list, **list ? "%20" : "", esc);
+        free(*params);
+        free(*list);
+        *params = p;
+        *list = l;
+    }
+}
+
 /* GET realm?service=&scope= (Basic with the credential when there is one),
  * or the OAuth2 POST with the identity token. Stores the token. */
 static int fetch_token(pull_client *c, size_t ep, const char *scope, const char *chal_scope,
@@ -159,10 +185,13 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
     if (!h)
         return mv_error_set(err, -ENOMEM, "token request: curl_easy_init failed");
     _cleanup_free_ char *svc = e->service ? curl_easy_escape(h, e->service, 0) : NULL;
-    _cleanup_free_ char *sc = curl_easy_escape(h, scope, 0);
-    _cleanup_free_ char *sc2 =
-        chal_scope && strcmp(chal_scope, scope) != 0 ? curl_easy_escape(h, chal_scope, 0) : NULL;
-    _cleanup_free_ char *extra = sc2 ? mv_xasprintf("&scope=%s", sc2) : mv_xstrdup("");
+    /* Ours, then any the challenge adds: both may list several, separated
+     * by spaces (a mount needs the source's too). */
+    _cleanup_free_ char *all =
+        chal_scope && *chal_scope ? mv_xasprintf("%s %s", scope, chal_scope) : mv_xstrdup(scope);
+    _cleanup_free_ char *params = NULL; /* "scope=a&scope=b", for the GET */
+    _cleanup_free_ char *list = NULL;   /* "a b", the OAuth2 form's one scope */
+    scope_params(h, all, &params, &list);
     bool oauth = allow_oauth && cr && cr->identity_token;
     _cleanup_free_ char *url = NULL;
     char *form = NULL; /* holds the refresh token: wiped below */
@@ -171,14 +200,14 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
         _cleanup_free_ char *rt = curl_easy_escape(h, cr->identity_token, 0);
         url = mv_xstrdup(e->realm);
         form = mv_xasprintf("grant_type=refresh_token&client_id=modelvol&access_type=offline"
-                            "&refresh_token=%s%s%s&scope=%s%s",
-                            rt, svc ? "&service=" : "", svc ? svc : "", sc, extra);
+                            "&refresh_token=%s%s%s&scope=%s",
+                            rt, svc ? "&service=" : "", svc ? svc : "", list);
         explicit_bzero(rt, strlen(rt));
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
         hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
     } else {
-        url = mv_xasprintf("%s%sscope=%s%s%s%s", e->realm, strchr(e->realm, '?') ? "&" : "?", sc,
-                           extra, svc ? "&service=" : "", svc ? svc : "");
+        url = mv_xasprintf("%s%s%s%s%s", e->realm, strchr(e->realm, '?') ? "&" : "?", params,
+                           svc ? "&service=" : "", svc ? svc : "");
         if (cr && cr->username && cr->password) {
             curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
             curl_easy_setopt(h, CURLOPT_USERNAME, cr->username);

@@ -380,6 +380,13 @@ int pull_http_do(pull_client *c, const pull_http_req *req, pull_http_resp *resp,
 {
     memset(resp, 0, sizeof(*resp));
     _cleanup_free_ char *scope = pull_scope(c, req->actions);
+    if (req->extra_scope) {
+        /* Space-separated: one token cache key, and one scope parameter
+         * each in the token request (auth.c). */
+        char *both = mv_xasprintf("%s %s", scope, req->extra_scope);
+        free(scope);
+        scope = both;
+    }
     if (is_absolute(req->path)) {
         /* An upload Location or a storage URL: auth only if it is one of
          * our endpoints. */

@@ -180,6 +180,8 @@ typedef struct pull_http_req {
     uint64_t fd_len;
     const char *content_type; /* request Content-Type; may be NULL */
     const char *actions;      /* auth scope actions: "pull" (NULL) or "pull,push" */
+    const char *extra_scope;  /* a second scope the token must carry, e.g. the
+                               * source "repository:<from>:pull" of a mount */
     bool use_mirrors;         /* GET/HEAD that a mirror may answer; false = origin only */
     bool follow;              /* follow 3xx for GET/HEAD (without the Authorization
                                * header when the host changes); false = return the 3xx */

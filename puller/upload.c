@@ -113,7 +113,11 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
 {
     *mounted = false;
     _cleanup_free_ char *path = mv_xasprintf("blobs/uploads/?mount=%s&from=%s", digest, from_repo);
-    pull_http_req req = {.method = "POST", .path = path, .actions = PUSH_ACTIONS};
+    /* The token must also let us read the source, or a registry answers
+     * with a plain upload session (202) and the blob is sent after all. */
+    _cleanup_free_ char *from_scope = mv_xasprintf("repository:%s:pull", from_repo);
+    pull_http_req req = {
+        .method = "POST", .path = path, .actions = PUSH_ACTIONS, .extra_scope = from_scope};
     _cleanup_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)

@@ -3,7 +3,8 @@ scope: docker-registry behind real nginx with our Bearer token issuer
 (credentials from $DOCKER_CONFIG/config.json, tokens good for three uses so a
 chunked upload must refresh on 401 mid-blob), and behind nginx Basic auth.
 Missing or wrong credentials give one line with the 401 and never the
-secret."""
+secret. A --from mount under Bearer asks up front for a token that also
+reads the source repository, and mounts instead of uploading."""
 import base64
 import hashlib
 import json
@@ -15,24 +16,15 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from checks import Checks  # noqa: E402
 from mvreg import BUILD_DIR, Registry  # noqa: E402
 from nginx import Nginx  # noqa: E402
 from tokenserver import TokenServer  # noqa: E402
 
 PUSH = os.path.join(BUILD_DIR, "modelpush")
 USER, PASSWORD = "pushuser", "pu5h-Pa55-0123456789"
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    print(("ok   " if cond else "FAIL ") + name)
-    if not cond and detail:
-        print("     " + detail.strip().replace("\n", "\n     "))
-    if cond:
-        passed += 1
-    else:
-        failed += 1
+t = Checks()
+check = t.check
 
 
 def docker_config(path, auths):
@@ -99,6 +91,29 @@ def main():
                       ts.issued - before >= 3, f"issued {ts.issued - before}")
                 check("bearer: the blob arrived intact", blob_ok(reg, "models/auth", digest))
                 check("bearer: no credential in the output", PASSWORD not in out + err)
+
+                # --from: the same model into another repository, mounted (same
+                # --name, so that the config blob is the same too).
+                ng_log = len(ng.read_log("front"))
+                rc, out, err = push(model, f"{ng.addr}/models/auth-copy:v1", state, good,
+                                    "--from", "models/auth", "--name", "auth",
+                                    "--progress=json")
+                check("bearer --from: push exits 0", rc == 0, err)
+                summary = [json.loads(l) for l in err.splitlines()
+                           if l.startswith("{") and '"summary"' in l]
+                check("bearer --from: every blob mounted, no byte uploaded",
+                      summary and summary[-1].get("blobs_mounted") == 3 and
+                      summary[-1].get("bytes_uploaded") == 0, err[-600:])
+                check("bearer --from: the mount's token already covered the source "
+                      "(no 401 for want of it)", ts.mount_refused == 0,
+                      f"mount_refused={ts.mount_refused}")
+                front = ng.read_log("front")[ng_log:]
+                check("bearer --from: POST with mount= answered 201, no blob PATCH or PUT",
+                      any("mount=" + digest in l and '" 201 ' in l for l in front) and
+                      not any(("PATCH" in l or "PUT" in l) and "/blobs/uploads/" in l
+                              for l in front), "\n".join(front[-8:]))
+                check("bearer --from: the mounted blob is intact",
+                      blob_ok(reg, "models/auth-copy", digest))
                 bad = docker_config(os.path.join(tmp, "bad"), {
                     f"http://{ng.addr}": {"username": USER, "password": "wrong-" + PASSWORD}})
                 rc, out, err = push(model, f"{ng.addr}/models/auth2:v1", state, bad)
@@ -119,8 +134,7 @@ def main():
                       rc != 0 and "401" in err and len(err.strip().splitlines()) == 1, err)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return t.summary()
 
 
 if __name__ == "__main__":

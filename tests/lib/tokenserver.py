@@ -5,7 +5,12 @@ refresh_token grant with the configured identity token. GET /validate is the
 nginx auth_request target: 200 for a valid token covering the repository in
 X-Original-URI, else 401 with the WWW-Authenticate challenge. Tokens can be
 limited to N uses to exercise refresh-on-401; with oauth=False the POST
-answers 404, like token servers without OAuth2."""
+answers 404, like token servers without OAuth2.
+
+A cross-repository mount (POST …/blobs/uploads/?mount=…&from=SRC) also
+needs pull on SRC, as in docker-registry's token auth: without it the
+answer is a 401 whose challenge names both scopes (counted in
+mount_refused)."""
 import base64
 import re
 import secrets
@@ -28,14 +33,17 @@ class TokenServer:
         self.issued = 0
         self.oauth_issued = 0
         self.denied = 0
+        self.mount_refused = 0  # mounts tried with a token lacking the source scope
         self.lock = threading.Lock()
         self.httpd = None
 
-    def _challenge(self, repo):
-        scope = f',scope="repository:{repo}:pull"' if repo else ""
+    def _challenge(self, repo, extra=""):
+        scope = f',scope="repository:{repo}:pull{extra}"' if repo else ""
         return f'Bearer realm="http://{self.addr}/token",service="{self.service}"{scope}'
 
     def _issue(self, scopes):
+        # A scope parameter may hold several, space-separated.
+        scopes = [s for v in scopes for s in v.split()]
         tok = secrets.token_hex(16)
         with self.lock:
             self.tokens[tok] = [scopes, 0]
@@ -86,6 +94,8 @@ class TokenServer:
                     uri = self.headers.get("X-Original-URI", "")
                     m = re.match(r"^/v2/(.+?)/(manifests|blobs|tags)/", uri)
                     repo = m.group(1) if m else None
+                    q = urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)
+                    src = q.get("from", [None])[0] if "mount" in q else None
                     h = self.headers.get("Authorization", "")
                     ok = False
                     if h.startswith("Bearer "):
@@ -97,9 +107,14 @@ class TokenServer:
                                     del ts.tokens[h[7:]]
                                 elif repo is None or any(s.startswith(f"repository:{repo}:") for s in ent[0]):
                                     ok = True
+                                if ok and src and not any(
+                                        s.startswith(f"repository:{src}:") for s in ent[0]):
+                                    ok = False
+                                    ts.mount_refused += 1
                     if ok:
                         return self._send(200)
-                    return self._send(401, b"", [("WWW-Authenticate", ts._challenge(repo))])
+                    extra = f",push repository:{src}:pull" if src else ""
+                    return self._send(401, b"", [("WWW-Authenticate", ts._challenge(repo, extra))])
                 self._send(404)
 
             def do_POST(self):
