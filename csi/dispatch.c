@@ -42,6 +42,11 @@ csi_code csi_code_from_errno(int code)
         return CSI_RESOURCE_EXHAUSTED;
     case -ECANCELED:
         return CSI_ABORTED;
+    case -EPROTO:
+        /* A registry we cannot trust (unknown CA) or that answers in a way
+         * we cannot use: retrying changes nothing until the configuration
+         * or the registry does. */
+        return CSI_FAILED_PRECONDITION;
     case -ETIMEDOUT:
     case -ECONNREFUSED:
     case -ECONNRESET:

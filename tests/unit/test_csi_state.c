@@ -143,6 +143,7 @@ MV_TEST(errno_maps_to_grpc_codes)
     CHECK_INT(csi_code_from_errno(-ENOSPC), CSI_RESOURCE_EXHAUSTED);
     CHECK_INT(csi_code_from_errno(-ECONNREFUSED), CSI_UNAVAILABLE);
     CHECK_INT(csi_code_from_errno(-EBADMSG), CSI_INTERNAL);
+    CHECK_INT(csi_code_from_errno(-EPROTO), CSI_FAILED_PRECONDITION);
     CHECK_STR(csi_code_name(CSI_UNAUTHENTICATED), "UNAUTHENTICATED");
     CHECK_STR(csi_code_label(CSI_RESOURCE_EXHAUSTED), "resource_exhausted");
 }
