@@ -41,18 +41,11 @@ BASE = os.path.join(DEPLOY, "kubernetes")
 DRIVER = "modelvol.csi.io"
 OUR_BINARIES = ("modelvol-csi", "modelpull", "modelpush")
 
-passed = 0
-failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import Checks  # noqa: E402
 
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + detail if detail else ''}")
+T = Checks()
+check = T.check
 
 
 def yaml_files():
@@ -815,8 +808,7 @@ def main():
     check_plugin_starts(docs)
     check_prewarm_starts(docs)
     check_dockerfile()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":

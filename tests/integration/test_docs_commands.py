@@ -18,19 +18,12 @@ BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "te
 GLOBAL_WITH_VALUE = ("--cache", "--config")
 STOP = ("#", "|", ";", "&&", "||", ">", "<", "`")
 
-passed = 0
-failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import Checks  # noqa: E402
+
+T = Checks()
+check = T.check
 helps = {}
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + detail if detail else ''}")
 
 
 def help_of(binary, *verb):
@@ -153,8 +146,7 @@ def main():
                 check(f"docs/install.md flag table: {f} is in modelvol-csi --help", in_help(f, top))
     for b in sorted(skipped):
         print(f"SKIP: {b} is not built in {BUILD_DIR}: its documented flags are not checked")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":

@@ -34,18 +34,13 @@ MVPINS = next((p for p in (os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"),
               os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"))
 PREFIX = "prewarm:"
 
-passed = 0
-failed = 0
+from checks import Checks  # noqa: E402
+
+T = Checks()
 
 
 def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + str(detail)[:2000] if detail else ''}")
+    return T.check(name, cond, str(detail)[:2000] if detail else "")
 
 
 def wait_for(cond, secs=60):
@@ -388,8 +383,7 @@ def main():
             test_tag_moved(reg, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":

@@ -109,16 +109,10 @@ class Proxy:
         self.server.server_close()
 
 
-passed = failed = 0
+from checks import Checks  # noqa: E402
 
-
-def check(name, cond):
-    global passed, failed
-    print(("ok   " if cond else "FAIL ") + name)
-    if cond:
-        passed += 1
-    else:
-        failed += 1
+T = Checks()
+check = T.check
 
 
 def push(model, ref, state, *args):
@@ -262,8 +256,7 @@ def main():
               bool(err) and "model.safetensors" in err[0] and "503" in err[0])
         print("\n".join(err))
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":
