@@ -281,6 +281,7 @@ int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined,
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, CSI_JOB_STACK);
     pthread_t t;
     int r = pthread_create(&t, &attr, job_main, j);
     pthread_attr_destroy(&attr);

@@ -165,6 +165,7 @@ static bool start_call_thread(server_call *c)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, CSI_CALL_STACK);
     pthread_mutex_lock(&calls_lock);
     calls_running++;
     pthread_mutex_unlock(&calls_lock);
