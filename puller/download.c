@@ -14,9 +14,11 @@
 #include <strings.h>
 #include <time.h>
 
-#define MAX_ACTIVE_JOBS   32
-#define MAX_RESOLVES      4
-#define SAVE_INTERVAL_MS  1000
+#define MAX_ACTIVE_JOBS 32
+#define MAX_RESOLVES    4
+/* A light record (saver.c) costs a write and a rename: keep it close behind
+ * the download, so a killed pull fetches little again. */
+#define SAVE_INTERVAL_MS  200
 #define EVENT_INTERVAL_MS 200
 #define ERROR_BODY_MAX    (64u << 10)
 

@@ -161,7 +161,7 @@ int pull_saver_add(pull_saver *s, const char *path, int fd, const char *digest, 
     sl->digest = digest;
     sl->size = size;
     sl->open = true;
-    sl->last_save = mono_ms();
+    sl->last_save = 0; /* the first completed range is recorded at once */
     int slot = (int)s->n++;
     pthread_mutex_unlock(&s->mu);
     return slot;
