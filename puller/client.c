@@ -335,6 +335,13 @@ static uint64_t rand64(void)
     return s;
 }
 
+uint64_t pull_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 uint64_t pull_backoff_ms(int attempt, long min_seconds)
 {
     /* Full jitter over an exponential cap: 200 ms, 400 ms, ... 30 s. */

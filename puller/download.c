@@ -98,13 +98,6 @@ typedef struct dl_ctx {
     pull_saver *saver; /* started with the first ranged blob */
 } dl_ctx;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *msg)
 {
     if (!c->opt.on_event)
@@ -163,7 +156,7 @@ static void save_state(dl_job *j, bool force)
         j->handed = true;
         return;
     }
-    uint64_t now = now_ms();
+    uint64_t now = pull_now_ms();
     if (!force && now - j->last_save < SAVE_INTERVAL_MS)
         return;
     mv_error e = MV_ERROR_INIT;
@@ -349,7 +342,7 @@ static int resolve(dl_ctx *x, dl_job *j)
     long wait = rc == 0 ? pull_retry_after(resp.retry_after) : 0;
     uint64_t ms = pull_backoff_ms(j->resolve_attempts - 1, wait);
     j->need_resolve = true;
-    j->resolve_at = now_ms() + ms;
+    j->resolve_at = pull_now_ms() + ms;
     char msg[MV_ERROR_MSG_MAX + 160];
     if (rc < 0)
         snprintf(msg, sizeof(msg), "blob %s: %s; retry %d/%d in %.1f s", digest, e.msg,
@@ -369,7 +362,7 @@ static int start_job(dl_ctx *x, dl_job *j)
     pull_blob_job *bj = j->job;
     const char *digest = bj->desc->digest;
     j->started = true;
-    j->last_save = now_ms();
+    j->last_save = pull_now_ms();
     if (bj->desc->size < 0) {
         job_fail(j, -EINVAL, "blob %s: negative size", digest);
         return -EINVAL;
@@ -681,7 +674,7 @@ static void range_retry(dl_ctx *x, dl_job *j, dl_range *r, const char *why, long
         return;
     }
     uint64_t ms = pull_backoff_ms(r->attempts - 1, min_wait);
-    r->not_before = now_ms() + ms;
+    r->not_before = pull_now_ms() + ms;
     c->stats.retries++;
     char msg[512];
     snprintf(msg, sizeof(msg), "blob %s: %s; retry %d/%d in %.1f s", j->job->desc->digest, why,
@@ -832,7 +825,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             cancelled = true;
             break;
         }
-        uint64_t now = now_ms();
+        uint64_t now = pull_now_ms();
         uint64_t wake = 0;
         /* Start jobs while connections would otherwise idle. */
         int active = 0, pending = 0;
@@ -933,7 +926,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
          * others (or, with nothing in flight, sleeping). */
         int timeout = progressed ? 0 : 200;
         if (wake) {
-            uint64_t nn = now_ms();
+            uint64_t nn = pull_now_ms();
             int d = wake > nn ? (int)(wake - nn) : 0;
             if (d < timeout)
                 timeout = d;

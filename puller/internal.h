@@ -147,6 +147,8 @@ long pull_retry_after(const char *value);
 /* Milliseconds to wait before retry attempt n (0-based): exponential with
  * jitter, at least min_seconds when > 0. */
 uint64_t pull_backoff_ms(int attempt, long min_seconds);
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t pull_now_ms(void);
 /* Sleeps for backoff attempt n (0-based) with full jitter, at least
  * min_seconds when >0, at most 30 s; wakes early on cancel. */
 void pull_backoff_sleep(const pull_client *c, int attempt, long min_seconds);

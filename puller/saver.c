@@ -41,13 +41,6 @@ struct pull_saver {
     bool stop;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void rangeset_copy(pull_rangeset *dst, const pull_rangeset *src)
 {
     dst->iv = mv_xrealloc(dst->iv, (src->n ? src->n : 1) * sizeof(*dst->iv));
@@ -82,7 +75,7 @@ static void *saver_main(void *arg)
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         uint64_t wake;
-        ssize_t i = due_slot(s, mono_ms(), &wake);
+        ssize_t i = due_slot(s, pull_now_ms(), &wake);
         if (i < 0) {
             if (!wake) {
                 pthread_cond_wait(&s->cv, &s->mu);
@@ -121,7 +114,7 @@ static void *saver_main(void *arg)
         sl = &s->slots[i];
         sl->busy = false;
         if (!kick)
-            sl->last_save = mono_ms();
+            sl->last_save = pull_now_ms();
         if (rc < 0)
             sl->dirty = true;
         pthread_cond_broadcast(&s->cv);
