@@ -276,7 +276,8 @@ void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *done);
 /* Waits for a save in progress, then forgets the slot: nothing more is
  * written for it, so the caller may remove or rewrite the record. */
 void pull_saver_close(pull_saver *s, int slot);
-/* Joins the thread and frees s. NULL is fine. */
+/* Writes what open slots hold that is not yet recorded, joins the thread
+ * and frees s. NULL is fine. */
 void pull_saver_stop(pull_saver *s);
 
 #endif

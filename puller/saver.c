@@ -119,6 +119,17 @@ static void *saver_main(void *arg)
             sl->dirty = true;
         pthread_cond_broadcast(&s->cv);
     }
+    /* Stopping: what was handed over to a slot still open is written now,
+     * not dropped. (pull_blobs closes its slots first; this is for a caller
+     * that does not.) */
+    for (size_t i = 0; i < s->n; i++) {
+        saver_slot *sl = &s->slots[i];
+        if (!sl->open || !sl->dirty)
+            continue;
+        mv_error e = MV_ERROR_INIT;
+        pull_rangestate_save(sl->path, sl->fd, sl->digest, sl->size, &sl->snap, false, &e);
+        sl->dirty = false;
+    }
     pthread_mutex_unlock(&s->mu);
     pull_rangeset_clear(&snap);
     return NULL;
