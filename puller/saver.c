@@ -1,16 +1,18 @@
-/* saver.c — writes resume records off the event loop. A record may only
- * claim bytes that are durable, so each save starts with an fdatasync of the
- * partial file; done on the event loop, that sync stalled every connection
- * for as long as the disk took to flush the last interval's bytes. One
- * thread per pull_blobs call now does the syncing and writing, at most once
- * per interval per blob, from a snapshot the event loop hands over.
+/* saver.c — keeps resume records and writeback off the event loop: one
+ * thread per pull_blobs call, fed snapshots of each blob's completed ranges.
  *
- * Even off the loop, an fdatasync that has a second's worth of dirty pages
- * to write holds up the loop's pwrites to the same file (ext4) for a good
- * part of that. So every completed range is also handed to writeback at
- * once with sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait:
- * the disk works alongside the network, and the fdatasync of a record and
- * the cache's final fsync find little left to do. */
+ * Records: written light (temp + rename, no sync) when the first range
+ * completes, then at most once per interval. The loop used to fdatasync the
+ * partial file for every record, and ext4 held up its pwrites to that file
+ * for most of each flush, even with the sync on another thread; all the
+ * connections stalled. A light record survives a killed process; what a
+ * power loss takes, the digest catches (download.c fetches such a blob
+ * again from zero).
+ *
+ * Writeback: each completed range goes to the disk at once with
+ * sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait, so the disk
+ * works alongside the network and the cache's final fsync finds little
+ * left to do. */
 #include "internal.h"
 
 #include <fcntl.h>
