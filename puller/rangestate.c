@@ -1,12 +1,11 @@
 /* rangestate.c — the resume record of one blob: which byte intervals of the
- * partial file are known written. A text file replaced atomically (temp,
- * fsync, rename) after the data itself is synced, so it never claims bytes
- * a crash could lose. A durable save syncs the data and the record; a
- * light one (while bytes are still arriving) only writes and renames, which
- * survives the process being killed, and after a power loss may claim bytes
- * the disk never got: the end-to-end digest catches that, and the blob is
- * fetched again from zero (download.c).
- *
+ * partial file are known written, as a text file replaced atomically (temp,
+ * rename). A durable save first syncs the data, then the record, so it
+ * never claims bytes a crash could lose; a light one (saver.c, while bytes
+ * are still arriving) only writes and renames. That survives the process
+ * being killed; after a power loss it may claim bytes the disk never got,
+ * which the end-to-end digest catches (download.c then fetches the blob
+ * again from zero).
  *
  *   modelvol-ranges 1
  *   digest sha256:…
