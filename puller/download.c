@@ -127,6 +127,16 @@ static void detach_saver(dl_job *j)
     j->handed = false;
 }
 
+/* Removes j's resume record for good (a failed unlink leaves a stale record,
+ * which the digest check makes harmless). */
+static void forget_record(dl_job *j)
+{
+    detach_saver(j);
+    j->dirty = false;
+    if (j->job->state_path)
+        unlink(j->job->state_path);
+}
+
 /* Joins j to the saver thread, which keeps its resume record. */
 static void attach_saver(dl_ctx *x, dl_job *j)
 {
@@ -217,9 +227,7 @@ static void job_fail(dl_job *j, int code, const char *fmt, ...)
     j->hq = NULL;
     if (code == -EBADMSG && j->job->state_path) {
         /* Nothing of this attempt can be trusted: start clean next time. */
-        detach_saver(j);
-        j->dirty = false;
-        unlink(j->job->state_path);
+        forget_record(j);
     } else {
         save_state(j, true);
     }
@@ -420,10 +428,7 @@ static int start_job(dl_ctx *x, dl_job *j)
 static void restart_clean(dl_ctx *x, dl_job *j, const char *got)
 {
     const char *digest = j->job->desc->digest;
-    detach_saver(j);
-    j->dirty = false;
-    if (j->job->state_path)
-        unlink(j->job->state_path);
+    forget_record(j);
     j->restarted = true;
     j->job->resumed = 0;
     j->contiguous = 0;
@@ -464,12 +469,8 @@ static void finish_job(dl_ctx *x, dl_job *j)
                  hp ? hp : c->registry, got);
         return;
     }
-    /* The bytes are verified: the record has served its purpose (a failed
-     * unlink leaves a harmless stale record). */
-    detach_saver(j);
-    j->dirty = false;
-    if (j->job->state_path)
-        unlink(j->job->state_path);
+    /* The bytes are verified: the record has served its purpose. */
+    forget_record(j);
     j->finished = true;
     j->job->result = 0;
     emit(c, PULL_EV_BLOB_DONE, j, NULL);
