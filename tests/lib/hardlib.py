@@ -3,13 +3,13 @@ test_hard_*): short or long mode from MV_LONG, bounded polling, running
 modelpull, an nginx whose storage log records when each blob GET started
 and how many bytes it sent, multi-blob models, and the byte accounting of
 an interrupted pull (what was kept on disk, what was fetched again)."""
-import hashlib
 import json
 import os
 import re
 import subprocess
 import time
 
+from mvfetch import random_file, sha256_file  # noqa: F401  (tests use them from here)
 from mvreg import BUILD_DIR
 from nginx import Nginx
 
@@ -49,14 +49,6 @@ def verify_clean(cache):
     return rc == 0 and " 0 corrupt" in out, out + err
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def tree_digests(root):
     """{relative path: sha256} of every regular file under root."""
     out = {}
@@ -65,18 +57,6 @@ def tree_digests(root):
             p = os.path.join(dirpath, n)
             out[os.path.relpath(p, root)] = sha256_file(p)
     return out
-
-
-def random_file(path, size):
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            b = os.urandom(min(left, 8 << 20))
-            h.update(b)
-            f.write(b)
-            left -= len(b)
-    return "sha256:" + h.hexdigest()
 
 
 def make_model(dirpath, sizes):

@@ -21,9 +21,13 @@ __attribute__((cleanup)), which frees it on every return."""
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
+import tempfile
 
 import hardlib
+from checks import Checks
 from mvreg import BUILD_DIR, SOURCE_DIR, Registry
 
 DIRS = ("oci", "puller", "cache", "csi", "cli")
@@ -192,3 +196,27 @@ def run_valgrind(t, tmp):
                 summary[-1].startswith("ERROR SUMMARY: 0 errors"), err[-300:] + log[-3000:])
         t.check("and the pull under valgrind is byte-identical",
                 tree and hardlib.tree_digests(tree) == want)
+
+
+def suite(run, tools, long_only=False, sources=True):
+    """The whole of test_hard_{cppcheck,tidy,valgrind}: skip (exit 77) when a
+    tool is missing or, for long_only, without MV_LONG=1; else run(t, tmp) in
+    a fresh temporary directory, after writing the restricted compilation
+    database there when sources is set, and exit with the result."""
+    if long_only and not hardlib.LONG:
+        print("SKIP: runs with MV_LONG=1 (scripts/test --long): it takes minutes")
+        sys.exit(77)
+    for tool in tools:
+        if not shutil.which(tool):
+            print(f"SKIP: {tool} is not installed")
+            sys.exit(77)
+    t = Checks()
+    tmp = tempfile.mkdtemp(prefix="modelvol-hard-static.")
+    try:
+        if sources:
+            n = sources_db(tmp)
+            print(f"   {n} translation units in {', '.join(DIRS)}", flush=True)
+        run(t, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.done()
