@@ -12,7 +12,16 @@
  * Writeback: each completed range goes to the disk at once with
  * sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait, so the disk
  * works alongside the network and the cache's final fsync finds little
- * left to do. */
+ * left to do.
+ *
+ * Flushes: after every FLUSH_BYTES handed to writeback, the thread fsyncs
+ * the directory of the records. That commits the journal and flushes the
+ * disk's volatile write cache, without waiting for the pages still being
+ * written (an fdatasync of the partial file would, and stall the loop's
+ * pwrites to it). Left to grow, the write cache was flushed all at once by
+ * the final fsync: on the 2-core VM it slowed writeback and the reads that
+ * shared the disk, and a 1 GiB pull from a registry on the same disk went
+ * from 2.05 s to 2.65 s (medians of 5). */
 #include "internal.h"
 
 #include <fcntl.h>
@@ -31,6 +40,7 @@ typedef struct saver_slot {
     bool open;
     bool busy; /* the thread is saving it now */
     uint64_t last_save;
+    uint64_t kicked; /* bytes handed to writeback so far */
 } saver_slot;
 
 struct pull_saver {
@@ -40,8 +50,11 @@ struct pull_saver {
     saver_slot *slots;
     size_t n;
     uint64_t interval_ms;
+    uint64_t unflushed; /* bytes handed to writeback since the last flush */
     bool stop;
 };
+
+#define FLUSH_BYTES (64ULL << 20)
 
 static void rangeset_copy(pull_rangeset *dst, const pull_rangeset *src)
 {
@@ -68,6 +81,26 @@ static ssize_t due_slot(pull_saver *s, uint64_t now, uint64_t *wake)
             *wake = at;
     }
     return -1;
+}
+
+static uint64_t rangeset_bytes(const pull_rangeset *r)
+{
+    uint64_t n = 0;
+    for (size_t k = 0; k < r->n; k++)
+        n += r->iv[k][1] - r->iv[k][0];
+    return n;
+}
+
+/* Only a hint, like the writeback it follows: errors show up in the fsyncs
+ * that count. */
+static void flush_disk(const char *record_path)
+{
+    const char *slash = strrchr(record_path, '/');
+    _cleanup_free_ char *dir =
+        slash ? mv_xasprintf("%.*s", (int)(slash - record_path), record_path) : mv_xstrdup(".");
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        fsync(dfd);
 }
 
 static void *saver_main(void *arg)
@@ -107,6 +140,17 @@ static void *saver_main(void *arg)
             for (size_t k = 0; k < snap.n; k++)
                 sync_file_range(fd, (off_t)snap.iv[k][0], (off_t)(snap.iv[k][1] - snap.iv[k][0]),
                                 SYNC_FILE_RANGE_WRITE);
+            uint64_t done = rangeset_bytes(&snap);
+            pthread_mutex_lock(&s->mu);
+            sl = &s->slots[i];
+            s->unflushed += done > sl->kicked ? done - sl->kicked : 0;
+            sl->kicked = done > sl->kicked ? done : sl->kicked;
+            bool flush = s->unflushed >= FLUSH_BYTES;
+            if (flush)
+                s->unflushed = 0;
+            pthread_mutex_unlock(&s->mu);
+            if (flush)
+                flush_disk(path);
         } else {
             mv_error e = MV_ERROR_INIT;
             /* A record that cannot be written only costs a later resume. */
