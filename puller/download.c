@@ -21,6 +21,12 @@
 #define SAVE_INTERVAL_MS  200
 #define EVENT_INTERVAL_MS 200
 #define ERROR_BODY_MAX    (64u << 10)
+/* libcurl hands the write callback at most 16 KiB (CURL_MAX_WRITE_SIZE) at
+ * a time: a 1 GiB blob was 65,606 pwrites. Gathered to 64 KiB per transfer,
+ * a 1 GiB pull from a registry on loopback went from 2.30 s to 1.86 s
+ * (medians of 5, 2-core VM, where syscalls are dear). 256 KiB and 1 MiB were
+ * slower than 64 KiB there, not faster. */
+#define WRITE_GATHER (64u << 10)
 
 typedef enum { R_PENDING = 0, R_ACTIVE, R_DONE } range_state;
 
@@ -86,6 +92,8 @@ typedef struct dl_xfer {
     char *retry_after;
     int fatal; /* negative code: end the job */
     char fatal_msg[256];
+    char *buf;   /* body bytes not yet written: they follow r->got */
+    size_t blen; /* < WRITE_GATHER */
 } dl_xfer;
 
 typedef struct dl_ctx {
@@ -193,6 +201,7 @@ static void xfer_free(dl_ctx *x, dl_xfer *t)
     curl_multi_remove_handle(x->c->multi, t->h);
     curl_easy_cleanup(t->h);
     curl_slist_free_all(t->hdrs);
+    free(t->buf);
     free(t->content_range);
     free(t->retry_after);
     t->j->inflight--;
@@ -549,6 +558,43 @@ static bool xfer_check(dl_xfer *t)
     return true;
 }
 
+/* Writes what t has gathered at the end of its range's bytes so far. Bytes
+ * count as received (for progress, the hasher and a retry's Range) only
+ * once written. */
+static int xfer_flush(dl_xfer *t)
+{
+    dl_range *r = t->r;
+    dl_job *j = t->j;
+    const char *p = t->buf;
+    size_t n = t->blen;
+    uint64_t off = r->start + r->got;
+    t->blen = 0;
+    while (n > 0) {
+        ssize_t w = pwrite(j->job->fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int en = w < 0 ? errno : EIO;
+            t->fatal = -en;
+            snprintf(t->fatal_msg, sizeof(t->fatal_msg), "writing the partial file: %s",
+                     en == ENOSPC ? "no space left on device" : strerror(en));
+            return -en;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+        r->got += (uint64_t)w;
+        j->job->downloaded += (uint64_t)w;
+        if (j->from_mirror)
+            t->c->stats.bytes_mirror += (uint64_t)w;
+        else
+            t->c->stats.bytes_origin += (uint64_t)w;
+    }
+    if (t->ri == j->front)
+        advance_contiguous(j);
+    return 0;
+}
+
 static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     dl_xfer *t = ud;
@@ -568,37 +614,24 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
         n -= s;
     }
     dl_range *r = t->r;
-    dl_job *j = t->j;
-    uint64_t off = r->start + r->got;
+    uint64_t off = r->start + r->got + t->blen;
     if (n > r->end - off) {
         snprintf(t->fatal_msg, sizeof(t->fatal_msg), "server sent more than the %llu bytes asked",
                  (unsigned long long)(r->end - t->req_start));
         t->fatal = -EBADMSG;
         return 0;
     }
+    if (n && !t->buf)
+        t->buf = mv_xmalloc(WRITE_GATHER);
     while (n > 0) {
-        ssize_t w = pwrite(j->job->fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int en = w < 0 ? errno : EIO;
-            t->fatal = -en;
-            snprintf(t->fatal_msg, sizeof(t->fatal_msg), "writing the partial file: %s",
-                     en == ENOSPC ? "no space left on device" : strerror(en));
+        size_t k = WRITE_GATHER - t->blen < n ? WRITE_GATHER - t->blen : n;
+        memcpy(t->buf + t->blen, p, k);
+        t->blen += k;
+        p += k;
+        n -= k;
+        if (t->blen == WRITE_GATHER && xfer_flush(t) < 0)
             return 0;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-        r->got += (uint64_t)w;
-        j->job->downloaded += (uint64_t)w;
-        if (j->from_mirror)
-            t->c->stats.bytes_mirror += (uint64_t)w;
-        else
-            t->c->stats.bytes_origin += (uint64_t)w;
     }
-    if (t->ri == j->front)
-        advance_contiguous(j);
     return len;
 }
 
@@ -705,6 +738,9 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
     const char *digest = j->job->desc->digest;
     if (!xfer_current(t) || r->state != R_ACTIVE)
         return; /* a leftover of an aborted plan */
+    /* What arrived before the end, even an early one, is kept. */
+    if (t->blen && !t->fatal)
+        xfer_flush(t);
     if (!t->checked)
         curl_easy_getinfo(t->h, CURLINFO_RESPONSE_CODE, &t->status);
     _cleanup_free_ char *hp = pull_url_hostport(j->url);

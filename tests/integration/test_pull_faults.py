@@ -53,6 +53,22 @@ def main():
             t.check("truncated bodies are retried", rc == 0 and mvfetch.stats(out)["retries"] >= 3,
                     out + err)
             t.check("truncated: bytes identical", mvfetch.sha256_file(outf) == digest)
+            # The bytes that arrived before the cut are kept: each retry asks
+            # for the second half only.
+            firsts, retries = {}, []
+            for _, method, _, rng, _ in fs.log:
+                if method != "GET" or not rng:
+                    continue
+                a, b = (int(v) for v in rng.split("=")[1].split("-"))
+                if b == a:
+                    continue
+                if b in firsts:
+                    retries.append((firsts[b], a, b))
+                else:
+                    firsts[b] = a
+            t.check("truncated: each retry asks only for what was cut off",
+                    len(retries) >= 3 and
+                    all(a == a0 + (b - a0 + 1) // 2 for a0, a, b in retries), retries)
 
         with FaultServer(blobs, "norange") as fs:
             rc, out, err, outf, state = pull(fs, tmp, "norange", digest)
