@@ -248,6 +248,12 @@ void pull_curl_setup(pull_client *c, CURL *h, const char *url)
      * CURLE_OPERATION_TIMEDOUT, which callers treat as transient. */
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->opt.stall_seconds);
+    /* No CA directory: libcurl caches the parsed CA file per multi handle
+     * only when none is set, and Debian's libcurl sets /etc/ssl/certs by
+     * default. Without the cache every connection parsed the bundle again:
+     * 17 parses and about 0.6 s of CPU for a 16-connection pull with the
+     * system's 145 roots. The bundle holds the same roots as the directory. */
+    curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
     _cleanup_free_ char *hp = pull_url_hostport(url);
     const pull_host_config *tls = pull_config_host(c->opt.config, hp);
     if (!tls && hp && strcmp(hp, c->ref_api_host) == 0)
