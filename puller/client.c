@@ -82,7 +82,7 @@ int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **o
     c->hostcfg = pull_config_host(c->opt.config, ref->registry);
     if (!c->hostcfg)
         c->hostcfg = pull_config_host(c->opt.config, c->ref_api_host);
-    c->cred = pull_creds_lookup(c->opt.creds, ref->registry);
+    c->cred = pull_creds_lookup(c->opt.creds, ref->registry, ref->repository);
 
     size_t nm = c->hostcfg ? c->hostcfg->n_mirrors : 0;
     c->ep = mv_xcalloc(nm + 1, sizeof(*c->ep));

@@ -3,18 +3,36 @@
  * /var/lib/kubelet/config.json) or a .dockerconfigjson held in memory.
  * Entries give "auth" (base64 "user:password"), or username/password, and
  * optionally an identitytoken (an OAuth2 refresh token). Secrets are wiped on
- * free and never appear in an error message. */
+ * free and never appear in an error message.
+ *
+ * Keys are matched as the kubelet matches them, which for a plain host is
+ * what docker does: [scheme://]host[:port][/path]. A host may hold globs,
+ * matched label by label ("*.example.com" matches "a.example.com", not
+ * "example.com" nor "a.b.example.com"); the port must be the same (none
+ * matches none); a path keeps the entry to repositories under it, on whole
+ * segments. Docker's API suffixes "/v1/" and "/v2/" are not paths. Where
+ * several entries match, the most specific wins: the longer path, then a
+ * host without globs, then the earlier entry in the file chain. */
 #include "internal.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #define CREDS_MAX_BYTES (4 << 20)
 
+typedef struct cred_key {
+    char *host; /* lower case; Docker Hub's names become "docker.io" */
+    char *port; /* "" when none */
+    char *path; /* "" or a repository prefix, no slash at either end */
+    bool glob;
+} cred_key;
+
 typedef struct cred_entry {
-    char *registry; /* normalised key */
+    cred_key key;
     pull_cred cred;
 } cred_entry;
 
@@ -36,7 +54,9 @@ void pull_creds_free(pull_creds *creds)
     if (!creds)
         return;
     for (size_t i = 0; i < creds->n; i++) {
-        free(creds->v[i].registry);
+        free(creds->v[i].key.host);
+        free(creds->v[i].key.port);
+        free(creds->v[i].key.path);
         wipe_free(creds->v[i].cred.username);
         wipe_free(creds->v[i].cred.password);
         wipe_free(creds->v[i].cred.identity_token);
@@ -63,8 +83,10 @@ static bool is_docker_hub(const char *h)
            strcmp(h, "index.docker.io") == 0;
 }
 
-/* "https://index.docker.io/v1/" -> "docker.io", "http://h:5000/v2" -> "h:5000". */
-static char *normalise_key(const char *key)
+/* "https://index.docker.io/v1/" -> docker.io; "http://h:5000/v2/" -> h, 5000;
+ * "*.example.com/team/" -> *.example.com (glob), path "team";
+ * "[::1]:5000" -> [::1], 5000. */
+static void parse_key(const char *key, cred_key *out)
 {
     const char *p = key;
     if (strncmp(p, "https://", 8) == 0)
@@ -72,12 +94,76 @@ static char *normalise_key(const char *key)
     else if (strncmp(p, "http://", 7) == 0)
         p += 7;
     size_t n = strcspn(p, "/");
-    char *h = mv_xstrndup(p, n);
-    if (is_docker_hub(h)) {
-        free(h);
-        h = mv_xstrdup(OCI_DOCKER_HUB);
+    const char *colon = NULL;
+    if (p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close && close + 1 < p + n && close[1] == ':')
+            colon = close + 1;
+    } else {
+        colon = memchr(p, ':', n);
     }
-    return h;
+    size_t hl = colon ? (size_t)(colon - p) : n;
+    out->host = mv_xstrndup(p, hl);
+    for (char *h = out->host; *h; h++)
+        *h = (char)tolower((unsigned char)*h);
+    out->port = colon ? mv_xstrndup(colon + 1, (size_t)(p + n - colon - 1)) : mv_xstrdup("");
+    if (is_docker_hub(out->host)) {
+        free(out->host);
+        out->host = mv_xstrdup(OCI_DOCKER_HUB);
+    }
+    /* "[::1]" is an address, not a bracket expression. */
+    out->glob = out->host[0] != '[' && strpbrk(out->host, "*?[") != NULL;
+    const char *path = p + n;
+    while (*path == '/')
+        path++;
+    size_t pl = strlen(path);
+    while (pl && path[pl - 1] == '/')
+        pl--;
+    bool api = (pl == 2 && (strncmp(path, "v1", 2) == 0 || strncmp(path, "v2", 2) == 0));
+    out->path = mv_xstrndup(path, api ? 0 : pl);
+}
+
+static bool host_matches(const cred_key *k, const char *host)
+{
+    if (!k->glob)
+        return strcmp(k->host, host) == 0;
+    const char *a = k->host, *b = host;
+    for (;;) {
+        size_t al = strcspn(a, "."), bl = strcspn(b, ".");
+        char pa[256], pb[256];
+        if (al >= sizeof(pa) || bl >= sizeof(pb))
+            return false;
+        memcpy(pa, a, al);
+        pa[al] = '\0';
+        memcpy(pb, b, bl);
+        pb[bl] = '\0';
+        if (fnmatch(pa, pb, 0) != 0)
+            return false;
+        a += al;
+        b += bl;
+        if (!*a || !*b)
+            return !*a && !*b;
+        a++;
+        b++;
+    }
+}
+
+static bool key_matches(const cred_key *k, const cred_key *target, const char *repository)
+{
+    if (strcmp(k->port, target->port) != 0 || !host_matches(k, target->host))
+        return false;
+    size_t pl = strlen(k->path);
+    if (!pl)
+        return true;
+    return repository && strncmp(repository, k->path, pl) == 0 &&
+           (repository[pl] == '\0' || repository[pl] == '/');
+}
+
+static void key_clear(cred_key *k)
+{
+    free(k->host);
+    free(k->port);
+    free(k->path);
 }
 
 static int b64val(unsigned char c)
@@ -165,7 +251,7 @@ static int add_entry(pull_creds *c, const char *key, const cJSON *o, const char 
     if (!cr.username && !cr.password && !cr.identity_token)
         return 0; /* e.g. an entry that only names a credsStore */
     c->v = mv_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
-    c->v[c->n].registry = normalise_key(key);
+    parse_key(key, &c->v[c->n].key);
     c->v[c->n].cred = cr;
     c->n++;
     return 0;
@@ -258,13 +344,25 @@ int pull_creds_load_default(pull_creds **out, mv_error *err)
     return 0;
 }
 
-const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry)
+const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry,
+                                   const char *repository)
 {
     if (!creds || !registry)
         return NULL;
-    _cleanup_free_ char *key = normalise_key(registry);
-    for (size_t i = 0; i < creds->n; i++)
-        if (strcmp(creds->v[i].registry, key) == 0)
-            return &creds->v[i].cred;
-    return NULL;
+    cred_key target;
+    parse_key(registry, &target);
+    const cred_entry *best = NULL;
+    for (size_t i = 0; i < creds->n; i++) {
+        const cred_entry *e = &creds->v[i];
+        if (!key_matches(&e->key, &target, repository))
+            continue;
+        if (!best)
+            best = e;
+        else if (strlen(e->key.path) != strlen(best->key.path))
+            best = strlen(e->key.path) > strlen(best->key.path) ? e : best;
+        else if (best->key.glob && !e->key.glob)
+            best = e;
+    }
+    key_clear(&target);
+    return best ? &best->cred : NULL;
 }

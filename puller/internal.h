@@ -57,9 +57,11 @@ typedef struct pull_cred {
     char *identity_token;
 } pull_cred;
 
-/* The credential for a registry (reference form, e.g. "docker.io",
- * "localhost:5000"), or NULL. Points into creds. */
-const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry);
+/* The credential for a repository (may be NULL) on a registry (reference
+ * form, e.g. "docker.io", "localhost:5000"): the most specific matching
+ * entry (creds.c says how keys match), or NULL. Points into creds. */
+const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry,
+                                   const char *repository);
 
 /* ------------------------------------------------------------------------ */
 /* Endpoints and auth (client.c, auth.c)                                    */

@@ -1,6 +1,7 @@
 /* test_creds.c — docker config.json credentials: auth in base64 or
  * username/password, identitytoken, key spellings for Docker Hub, the file
- * chain, and errors that never echo a secret. Uses the puller's private
+ * chain, kubelet-style keys (globs, ports, paths), and errors that never
+ * echo a secret. Uses the puller's private
  * lookup (internal.h) to see what was parsed. */
 #include "mvtest.h"
 #include "../../puller/internal.h"
@@ -21,13 +22,13 @@ MV_TEST(auth_base64)
     /* "alice:pa:ss" — the password may contain ':' */
     pull_creds *c = parse("{\"auths\":{\"127.0.0.1:5000\":{\"auth\":\"YWxpY2U6cGE6c3M=\"}}}", NULL);
     CHECK(c != NULL);
-    const pull_cred *cr = pull_creds_lookup(c, "127.0.0.1:5000");
+    const pull_cred *cr = pull_creds_lookup(c, "127.0.0.1:5000", "m");
     CHECK(cr != NULL);
     if (cr) {
         CHECK_STR(cr->username, "alice");
         CHECK_STR(cr->password, "pa:ss");
     }
-    CHECK(pull_creds_lookup(c, "127.0.0.1:5001") == NULL);
+    CHECK(pull_creds_lookup(c, "127.0.0.1:5001", "m") == NULL);
     pull_creds_free(c);
 }
 
@@ -36,9 +37,9 @@ MV_TEST(username_password_and_identity_token)
     pull_creds *c = parse("{\"auths\":{\"https://reg.example.com/v2/\":{\"username\":\"u\","
                           "\"password\":\"p\"},\"ghcr.io\":{\"identitytoken\":\"tok\"}}}",
                           NULL);
-    const pull_cred *cr = pull_creds_lookup(c, "reg.example.com");
+    const pull_cred *cr = pull_creds_lookup(c, "reg.example.com", "m");
     CHECK(cr && cr->username && strcmp(cr->username, "u") == 0);
-    cr = pull_creds_lookup(c, "ghcr.io");
+    cr = pull_creds_lookup(c, "ghcr.io", "m");
     CHECK(cr && cr->identity_token && strcmp(cr->identity_token, "tok") == 0);
     pull_creds_free(c);
 }
@@ -47,16 +48,16 @@ MV_TEST(docker_hub_keys)
 {
     pull_creds *c =
         parse("{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"dTpw\"}}}", NULL);
-    const pull_cred *cr = pull_creds_lookup(c, "docker.io");
+    const pull_cred *cr = pull_creds_lookup(c, "docker.io", "m");
     CHECK(cr && strcmp(cr->username, "u") == 0 && strcmp(cr->password, "p") == 0);
-    CHECK(pull_creds_lookup(c, "registry-1.docker.io") != NULL);
+    CHECK(pull_creds_lookup(c, "registry-1.docker.io", "m") != NULL);
     pull_creds_free(c);
 }
 
 MV_TEST(legacy_dockercfg_shape)
 {
     pull_creds *c = parse("{\"localhost:5000\":{\"auth\":\"dTpw\",\"email\":\"x@y\"}}", NULL);
-    CHECK(pull_creds_lookup(c, "localhost:5000") != NULL);
+    CHECK(pull_creds_lookup(c, "localhost:5000", "m") != NULL);
     pull_creds_free(c);
 }
 
@@ -95,7 +96,7 @@ MV_TEST(file_chain)
     pull_creds *c = NULL;
     mv_error err = MV_ERROR_INIT;
     CHECK_INT(pull_creds_load_default(&c, &err), 0);
-    const pull_cred *cr = pull_creds_lookup(c, "chain.example");
+    const pull_cred *cr = pull_creds_lookup(c, "chain.example", "m");
     CHECK(cr && strcmp(cr->username, "first") == 0);
     pull_creds_free(c);
     /* A broken file is an error naming the file. */
@@ -109,6 +110,44 @@ MV_TEST(file_chain)
     rmdir(dir);
 }
 
+/* Which entry answered, by its username. */
+static const char *who(const pull_creds *c, const char *registry, const char *repository)
+{
+    const pull_cred *cr = pull_creds_lookup(c, registry, repository);
+    return cr ? cr->username : "(none)";
+}
+
+MV_TEST(kubelet_globs_ports_and_paths)
+{
+    pull_creds *c = parse("{\"auths\":{"
+                          "\"*.example.com\":{\"auth\":\"Z2xvYjox\"},"
+                          "\"https://reg.example.com\":{\"auth\":\"ZXhhY3Q6Mg==\"},"
+                          "\"reg.example.com/team\":{\"auth\":\"dGVhbToz\"},"
+                          "\"reg.example.com/team/sub/\":{\"auth\":\"c3ViOjQ=\"},"
+                          "\"*.example.com:5000\":{\"auth\":\"cG9ydDo1\"},"
+                          "\"[::1]:5000\":{\"auth\":\"djY6Ng==\"}}}",
+                          NULL);
+    CHECK(c != NULL);
+    /* A glob covers one label, no more and no fewer. */
+    CHECK_STR(who(c, "a.example.com", "m"), "glob");
+    CHECK_STR(who(c, "example.com", "m"), "(none)");
+    CHECK_STR(who(c, "a.b.example.com", "m"), "(none)");
+    /* A host without globs beats a glob; hosts ignore case. */
+    CHECK_STR(who(c, "reg.example.com", "other/m"), "exact");
+    CHECK_STR(who(c, "Reg.Example.COM", "other/m"), "exact");
+    /* The longest path wins, matched on whole segments. */
+    CHECK_STR(who(c, "reg.example.com", "team/m"), "team");
+    CHECK_STR(who(c, "reg.example.com", "team"), "team");
+    CHECK_STR(who(c, "reg.example.com", "teamfoo/m"), "exact");
+    CHECK_STR(who(c, "reg.example.com", "team/sub/m"), "sub");
+    /* Ports must be the same, none matching none. */
+    CHECK_STR(who(c, "a.example.com:5000", "m"), "port");
+    CHECK_STR(who(c, "a.example.com:5001", "m"), "(none)");
+    CHECK_STR(who(c, "[::1]:5000", "m"), "v6");
+    CHECK_STR(who(c, "[::1]", "m"), "(none)");
+    pull_creds_free(c);
+}
+
 int main(void)
 {
     MV_RUN(auth_base64);
@@ -117,5 +156,6 @@ int main(void)
     MV_RUN(legacy_dockercfg_shape);
     MV_RUN(errors_never_echo_secrets);
     MV_RUN(file_chain);
+    MV_RUN(kubelet_globs_ports_and_paths);
     MV_DONE();
 }
