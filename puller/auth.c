@@ -30,7 +30,9 @@ static pull_token *find_token(pull_client *c, size_t ep, const char *scope)
 
 static const pull_cred *endpoint_cred(pull_client *c, size_t ep)
 {
-    return c->ep[ep].send_creds ? c->cred : NULL;
+    const pull_cred *cr = &c->cred;
+    bool any = cr->username || cr->password || cr->identity_token;
+    return c->ep[ep].send_creds && any ? cr : NULL;
 }
 
 static char *b64_encode(const char *in, size_t len)

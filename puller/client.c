@@ -82,7 +82,11 @@ int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **o
     c->hostcfg = pull_config_host(c->opt.config, ref->registry);
     if (!c->hostcfg)
         c->hostcfg = pull_config_host(c->opt.config, c->ref_api_host);
-    c->cred = pull_creds_lookup(c->opt.creds, ref->registry, ref->repository);
+    int crc = pull_creds_resolve(c->opt.creds, ref->registry, ref->repository, &c->cred, err);
+    if (crc < 0) {
+        pull_client_free(c);
+        return crc;
+    }
 
     size_t nm = c->hostcfg ? c->hostcfg->n_mirrors : 0;
     c->ep = mv_xcalloc(nm + 1, sizeof(*c->ep));
@@ -150,6 +154,7 @@ void pull_client_free(pull_client *c)
         curl_multi_cleanup(c->sync);
     if (c->share)
         curl_share_cleanup(c->share);
+    pull_cred_clear(&c->cred);
     free(c->registry);
     free(c->ref_api_host);
     free(c->repository);

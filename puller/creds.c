@@ -12,7 +12,13 @@
  * matches none); a path keeps the entry to repositories under it, on whole
  * segments. Docker's API suffixes "/v1/" and "/v2/" are not paths. Where
  * several entries match, the most specific wins: the longer path, then a
- * host without globs, then the earlier entry in the file chain. */
+ * host without globs, then the earlier entry in the file chain.
+ *
+ * Files on the node may also name credential helpers ("credHelpers" per
+ * host, "credsStore" for the rest); credhelper.c runs them. Content passed
+ * in (a pod's Secret) may not: it would choose which program the plugin,
+ * running as root, executes. Precedence, as docker: a host's helper, then
+ * an "auths" entry, then the store. */
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -36,10 +42,20 @@ typedef struct cred_entry {
     pull_cred cred;
 } cred_entry;
 
+typedef struct cred_helper {
+    cred_key key;
+    char *helper;
+} cred_helper;
+
 struct pull_creds {
     cred_entry *v;
     size_t n;
+    cred_helper *helpers; /* "credHelpers", from files only */
+    size_t n_helpers;
+    char *store; /* "credsStore" of the first file that names one */
 };
+
+static void key_clear(cred_key *k);
 
 static void wipe_free(char *s)
 {
@@ -62,6 +78,12 @@ void pull_creds_free(pull_creds *creds)
         wipe_free(creds->v[i].cred.identity_token);
     }
     free(creds->v);
+    for (size_t i = 0; i < creds->n_helpers; i++) {
+        key_clear(&creds->helpers[i].key);
+        free(creds->helpers[i].helper);
+    }
+    free(creds->helpers);
+    free(creds->store);
     free(creds);
 }
 
@@ -161,6 +183,8 @@ static bool key_matches(const cred_key *k, const cred_key *target, const char *r
 
 static void key_clear(cred_key *k)
 {
+    if (!k)
+        return;
     free(k->host);
     free(k->port);
     free(k->path);
@@ -257,16 +281,51 @@ static int add_entry(pull_creds *c, const char *key, const cJSON *o, const char 
     return 0;
 }
 
+static int parse_helpers(pull_creds *c, const cJSON *root, const char *origin, mv_error *err)
+{
+    const cJSON *store = cJSON_GetObjectItemCaseSensitive(root, "credsStore");
+    if (store && !(cJSON_IsString(store) &&
+                   (!store->valuestring[0] || pull_credhelper_name_ok(store->valuestring))))
+        return mv_error_set(err, -EINVAL, "%s: \"credsStore\" must name a helper", origin);
+    if (store && store->valuestring[0] && !c->store)
+        c->store = mv_xstrdup(store->valuestring);
+    const cJSON *helpers = cJSON_GetObjectItemCaseSensitive(root, "credHelpers");
+    if (!helpers)
+        return 0;
+    if (!cJSON_IsObject(helpers))
+        return mv_error_set(err, -EINVAL, "%s: \"credHelpers\" must be an object", origin);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, helpers)
+    {
+        if (!cJSON_IsString(e) || !pull_credhelper_name_ok(e->valuestring))
+            return mv_error_set(err, -EINVAL, "%s: credHelpers \"%s\" must name a helper", origin,
+                                e->string ? e->string : "");
+        c->helpers = mv_xrealloc(c->helpers, (c->n_helpers + 1) * sizeof(*c->helpers));
+        cred_helper *h = &c->helpers[c->n_helpers++];
+        parse_key(e->string ? e->string : "", &h->key);
+        h->helper = mv_xstrdup(e->valuestring);
+    }
+    return 0;
+}
+
 static int parse_into(pull_creds *c, const char *json, size_t len, const char *origin,
-                      mv_error *err)
+                      bool from_file, mv_error *err)
 {
     if (len > CREDS_MAX_BYTES)
         return mv_error_set(err, -EINVAL, "%s: larger than %d bytes", origin, CREDS_MAX_BYTES);
     _cleanup_(json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root))
         return mv_error_set(err, -EINVAL, "%s: not a JSON object", origin);
+    if (from_file) {
+        int rc = parse_helpers(c, root, origin, err);
+        if (rc < 0)
+            return rc;
+    }
     const cJSON *auths = cJSON_GetObjectItemCaseSensitive(root, "auths");
-    if (!auths) {
+    if (!auths && (cJSON_GetObjectItemCaseSensitive(root, "credHelpers") ||
+                   cJSON_GetObjectItemCaseSensitive(root, "credsStore"))) {
+        return 0; /* a config.json with helpers only */
+    } else if (!auths) {
         /* The legacy .dockercfg shape (kubelet still reads it): entries at
          * the top level. Only take members that look like entries. */
         auths = root;
@@ -289,7 +348,7 @@ int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *e
 {
     *out = NULL;
     _cleanup_(creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
-    int rc = parse_into(c, json, len, "docker config", err);
+    int rc = parse_into(c, json, len, "docker config", false, err);
     if (rc < 0)
         return rc;
     *out = MV_STEAL(c);
@@ -318,7 +377,7 @@ static int load_file(pull_creds *c, const char *path, mv_error *err)
             break;
         n += (size_t)r;
     }
-    int rc = parse_into(c, buf, n, path, err);
+    int rc = parse_into(c, buf, n, path, true, err);
     explicit_bzero(buf, size);
     free(buf);
     return rc;
@@ -365,4 +424,41 @@ const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry
     }
     key_clear(&target);
     return best ? &best->cred : NULL;
+}
+
+static void cred_copy(pull_cred *dst, const pull_cred *src)
+{
+    dst->username = src->username ? mv_xstrdup(src->username) : NULL;
+    dst->password = src->password ? mv_xstrdup(src->password) : NULL;
+    dst->identity_token = src->identity_token ? mv_xstrdup(src->identity_token) : NULL;
+}
+
+int pull_creds_resolve(const pull_creds *creds, const char *registry, const char *repository,
+                       pull_cred *out, mv_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!creds || !registry)
+        return 0;
+    cred_key target;
+    parse_key(registry, &target);
+    const char *helper = NULL;
+    for (size_t i = 0; i < creds->n_helpers && !helper; i++)
+        if (!creds->helpers[i].key.glob && key_matches(&creds->helpers[i].key, &target, NULL))
+            helper = creds->helpers[i].helper;
+    bool hub = strcmp(target.host, OCI_DOCKER_HUB) == 0;
+    key_clear(&target);
+    const pull_cred *entry = helper ? NULL : pull_creds_lookup(creds, registry, repository);
+    if (entry) {
+        cred_copy(out, entry);
+        return 0;
+    }
+    if (!helper)
+        helper = creds->store;
+    if (!helper)
+        return 0;
+    /* Helpers know Docker Hub by docker's old index URL. */
+    bool found;
+    int rc = pull_credhelper_get(helper, hub ? "https://index.docker.io/v1/" : registry, out,
+                                 &found, err);
+    return rc < 0 ? mv_error_wrap(err, "credentials for %s", registry) : 0;
 }

@@ -62,6 +62,20 @@ typedef struct pull_cred {
  * entry (creds.c says how keys match), or NULL. Points into creds. */
 const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry,
                                    const char *repository);
+/* What a pull of repository on registry authenticates with, as an owned
+ * copy (pull_cred_clear wipes it): a credential helper's answer or an
+ * "auths" entry, by docker's precedence. All fields NULL when there is
+ * none. Fails only when a helper named in a file fails. */
+int pull_creds_resolve(const pull_creds *creds, const char *registry, const char *repository,
+                       pull_cred *out, mv_error *err);
+void pull_cred_clear(pull_cred *c);
+
+/* credhelper.c: runs docker-credential-<helper> get for server. *found is
+ * false, and no error set, when the helper has no credential for it. */
+int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, bool *found,
+                        mv_error *err);
+/* A name docker-credential-<name> may be made of: letters, digits, - _ . */
+bool pull_credhelper_name_ok(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Endpoints and auth (client.c, auth.c)                                    */
@@ -100,7 +114,7 @@ struct pull_client {
     char *refname;                   /* "registry/repository" for error messages */
     pull_options opt;                /* defaults filled in */
     const pull_host_config *hostcfg; /* origin's config entry; may be NULL */
-    const pull_cred *cred;           /* origin's credential; may be NULL */
+    pull_cred cred;                  /* origin's credential; fields NULL when none */
     pull_endpoint *ep;               /* mirrors in config order, then the origin last */
     size_t n_ep;
     size_t origin; /* index of the origin in ep */

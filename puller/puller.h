@@ -33,10 +33,13 @@ void pull_config_free(pull_config *cfg);
 typedef struct pull_creds pull_creds;
 
 /* Loads $DOCKER_CONFIG/config.json, ~/.docker/config.json, then
- * /var/lib/kubelet/config.json; the first entry matching a host wins. */
+ * /var/lib/kubelet/config.json: "auths" entries, matched as the kubelet
+ * matches keys (the most specific wins, then the earliest), and the
+ * "credHelpers"/"credsStore" helpers those files name. */
 int pull_creds_load_default(pull_creds **out, mv_error *err);
 /* Parses config.json / .dockerconfigjson content held in memory (a pod's
- * nodePublishSecretRef). Nothing is written to disk. */
+ * nodePublishSecretRef). Nothing is written to disk. Only "auths" is read:
+ * content from a pod may not choose a credential helper to run. */
 int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *err);
 void pull_creds_free(pull_creds *creds);
 

@@ -1,6 +1,7 @@
 """Registry auth and TLS against docker-registry behind real nginx: the
 Bearer challenge flow with our token issuer (anonymous, with username and
-password, and with an identitytoken through the OAuth2 refresh-token POST),
+password, from a credential helper named in config.json, and with an
+identitytoken through the OAuth2 refresh-token POST),
 tokens refreshed once on a 401 in the middle of a ranged download, and TLS
 with a test CA given as caFile (read once per curl multi handle, not once per
 connection) and insecureSkipVerify, explicit only."""
@@ -59,6 +60,32 @@ def main():
                 t.check("tokens were refreshed on 401", ts.issued - before >= 3,
                         f"issued {ts.issued - before}")
                 t.check("no credential in output", PASSWORD not in out + err)
+
+            # A credential helper named in the node's config.json (credHelpers).
+            with TokenServer(user=USER, password=PASSWORD) as ts, \
+                    Nginx(tmp, reg.addr, bearer=ts) as ng:
+                bindir = os.path.join(tmp, "helper-bin")
+                os.makedirs(bindir, exist_ok=True)
+                asked = os.path.join(tmp, "helper-asked")
+                helper = os.path.join(bindir, "docker-credential-mvtest")
+                with open(helper, "w") as f:
+                    f.write(f"#!/bin/sh\nread server\necho \"$server\" >>{asked}\n"
+                            f"echo '{{\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n")
+                os.chmod(helper, 0o755)
+                dc = os.path.join(tmp, "d5")
+                os.makedirs(dc, exist_ok=True)
+                with open(os.path.join(dc, "config.json"), "w") as f:
+                    json.dump({"credHelpers": {ng.addr: "mvtest"}}, f)
+                env = {"DOCKER_CONFIG": dc, "PATH": bindir + ":" + os.environ.get("PATH", "")}
+                rc, out, err = mvfetch.run(flags + ["manifest", f"{ng.addr}/models/tok:v1"],
+                                           env=env)
+                t.check("credHelpers: the helper's credential gets a token", rc == 0 and
+                        ts.issued >= 1, err)
+                with open(asked) as f:
+                    servers = f.read().split()
+                t.check("credHelpers: the helper was asked for this registry",
+                        servers == [ng.addr], servers)
+                t.check("credHelpers: the secret is not in output", PASSWORD not in out + err)
 
             # identitytoken: docker's OAuth2 refresh-token POST.
             with TokenServer(identity_token=IDTOKEN) as ts, Nginx(tmp, reg.addr, bearer=ts) as ng:

@@ -1,7 +1,8 @@
 /* test_creds.c — docker config.json credentials: auth in base64 or
  * username/password, identitytoken, key spellings for Docker Hub, the file
- * chain, kubelet-style keys (globs, ports, paths), and errors that never
- * echo a secret. Uses the puller's private
+ * chain, kubelet-style keys (globs, ports, paths), credential helpers (from
+ * files only, never from a pod's Secret), and errors that never echo a
+ * secret. Uses the puller's private
  * lookup (internal.h) to see what was parsed. */
 #include "mvtest.h"
 #include "../../puller/internal.h"
@@ -148,6 +149,136 @@ MV_TEST(kubelet_globs_ports_and_paths)
     pull_creds_free(c);
 }
 
+/* A directory on PATH holding docker-credential-mvt: it logs the server it
+ * is asked for, answers for "helped.example" (an identity token for
+ * "tok.example"), says "not found" for the rest, and fails for
+ * "broken.example". */
+static void make_helper(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/docker-credential-mvt", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return;
+    fprintf(f,
+            "#!/bin/sh\n"
+            "read server\n"
+            "echo \"$server\" >>%s/asked\n"
+            "case \"$server\" in\n"
+            "helped.example) echo "
+            "'{\"ServerURL\":\"x\",\"Username\":\"hu\",\"Secret\":\"HSECRET\"}' ;;\n"
+            "tok.example) echo "
+            "'{\"ServerURL\":\"x\",\"Username\":\"<token>\",\"Secret\":\"TSECRET\"}' ;;\n"
+            "broken.example) echo 'no session: log in first'; exit 3 ;;\n"
+            "*) echo 'credentials not found in native keychain'; exit 1 ;;\n"
+            "esac\n",
+            dir);
+    fclose(f);
+    chmod(path, 0755);
+}
+
+static int count_asked(const char *dir)
+{
+    char path[512], line[256];
+    snprintf(path, sizeof(path), "%s/asked", dir);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+MV_TEST(credential_helpers_from_files_only)
+{
+    char dir[] = "/tmp/modelvol-helper.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    make_helper(dir);
+    const char *old_path = getenv("PATH");
+    char *path = mv_xasprintf("%s:%s", dir, old_path ? old_path : "/usr/bin:/bin");
+    setenv("PATH", path, 1);
+    char cfg[600];
+    snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+    FILE *f = fopen(cfg, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs("{\"credHelpers\":{\"helped.example\":\"mvt\",\"tok.example\":\"mvt\","
+          "\"broken.example\":\"mvt\",\"gone.example\":\"absent\"},"
+          "\"auths\":{\"plain.example\":{\"auth\":\"dTpw\"},"
+          "\"helped.example\":{\"auth\":\"dTpw\"}}}",
+          f);
+    fclose(f);
+    setenv("DOCKER_CONFIG", dir, 1);
+    setenv("HOME", "/nonexistent-home", 1);
+    pull_creds *c = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(pull_creds_load_default(&c, &err), 0);
+    pull_cred cr;
+    /* A host's helper comes before its auths entry. */
+    CHECK_INT(pull_creds_resolve(c, "helped.example", "m", &cr, &err), 0);
+    CHECK(cr.username && strcmp(cr.username, "hu") == 0);
+    CHECK(cr.password && strcmp(cr.password, "HSECRET") == 0);
+    pull_cred_clear(&cr);
+    CHECK(cr.username == NULL && cr.password == NULL);
+    CHECK_INT(pull_creds_resolve(c, "tok.example", "m", &cr, &err), 0);
+    CHECK(cr.identity_token && strcmp(cr.identity_token, "TSECRET") == 0 && !cr.username);
+    pull_cred_clear(&cr);
+    /* Without a helper: the auths entry, and the helper is not run. */
+    int asked = count_asked(dir);
+    CHECK_INT(pull_creds_resolve(c, "plain.example", "m", &cr, &err), 0);
+    CHECK(cr.username && strcmp(cr.username, "u") == 0);
+    pull_cred_clear(&cr);
+    CHECK_INT(count_asked(dir), asked);
+    /* A failing helper: one line naming helper, server and its reason. */
+    CHECK(pull_creds_resolve(c, "broken.example", "m", &cr, &err) < 0);
+    CHECK_CONTAINS(err.msg, "docker-credential-mvt get broken.example: exit status 3");
+    CHECK_CONTAINS(err.msg, "log in first");
+    CHECK(strchr(err.msg, '\n') == NULL);
+    CHECK(pull_creds_resolve(c, "gone.example", "m", &cr, &err) < 0);
+    CHECK_CONTAINS(err.msg, "docker-credential-absent: not found on PATH");
+    pull_creds_free(c);
+
+    /* credsStore: for hosts with neither a helper nor an entry; "not found"
+     * is no credential, not an error. */
+    f = fopen(cfg, "w");
+    fputs("{\"credsStore\":\"mvt\",\"auths\":{\"helped.example\":{}}}", f);
+    fclose(f);
+    CHECK_INT(pull_creds_load_default(&c, &err), 0);
+    CHECK_INT(pull_creds_resolve(c, "helped.example", "m", &cr, &err), 0);
+    CHECK(cr.password && strcmp(cr.password, "HSECRET") == 0);
+    pull_cred_clear(&cr);
+    CHECK_INT(pull_creds_resolve(c, "other.example", "m", &cr, &err), 0);
+    CHECK(!cr.username && !cr.password && !cr.identity_token);
+    pull_creds_free(c);
+
+    /* A pod's Secret may not name a program for the plugin to run. */
+    asked = count_asked(dir);
+    c = parse("{\"credsStore\":\"mvt\",\"credHelpers\":{\"helped.example\":\"mvt\"},"
+              "\"auths\":{}}",
+              &err);
+    CHECK(c != NULL);
+    CHECK_INT(pull_creds_resolve(c, "helped.example", "m", &cr, &err), 0);
+    CHECK(!cr.username && !cr.password);
+    CHECK_INT(count_asked(dir), asked);
+    pull_creds_free(c);
+
+    /* A helper name that is not a plain name is refused at load. */
+    f = fopen(cfg, "w");
+    fputs("{\"credHelpers\":{\"h\":\"../../bin/sh\"}}", f);
+    fclose(f);
+    c = NULL;
+    CHECK(pull_creds_load_default(&c, &err) < 0);
+    CHECK_CONTAINS(err.msg, "must name a helper");
+
+    setenv("PATH", old_path ? old_path : "/usr/bin:/bin", 1);
+    free(path);
+    char rm[700];
+    snprintf(rm, sizeof(rm), "rm -rf %s", dir);
+    CHECK_INT(system(rm), 0);
+}
+
 int main(void)
 {
     MV_RUN(auth_base64);
@@ -157,5 +288,6 @@ int main(void)
     MV_RUN(errors_never_echo_secrets);
     MV_RUN(file_chain);
     MV_RUN(kubelet_globs_ports_and_paths);
+    MV_RUN(credential_helpers_from_files_only);
     MV_DONE();
 }
