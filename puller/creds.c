@@ -403,6 +403,16 @@ int pull_creds_load_default(pull_creds **out, mv_error *err)
     return 0;
 }
 
+/* A longer path, then a host without globs; on a tie the earlier entry
+ * stays. */
+static bool more_specific(const cred_key *a, const cred_key *b)
+{
+    size_t pa = strlen(a->path), pb = strlen(b->path);
+    if (pa != pb)
+        return pa > pb;
+    return !a->glob && b->glob;
+}
+
 const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry,
                                    const char *repository)
 {
@@ -415,11 +425,7 @@ const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry
         const cred_entry *e = &creds->v[i];
         if (!key_matches(&e->key, &target, repository))
             continue;
-        if (!best)
-            best = e;
-        else if (strlen(e->key.path) != strlen(best->key.path))
-            best = strlen(e->key.path) > strlen(best->key.path) ? e : best;
-        else if (best->key.glob && !e->key.glob)
+        if (!best || more_specific(&e->key, &best->key))
             best = e;
     }
     key_clear(&target);
