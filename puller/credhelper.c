@@ -28,17 +28,6 @@ bool pull_credhelper_name_ok(const char *name)
     return true;
 }
 
-void pull_cred_clear(pull_cred *c)
-{
-    char *v[] = {c->username, c->password, c->identity_token};
-    for (size_t i = 0; i < 3; i++)
-        if (v[i]) {
-            explicit_bzero(v[i], strlen(v[i]));
-            free(v[i]);
-        }
-    memset(c, 0, sizeof(*c));
-}
-
 static void close_pair(int p[2])
 {
     for (int i = 0; i < 2; i++)

@@ -65,17 +65,21 @@ static void wipe_free(char *s)
     }
 }
 
+void pull_cred_clear(pull_cred *c)
+{
+    wipe_free(c->username);
+    wipe_free(c->password);
+    wipe_free(c->identity_token);
+    memset(c, 0, sizeof(*c));
+}
+
 void pull_creds_free(pull_creds *creds)
 {
     if (!creds)
         return;
     for (size_t i = 0; i < creds->n; i++) {
-        free(creds->v[i].key.host);
-        free(creds->v[i].key.port);
-        free(creds->v[i].key.path);
-        wipe_free(creds->v[i].cred.username);
-        wipe_free(creds->v[i].cred.password);
-        wipe_free(creds->v[i].cred.identity_token);
+        key_clear(&creds->v[i].key);
+        pull_cred_clear(&creds->v[i].cred);
     }
     free(creds->v);
     for (size_t i = 0; i < creds->n_helpers; i++) {
