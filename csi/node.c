@@ -445,6 +445,37 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
 
 /* ---- unpublish -------------------------------------------------------------- */
 
+/* The part of an unpublish that holds the target's lock. *rec is the
+ * target's record, or NULL when it was never published here. */
+static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record **rec,
+                                 csi_status *st)
+{
+    mv_error err = MV_ERROR_INIT;
+    int r = p->state_dir ? csi_state_load(p->state_dir, target, rec, &err) : -ENOENT;
+    if (r < 0 && r != -ENOENT)
+        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+    if (csi_unmount(target, &err) < 0)
+        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+    if (!csi_dry_run() && rmdir(target) < 0 && errno != ENOENT) {
+        int e = errno;
+        if (*rec || e != ENOTEMPTY) {
+            mv_error_errno(&err, -e, "unpublish: remove %s", target);
+            return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+        }
+        /* Not ours and not empty: leave it alone. */
+        csi_log("warn", "unpublish_left_directory", "target", target, "reason",
+                "not empty and never published here");
+    }
+    if (!*rec)
+        return CSI_OK;
+    _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", target);
+    if (cache_unpin_volatile(p->cache, (*rec)->tree_id, owner, &err) < 0 && err.code != -ENOENT)
+        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+    if (csi_state_remove(p->state_dir, target, &err) < 0)
+        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+    return CSI_OK;
+}
+
 csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_reply *reply,
                             csi_status *st)
 {
@@ -460,43 +491,13 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
                               "%s is still recovering its cache; the kubelet will retry",
                               CSI_PLUGIN_NAME);
     const char *target = req->target_path;
-    mv_error err = MV_ERROR_INIT;
     pthread_mutex_t *lock = csi_target_lock(p, target);
-
-    pthread_mutex_lock(lock);
     _cleanup_record_ csi_record *rec = NULL;
-    int r = p->state_dir ? csi_state_load(p->state_dir, target, &rec, &err) : -ENOENT;
-    if (r < 0 && r != -ENOENT) {
-        pthread_mutex_unlock(lock);
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
-    }
-    if (csi_unmount(target, &err) < 0) {
-        pthread_mutex_unlock(lock);
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
-    }
-    if (!csi_dry_run() && rmdir(target) < 0 && errno != ENOENT) {
-        int e = errno;
-        if (rec || e != ENOTEMPTY) {
-            pthread_mutex_unlock(lock);
-            mv_error_errno(&err, -e, "unpublish: remove %s", target);
-            return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
-        }
-        /* Not ours and not empty: leave it alone. */
-        csi_log("warn", "unpublish_left_directory", "target", target, "reason",
-                "not empty and never published here");
-    }
-    if (rec) {
-        _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", target);
-        if (cache_unpin_volatile(p->cache, rec->tree_id, owner, &err) < 0 && err.code != -ENOENT) {
-            pthread_mutex_unlock(lock);
-            return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
-        }
-        if (csi_state_remove(p->state_dir, target, &err) < 0) {
-            pthread_mutex_unlock(lock);
-            return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
-        }
-    }
+    pthread_mutex_lock(lock);
+    c = unpublish_locked(p, target, &rec, st);
     pthread_mutex_unlock(lock);
+    if (c != CSI_OK)
+        return c;
     csi_log("info", "unpublished", "target", target, "volume_id", req->volume_id, "reference",
             rec ? rec->reference : NULL, "known", rec ? "true" : "false");
     Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
