@@ -108,11 +108,9 @@ static void first_line(const char *out, size_t len, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
-int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, bool *found,
-                        mv_error *err)
+int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, mv_error *err)
 {
     memset(out, 0, sizeof(*out));
-    *found = false;
     if (!pull_credhelper_name_ok(helper))
         return mv_error_set(err, -EINVAL, "credential helper \"%s\": not a valid helper name",
                             helper);
@@ -180,7 +178,6 @@ int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, 
                 out->username = mv_xstrdup(user);
                 out->password = mv_xstrdup(s->valuestring);
             }
-            *found = true;
         }
         wipe_json_strings(j);
         cJSON_Delete(j);

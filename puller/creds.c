@@ -55,7 +55,12 @@ struct pull_creds {
     char *store; /* "credsStore" of the first file that names one */
 };
 
-static void key_clear(cred_key *k);
+static void key_clear(cred_key *k)
+{
+    free(k->host);
+    free(k->port);
+    free(k->path);
+}
 
 static void wipe_free(char *s)
 {
@@ -183,15 +188,6 @@ static bool key_matches(const cred_key *k, const cred_key *target, const char *r
         return true;
     return repository && strncmp(repository, k->path, pl) == 0 &&
            (repository[pl] == '\0' || repository[pl] == '/');
-}
-
-static void key_clear(cred_key *k)
-{
-    if (!k)
-        return;
-    free(k->host);
-    free(k->port);
-    free(k->path);
 }
 
 static int b64val(unsigned char c)
@@ -417,6 +413,20 @@ static bool more_specific(const cred_key *a, const cred_key *b)
     return !a->glob && b->glob;
 }
 
+static const pull_cred *lookup_key(const pull_creds *creds, const cred_key *target,
+                                   const char *repository)
+{
+    const cred_entry *best = NULL;
+    for (size_t i = 0; i < creds->n; i++) {
+        const cred_entry *e = &creds->v[i];
+        if (!key_matches(&e->key, target, repository))
+            continue;
+        if (!best || more_specific(&e->key, &best->key))
+            best = e;
+    }
+    return best ? &best->cred : NULL;
+}
+
 const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry,
                                    const char *repository)
 {
@@ -424,16 +434,9 @@ const pull_cred *pull_creds_lookup(const pull_creds *creds, const char *registry
         return NULL;
     cred_key target;
     parse_key(registry, &target);
-    const cred_entry *best = NULL;
-    for (size_t i = 0; i < creds->n; i++) {
-        const cred_entry *e = &creds->v[i];
-        if (!key_matches(&e->key, &target, repository))
-            continue;
-        if (!best || more_specific(&e->key, &best->key))
-            best = e;
-    }
+    const pull_cred *cr = lookup_key(creds, &target, repository);
     key_clear(&target);
-    return best ? &best->cred : NULL;
+    return cr;
 }
 
 static void cred_copy(pull_cred *dst, const pull_cred *src)
@@ -455,9 +458,9 @@ int pull_creds_resolve(const pull_creds *creds, const char *registry, const char
     for (size_t i = 0; i < creds->n_helpers && !helper; i++)
         if (!creds->helpers[i].key.glob && key_matches(&creds->helpers[i].key, &target, NULL))
             helper = creds->helpers[i].helper;
+    const pull_cred *entry = helper ? NULL : lookup_key(creds, &target, repository);
     bool hub = strcmp(target.host, OCI_DOCKER_HUB) == 0;
     key_clear(&target);
-    const pull_cred *entry = helper ? NULL : pull_creds_lookup(creds, registry, repository);
     if (entry) {
         cred_copy(out, entry);
         return 0;
@@ -467,8 +470,6 @@ int pull_creds_resolve(const pull_creds *creds, const char *registry, const char
     if (!helper)
         return 0;
     /* Helpers know Docker Hub by docker's old index URL. */
-    bool found;
-    int rc = pull_credhelper_get(helper, hub ? "https://index.docker.io/v1/" : registry, out,
-                                 &found, err);
+    int rc = pull_credhelper_get(helper, hub ? "https://index.docker.io/v1/" : registry, out, err);
     return rc < 0 ? mv_error_wrap(err, "credentials for %s", registry) : 0;
 }

@@ -70,10 +70,9 @@ int pull_creds_resolve(const pull_creds *creds, const char *registry, const char
                        pull_cred *out, mv_error *err);
 void pull_cred_clear(pull_cred *c);
 
-/* credhelper.c: runs docker-credential-<helper> get for server. *found is
- * false, and no error set, when the helper has no credential for it. */
-int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, bool *found,
-                        mv_error *err);
+/* credhelper.c: runs docker-credential-<helper> get for server. out stays
+ * empty, and no error is set, when the helper has no credential for it. */
+int pull_credhelper_get(const char *helper, const char *server, pull_cred *out, mv_error *err);
 /* A name docker-credential-<name> may be made of: letters, digits, - _ . */
 bool pull_credhelper_name_ok(const char *name);
 
