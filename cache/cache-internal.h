@@ -57,26 +57,8 @@ int cache_rename_dir_noreplace(int olddirfd, const char *oldname, int newdirfd,
                                const char *newname);
 /* Recursively removes dirfd/name (file or tree); ENOENT is success. */
 int cache_rm_rf_at(int dirfd, const char *name, mv_error *err);
-int cache_fsync_dir_at(int dirfd, const char *path, mv_error *err);
-/* Writes buf to tmpdir/tmpname, fsyncs, sets mode, renames it to
- * dstdir/dstname and fsyncs dstdir. Without replace an existing dstname
- * counts as success (content-addressed files); with it, it is replaced.
- * Without sync both fsyncs are left out: still atomic, but only safe
- * against a killed process, not a power loss. */
-int cache_write_atomic(int tmpdirfd, const char *tmpname, int dstdirfd, const char *dstname,
-                       const void *buf, size_t len, mode_t mode, bool replace, bool sync,
-                       mv_error *err);
-/* rename(2) with RENAME_NOREPLACE, falling back to link+unlink. Returns 0,
- * -EEXIST or another negative errno (no message). */
-int cache_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
-/* Reads a whole small file (at most max bytes) into a NUL-terminated buffer. */
-int cache_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
-                       mv_error *err);
 /* Sets path's mtime to now, creating the file if needed. */
 int cache_touch_at(int dirfd, const char *path, mv_error *err);
-/* Disk blocks of the files (not directories) under the NULL-terminated
- * paths, each inode counted once: a tree's hard links cost nothing extra. */
-int cache_du_at(int dirfd, const char *const *paths, uint64_t *bytes, mv_error *err);
 
 /* ---- locks (lock.c) ------------------------------------------------------ */
 

@@ -678,5 +678,5 @@ int cache_layer_ensure(cache *c, const oci_descriptor *d, const char *expected_d
     cache_rm_rf_at(tmpfd, lock, NULL);
     if (r < 0)
         return r;
-    return cache_fsync_dir_at(c->root_fd, CACHE_D_LAYERS, err);
+    return mv_fsync_dir_at(c->root_fd, CACHE_D_LAYERS, err);
 }

@@ -103,7 +103,7 @@ static bool load_meta(cache *c, const char *hex, tree_meta *t)
     memset(t, 0, sizeof(*t));
     _cleanup_free_ char *p = mv_xasprintf(CACHE_D_TREES "/%s/meta.json", hex);
     _cleanup_free_ char *buf = NULL;
-    if (cache_read_file_at(c->root_fd, p, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) < 0)
+    if (mv_read_file_at(c->root_fd, p, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) < 0)
         return false;
     cJSON *j = cJSON_Parse(buf);
     const cJSON *tree = cJSON_GetObjectItemCaseSensitive(j, "tree");
@@ -262,7 +262,7 @@ static int remove_tree(cache *c, const char *hex, mv_error *err)
             return 0;
         return mv_error_errno(err, -errno, "remove tree %s", hex);
     }
-    cache_fsync_dir_at(c->root_fd, CACHE_D_TREES, NULL);
+    mv_fsync_dir_at(c->root_fd, CACHE_D_TREES, NULL);
     return cache_rm_rf_at(tmpfd, name, err);
 }
 
@@ -322,7 +322,7 @@ int cache_sweep_unreferenced(cache *c, bool partials, size_t *blobs, size_t *lay
                 if (in_sorted(rl, nl, de->d_name))
                     continue;
                 const char *one[] = {de->d_name, NULL};
-                cache_du_at(dfd, one, &sz, NULL);
+                mv_du_at(dfd, one, &sz, NULL);
                 r = cache_rm_rf_at(dfd, de->d_name, err);
                 if (r == 0 && layers)
                     (*layers)++;
@@ -361,8 +361,8 @@ int cache_sweep_unreferenced(cache *c, bool partials, size_t *blobs, size_t *lay
     free(rb);
     free(rl);
     if (r == 0) {
-        cache_fsync_dir_at(c->root_fd, CACHE_D_BLOBS, NULL);
-        cache_fsync_dir_at(c->root_fd, CACHE_D_LAYERS, NULL);
+        mv_fsync_dir_at(c->root_fd, CACHE_D_BLOBS, NULL);
+        mv_fsync_dir_at(c->root_fd, CACHE_D_LAYERS, NULL);
     }
     return r;
 }
@@ -429,7 +429,7 @@ int cache_usage(cache *c, uint64_t *cache_bytes, int *disk_pct, mv_error *err)
         /* quarantine/ is left out: it is kept for a human to look at. */
         static const char *const parts[] = {CACHE_D_BLOBS,  CACHE_D_LAYERS, CACHE_D_TREES,
                                             CACHE_D_INGEST, CACHE_D_TMP,    NULL};
-        int r = cache_du_at(c->root_fd, parts, cache_bytes, err);
+        int r = mv_du_at(c->root_fd, parts, cache_bytes, err);
         if (r < 0)
             return mv_error_wrap(err, "disk use of %s", c->root);
     }

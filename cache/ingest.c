@@ -65,7 +65,7 @@ int cache_ingest_buf(cache *c, const char *digest, const void *buf, size_t len, 
     _cleanup_close_ int bfd = open_dir(c, CACHE_D_BLOBS, err);
     if (bfd < 0)
         return bfd;
-    r = cache_write_atomic(tfd, tmp, bfd, hex, buf, len, 0444, false, true, err);
+    r = mv_write_atomic_at(tfd, tmp, bfd, hex, buf, len, 0444, MV_WRITE_NOREPLACE | MV_WRITE_SYNC, err);
     if (r < 0)
         return mv_error_wrap(err, "store blob %s", digest);
     return 0;
@@ -118,7 +118,7 @@ int cache_ingest_commit(cache *c, const oci_descriptor *d, int fd, mv_error *err
     _cleanup_free_ char *partial = mv_xasprintf("%s.partial", hex);
     _cleanup_free_ char *state = mv_xasprintf("%s.state", hex);
     unlinkat(ifd, state, 0);
-    r = cache_rename_noreplace(ifd, partial, bfd, hex);
+    r = mv_rename_noreplace(ifd, partial, bfd, hex);
     if (r == -EEXIST) {
         unlinkat(ifd, partial, 0);
         return 0;
@@ -140,7 +140,7 @@ int cache_blob_read(cache *c, const char *digest, size_t max, char **out, size_t
     _cleanup_free_ char *p = mv_xasprintf(CACHE_D_BLOBS "/%s", hex);
     _cleanup_free_ char *buf = NULL;
     size_t n = 0;
-    r = cache_read_file_at(c->root_fd, p, max, &buf, &n, err);
+    r = mv_read_file_at(c->root_fd, p, max, &buf, &n, err);
     if (r < 0)
         return mv_error_wrap(err, "blob %s", digest);
     char got[OCI_DIGEST_MAX];

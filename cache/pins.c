@@ -59,7 +59,7 @@ static int unpin(cache *c, const char *tree_id, const char *owner, bool sync, mv
             return 0; /* unpinning twice is fine: NodeUnpublish is idempotent */
         return mv_error_errno(err, -errno, "unpin %s for %s", tree_id, owner);
     }
-    return sync ? cache_fsync_dir_at(c->root_fd, CACHE_D_PINS, err) : 0;
+    return sync ? mv_fsync_dir_at(c->root_fd, CACHE_D_PINS, err) : 0;
 }
 
 int cache_pin(cache *c, const char *tree_id, const char *owner, mv_error *err)
@@ -86,7 +86,7 @@ int cache_unpin_volatile(cache *c, const char *tree_id, const char *owner, mv_er
 static bool read_pin(int dfd, const char *name, char tree[OCI_DIGEST_MAX], char **owner)
 {
     _cleanup_free_ char *buf = NULL;
-    if (cache_read_file_at(dfd, name, 8192, &buf, NULL, NULL) < 0)
+    if (mv_read_file_at(dfd, name, 8192, &buf, NULL, NULL) < 0)
         return false;
     char *nl = strchr(buf, '\n');
     if (!nl)

@@ -14,22 +14,6 @@ static const char *const layout[] = {
     CACHE_D_TMP, CACHE_D_TAGS,  CACHE_D_PINS, CACHE_D_LOCKS,  CACHE_D_QUARANTINE,
 };
 
-static int mkdir_p(const char *path, mv_error *err)
-{
-    _cleanup_free_ char *p = mv_xstrdup(path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-            return mv_error_errno(err, -errno, "create cache directory %s", p);
-        *s = '/';
-    }
-    if (mkdir(p, 0755) < 0 && errno != EEXIST)
-        return mv_error_errno(err, -errno, "create cache directory %s", p);
-    return 0;
-}
-
 /* Every tmp/ entry is named after the lock that guards it: "<lock>" or
  * "<lock>.<suffix>". If the lock is free, its owner is gone. */
 static void sweep_tmp(cache *c)
@@ -108,9 +92,9 @@ int cache_open(const char *root, const cache_options *o, cache **out, mv_error *
 {
     if (!root || !*root)
         return mv_error_set(err, -EINVAL, "cache directory is empty");
-    int r = mkdir_p(root, err);
+    int r = mv_mkdir_p(root, 0755, err);
     if (r < 0)
-        return r;
+        return mv_error_wrap(err, "cache %s", root);
     _cleanup_close_ int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return mv_error_errno(err, -errno, "open cache directory %s", root);
@@ -206,7 +190,7 @@ int cache_put_record(cache *c, const char *dir, const char *name, const char *co
         openat(c->root_fd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (tfd < 0 || dfd < 0)
         return mv_error_errno(err, -errno, "open %s/%s", c->root, tfd < 0 ? CACHE_D_TMP : dir);
-    r = cache_write_atomic(tfd, tmp, dfd, name, content, strlen(content), 0644, true, sync, err);
+    r = mv_write_atomic_at(tfd, tmp, dfd, name, content, strlen(content), 0644, sync ? MV_WRITE_SYNC : 0, err);
     if (r < 0)
         return mv_error_wrap(err, "%s/%s/%s", c->root, dir, name);
     return 0;

@@ -20,7 +20,7 @@ int cache_tag_get(cache *c, const char *reference, char manifest_digest[OCI_DIGE
     _cleanup_free_ char *path = mv_xasprintf(CACHE_D_TAGS "/%s", name);
     _cleanup_free_ char *buf = NULL;
     mv_error sub = MV_ERROR_INIT;
-    int r = cache_read_file_at(c->root_fd, path, (size_t)64 * 1024, &buf, NULL, &sub);
+    int r = mv_read_file_at(c->root_fd, path, (size_t)64 * 1024, &buf, NULL, &sub);
     if (r == -ENOENT)
         return mv_error_set(err, -ENOENT, "reference %s is not in the tag cache", reference);
     if (r < 0) {

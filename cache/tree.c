@@ -418,5 +418,5 @@ int cache_tree_build(cache *c, const cache_tree_spec *s, mv_error *err)
     cache_rm_rf_at(tmpfd, work, NULL);
     if (r < 0)
         return r;
-    return cache_fsync_dir_at(c->root_fd, CACHE_D_TREES, err);
+    return mv_fsync_dir_at(c->root_fd, CACHE_D_TREES, err);
 }

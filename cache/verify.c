@@ -16,7 +16,7 @@ static bool tree_links(cache *c, const char *hex, const char *digest, bool *pinn
 {
     _cleanup_free_ char *p = mv_xasprintf(CACHE_D_TREES "/%s/meta.json", hex);
     _cleanup_free_ char *buf = NULL;
-    if (cache_read_file_at(c->root_fd, p, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) < 0)
+    if (mv_read_file_at(c->root_fd, p, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) < 0)
         return false;
     cJSON *j = cJSON_Parse(buf);
     bool found = false;

@@ -273,18 +273,6 @@ void csi_metrics_update_cache(cache *c);
 char *csi_metrics_render(void);
 
 /* ------------------------------------------------------------------------ */
-/* Logs (log.c)                                                             */
-/* ------------------------------------------------------------------------ */
-
-/* One line on stderr: ts=... level=... event=... key=value ...; the
- * variadic part is pairs of (const char *key, const char *value), values
- * quoted when needed; a NULL value skips its pair. Never pass a secret. */
-void csi_log_pairs(const char *level, const char *event, ...);
-#define csi_log(level, event, ...) csi_log_pairs(level, event, ##__VA_ARGS__, (const char *)NULL)
-/* Silences logs below "warn" (the fuzz target). */
-void csi_log_set_quiet(bool quiet);
-
-/* ------------------------------------------------------------------------ */
 /* gRPC server (server.c)                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -102,7 +102,7 @@ static void on_pull_event(void *ctx, const pull_event *ev)
     } else if (ev->kind == PULL_EV_BLOB_DONE) {
         atomic_fetch_add(&j->blobs_done, 1);
     } else if (ev->kind == PULL_EV_RETRY) {
-        csi_log("warn", "pull_retry", "reference", j->reference, "blob", ev->digest, "reason",
+        mv_log("warn", "pull_retry", "reference", j->reference, "blob", ev->digest, "reason",
                 ev->message);
     }
 }
@@ -123,7 +123,7 @@ static void *job_main(void *arg)
     o.exclude = (const char *const *)j->exclude;
     o.subpath = j->subpath[0] ? j->subpath : NULL;
 
-    csi_log("info", "pull_start", "reference", j->reference);
+    mv_log("info", "pull_start", "reference", j->reference);
     int64_t t0 = csi_now_ns();
     mv_error err = MV_ERROR_INIT;
     cache_pull_result res = {0};
@@ -138,11 +138,11 @@ static void *job_main(void *arg)
     snprintf(dur, sizeof(dur), "%.3f", secs);
     snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)res.bytes_downloaded);
     if (r < 0) {
-        csi_log("warn", "pull_failed", "reference", j->reference, "seconds", dur, "code",
+        mv_log("warn", "pull_failed", "reference", j->reference, "seconds", dur, "code",
                 csi_code_name(csi_code_from_errno(r)), "error", err.msg);
         csi_metrics_pull(csi_code_from_errno(r), secs, 0, 0, false);
     } else {
-        csi_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
+        mv_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
                 "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
         uint64_t mirror = res.bytes_from_mirror;
         uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
@@ -193,13 +193,13 @@ static void gc_once(csi_plugin *p)
     cache_gc_result res = {0};
     mv_error err = MV_ERROR_INIT;
     if (cache_gc_if_needed(p->cache, &ran, &res, &err) < 0) {
-        csi_log("warn", "gc_failed", "cache", p->cache_dir, "error", err.msg);
+        mv_log("warn", "gc_failed", "cache", p->cache_dir, "error", err.msg);
     } else if (ran) {
         char before[32], after[32], trees[32];
         snprintf(before, sizeof(before), "%llu", (unsigned long long)res.bytes_before);
         snprintf(after, sizeof(after), "%llu", (unsigned long long)res.bytes_after);
         snprintf(trees, sizeof(trees), "%zu", res.trees_removed);
-        csi_log(res.target_reached ? "info" : "warn", "gc", "bytes_before", before, "bytes_after",
+        mv_log(res.target_reached ? "info" : "warn", "gc", "bytes_before", before, "bytes_after",
                 after, "trees_removed", trees, "target_reached",
                 res.target_reached ? "true" : "false");
     }
@@ -350,7 +350,7 @@ int csi_jobs_shutdown(int secs)
         if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT) {
             char n[16];
             snprintf(n, sizeof(n), "%d", jobs_threads);
-            csi_log("warn", "pulls_still_running", "count", n);
+            mv_log("warn", "pulls_still_running", "count", n);
             break;
         }
     }

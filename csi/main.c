@@ -73,7 +73,7 @@ static void *recover_thread(void *arg)
     if (csi_recover(p, &err) < 0) {
         /* Probe stays not-ready and the kubelet's liveness probe restarts
          * us; the reason is in the log. */
-        csi_log("error", "recovery_failed", "cache", p->cache_dir, "error", err.msg);
+        mv_log("error", "recovery_failed", "cache", p->cache_dir, "error", err.msg);
         return NULL;
     }
     csi_cache_maintain(p);
@@ -186,7 +186,7 @@ int main(int argc, char **argv)
         return fail("%s", err.msg);
     _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
     if (pull_creds_load_default(&creds, &err) < 0) {
-        csi_log("warn", "default_credentials_unavailable", "error", err.msg);
+        mv_log("warn", "default_credentials_unavailable", "error", err.msg);
         creds = NULL;
     }
 
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 
     if (strcmp(metrics_addr, "off") != 0 && csi_metrics_start(metrics_addr, &p, &err) < 0)
         return fail("%s", err.msg);
-    csi_log("info", "starting", "version", MV_VERSION, "node_id", node_id, "cache", cache_dir,
+    mv_log("info", "starting", "version", MV_VERSION, "node_id", node_id, "cache", cache_dir,
             "metrics", metrics_addr);
 
     pthread_t rt;
@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 
     int r = csi_server_run(&p, endpoint, &stop, &err);
     if (r < 0)
-        csi_log("error", "server_failed", "endpoint", endpoint, "error", err.msg);
+        mv_log("error", "server_failed", "endpoint", endpoint, "error", err.msg);
 
     /* Waits for cache_open: it is bounded by the cache's own recovery. */
     pthread_join(rt, NULL);

@@ -371,7 +371,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
                               err.msg);
     }
     if (joined)
-        csi_log("info", "pull_joined", "reference", a->reference, "target", a->target);
+        mv_log("info", "pull_joined", "reference", a->reference, "target", a->target);
 
     if (!csi_job_wait(job, publish_deadline(call))) {
         unsigned done = 0, started = 0;
@@ -411,7 +411,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     if (c == CSI_OK) {
         char ms[32];
         ms_since(t0, ms);
-        csi_log("info", "published", "target", a->target, "reference", a->reference, "tree",
+        mv_log("info", "published", "target", a->target, "reference", a->reference, "tree",
                 res->tree_id, "volume_id", a->volume_id, "ms", ms);
     }
     csi_job_release(job);
@@ -434,7 +434,7 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
         Csi__V1__NodePublishVolumeResponse resp = CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT;
         csi_reply_pack(reply, &resp.base);
     } else {
-        csi_log(c == CSI_INTERNAL ? "error" : "warn", "publish_failed", "target", req->target_path,
+        mv_log(c == CSI_INTERNAL ? "error" : "warn", "publish_failed", "target", req->target_path,
                 "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
         st->logged = true;
     }
@@ -463,7 +463,7 @@ static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record *
             return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
         }
         /* Not ours and not empty: leave it alone. */
-        csi_log("warn", "unpublish_left_directory", "target", target, "reason",
+        mv_log("warn", "unpublish_left_directory", "target", target, "reason",
                 "not empty and never published here");
     }
     if (!*rec)
@@ -498,7 +498,7 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
     pthread_mutex_unlock(lock);
     if (c != CSI_OK)
         return c;
-    csi_log("info", "unpublished", "target", target, "volume_id", req->volume_id, "reference",
+    mv_log("info", "unpublished", "target", target, "volume_id", req->volume_id, "reference",
             rec ? rec->reference : NULL, "known", rec ? "true" : "false");
     Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
     csi_reply_pack(reply, &resp.base);

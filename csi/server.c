@@ -112,7 +112,7 @@ static void serve_call(server_call *c)
         grpc_byte_buffer_destroy(request);
     }
     if (st.code != CSI_OK && !st.logged)
-        csi_log(st.code == CSI_INTERNAL ? "error" : "warn", "call_failed", "method", method, "code",
+        mv_log(st.code == CSI_INTERNAL ? "error" : "warn", "call_failed", "method", method, "code",
                 csi_code_name(st.code), "error", st.msg);
 
     grpc_byte_buffer *response = NULL;
@@ -187,7 +187,7 @@ static void post_request(grpc_server *server, grpc_completion_queue *cq, csi_plu
     server_call *c = server_call_new(p);
     if (grpc_server_request_call(server, &c->call, &c->details, &c->request_md, c->cq, cq, c) !=
         GRPC_CALL_OK) {
-        csi_log("error", "request_call_failed");
+        mv_log("error", "request_call_failed");
         server_call_free(c);
     }
 }
@@ -207,7 +207,7 @@ static void *stop_thread(void *arg)
     int sig = 0;
     while (sigwait(s->signals, &sig) != 0)
         ;
-    csi_log("info", "stopping", "signal", sigabbrev_np(sig));
+    mv_log("info", "stopping", "signal", sigabbrev_np(sig));
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     /* Publishes waiting for pulls answer ABORTED once their pull stops;
      * give every call a moment to send its answer before cutting what is
@@ -286,7 +286,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
         return mv_error_set(err, -EADDRNOTAVAIL, "listen on %s failed", endpoint);
     }
     grpc_server_start(server);
-    csi_log("info", "listening", "endpoint", endpoint, "node_id", p->node_id);
+    mv_log("info", "listening", "endpoint", endpoint, "node_id", p->node_id);
 
     stopper s = {.server = server, .cq = cq, .signals = stop_signals};
     pthread_t stop_tid;
@@ -318,7 +318,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
         }
         wait_call_slot();
         if (!start_call_thread(c)) {
-            csi_log("error", "call_thread_failed", "error", "pthread_create failed");
+            mv_log("error", "call_thread_failed", "error", "pthread_create failed");
             server_call_free(c);
         }
         post_request(server, cq, p);
@@ -338,7 +338,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
     grpc_completion_queue_destroy(cq);
     grpc_shutdown();
     if (sock_path && unlink(sock_path) < 0 && errno != ENOENT)
-        csi_log("warn", "socket_remove_failed", "path", sock_path, "error", strerror(errno));
-    csi_log("info", "stopped", "endpoint", endpoint);
+        mv_log("warn", "socket_remove_failed", "path", sock_path, "error", strerror(errno));
+    mv_log("info", "stopped", "endpoint", endpoint);
     return r;
 }

@@ -245,7 +245,7 @@ int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err)
         mv_error perr = MV_ERROR_INIT;
         csi_record *r = NULL;
         if (parse_record(path, &r, &perr) < 0) {
-            csi_log("warn", "record_skipped", "file", path, "error", perr.msg);
+            mv_log("warn", "record_skipped", "file", path, "error", perr.msg);
             continue;
         }
         v = mv_xrealloc(v, (count + 1) * sizeof(csi_record *));
@@ -265,7 +265,7 @@ static size_t drop_orphan_pins(csi_plugin *p)
     size_t n = 0, dropped = 0;
     mv_error e = MV_ERROR_INIT;
     if (cache_pins_list(p->cache, CSI_PIN_PREFIX, &pins, &n, &e) < 0) {
-        csi_log("warn", "pin_list_failed", "cache", p->cache_dir, "error", e.msg);
+        mv_log("warn", "pin_list_failed", "cache", p->cache_dir, "error", e.msg);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
@@ -274,10 +274,10 @@ static size_t drop_orphan_pins(csi_plugin *p)
         if (csi_state_load(p->state_dir, target, &rec, &e) != -ENOENT)
             continue;
         if (cache_unpin_volatile(p->cache, pins[i].tree_id, pins[i].owner, &e) < 0) {
-            csi_log("warn", "unpin_failed", "target", target, "error", e.msg);
+            mv_log("warn", "unpin_failed", "target", target, "error", e.msg);
             continue;
         }
-        csi_log("info", "volume_dropped", "target", target, "tree", pins[i].tree_id, "reason",
+        mv_log("info", "volume_dropped", "target", target, "tree", pins[i].tree_id, "reason",
                 "pin without a record");
         dropped++;
     }
@@ -308,7 +308,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
         mv_error e = MV_ERROR_INIT;
         bool mounted = false;
         if (csi_is_mounted(rec->target, &mounted, &e) < 0) {
-            csi_log("warn", "reconcile_failed", "target", rec->target, "error", e.msg);
+            mv_log("warn", "reconcile_failed", "target", rec->target, "error", e.msg);
             csi_record_free(rec);
             continue;
         }
@@ -317,20 +317,20 @@ int csi_recover(csi_plugin *p, mv_error *err)
             /* Re-pinning repairs a pin lost with a crash between the
              * record and the pin. */
             if (cache_pin_volatile(p->cache, rec->tree_id, owner, &e) < 0)
-                csi_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id,
+                mv_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id,
                         "error", e.msg);
-            csi_log("info", "volume_restored", "target", rec->target, "reference", rec->reference,
+            mv_log("info", "volume_restored", "target", rec->target, "reference", rec->reference,
                     "tree", rec->tree_id);
             kept++;
         } else {
             /* The mount is gone (reboot, or a crash mid-publish): the
              * kubelet will publish again if it still wants the volume. */
             if (cache_unpin_volatile(p->cache, rec->tree_id, owner, &e) < 0 && e.code != -ENOENT)
-                csi_log("warn", "unpin_failed", "target", rec->target, "error", e.msg);
+                mv_log("warn", "unpin_failed", "target", rec->target, "error", e.msg);
             mv_error_clear(&e);
             if (csi_state_remove(p->state_dir, rec->target, &e) < 0)
-                csi_log("warn", "record_remove_failed", "target", rec->target, "error", e.msg);
-            csi_log("info", "volume_dropped", "target", rec->target, "reference", rec->reference,
+                mv_log("warn", "record_remove_failed", "target", rec->target, "error", e.msg);
+            mv_log("info", "volume_dropped", "target", rec->target, "reference", rec->reference,
                     "reason", "not mounted");
             dropped++;
         }
@@ -343,7 +343,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
     snprintf(ms, sizeof(ms), "%lld", (long long)((csi_now_ns() - t0) / 1000000));
     snprintf(k, sizeof(k), "%zu", kept);
     snprintf(d, sizeof(d), "%zu", dropped);
-    csi_log("info", "recovered", "cache", p->cache_dir, "volumes_kept", k, "volumes_dropped", d,
+    mv_log("info", "recovered", "cache", p->cache_dir, "volumes_kept", k, "volumes_dropped", d,
             "ms", ms);
     atomic_store(&p->ready, true);
     return 0;

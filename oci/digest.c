@@ -1,6 +1,6 @@
 /* digest.c — content digests: validating "alg:hex" strings and hashing
  * bytes with OpenSSL EVP, in one go or as they stream in. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <openssl/evp.h>
 #include <string.h>
@@ -30,7 +30,7 @@ int oci_digest_alg_of(const char *digest, oci_digest_alg *alg, mv_error *err)
     const char *colon = strchr(digest, ':');
     if (!colon)
         return mv_error_set(err, -EINVAL, "digest \"%s\" has no algorithm (expected sha256:<hex>)",
-                            OCI_QUOTED(digest));
+                            MV_QUOTED(digest));
     for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++) {
         size_t plen = strlen(algs[a].prefix);
         if (strncmp(digest, algs[a].prefix, plen) != 0)
@@ -43,14 +43,14 @@ int oci_digest_alg_of(const char *digest, oci_digest_alg *alg, mv_error *err)
         if (!ok)
             return mv_error_set(err, -EINVAL,
                                 "digest \"%s\": expected %zu lowercase hex characters after \"%s\"",
-                                OCI_QUOTED(digest), algs[a].hex_len, algs[a].prefix);
+                                MV_QUOTED(digest), algs[a].hex_len, algs[a].prefix);
         if (alg)
             *alg = (oci_digest_alg)a;
         return 0;
     }
     return mv_error_set(err, -EINVAL,
                         "digest \"%s\": unsupported algorithm (only sha256 and sha512)",
-                        OCI_QUOTED(digest));
+                        MV_QUOTED(digest));
 }
 
 int oci_digest_validate(const char *digest, mv_error *err)

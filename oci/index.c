@@ -1,6 +1,6 @@
 /* index.c — choosing one entry of an image index: by platform for images,
  * by artifactType for artifacts. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <string.h>
 
@@ -98,9 +98,9 @@ int oci_index_select_platform(const oci_manifest *idx, const char *os, const cha
         if (!p)
             snprintf(item, sizeof(item), "(no platform)");
         else
-            snprintf(item, sizeof(item), "%s/%s%s%s", OCI_QUOTED(p->os),
-                     OCI_QUOTED(p->architecture), p->variant ? "/" : "",
-                     p->variant ? OCI_QUOTED(p->variant) : "");
+            snprintf(item, sizeof(item), "%s/%s%s%s", MV_QUOTED(p->os),
+                     MV_QUOTED(p->architecture), p->variant ? "/" : "",
+                     p->variant ? MV_QUOTED(p->variant) : "");
         list_append(list, &o, item);
     }
     return mv_error_set(err, -ENOENT, "no manifest for %s/%s%s%s in index (it has: %s)", os, arch,
@@ -126,7 +126,7 @@ int oci_index_select_artifact(const oci_manifest *idx, const char *artifact_type
     size_t o = 0;
     for (size_t i = 0; i < idx->n_manifests; i++) {
         const char *t = idx->manifests[i].artifact_type;
-        list_append(list, &o, t ? OCI_QUOTED(t) : "(no artifactType)");
+        list_append(list, &o, t ? MV_QUOTED(t) : "(no artifactType)");
     }
     return mv_error_set(err, -ENOENT, "no manifest with artifactType %s in index (it has: %s)",
                         artifact_type, o ? list : "no entries");

@@ -1,7 +1,7 @@
 /* manifest.c — OCI and Docker schema 2 manifests and indexes: parsing
  * untrusted JSON into oci_manifest with every field type-checked, and
  * emitting the canonical compact JSON modelpush uploads. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <cJSON.h>
 #include <math.h>
@@ -122,7 +122,7 @@ static int check_duplicate_keys(const oci_annotation *a, size_t n, const char *w
     for (size_t i = 1; i < n; i++)
         if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
             return mv_error_set(err, -EINVAL, "%s: annotation \"%s\" appears twice", where,
-                                OCI_QUOTED(sorted[i]->key));
+                                MV_QUOTED(sorted[i]->key));
     return 0;
 }
 
@@ -146,7 +146,7 @@ static int parse_annotations(const cJSON *obj, const char *where, oci_annotation
         if (!cJSON_IsString(kv) || !kv->valuestring) {
             annotations_free(a, i);
             return mv_error_set(err, -EINVAL, "%s: annotation \"%s\" is not a string", where,
-                                OCI_QUOTED(key));
+                                MV_QUOTED(key));
         }
         a[i].key = mv_xstrdup(key);
         a[i].value = mv_xstrdup(kv->valuestring);
@@ -460,7 +460,7 @@ static int decide_kind(const cJSON *doc, const char *content_type, oci_manifest 
         m->kind = kind_of_type(mt->valuestring, strlen(mt->valuestring));
         if (!m->kind)
             return mv_error_set(err, -EINVAL, "manifest media type \"%s\" is unsupported",
-                                OCI_QUOTED(mt->valuestring));
+                                MV_QUOTED(mt->valuestring));
     } else if (ct && kind_of_type(ct, ct_len)) {
         m->kind = kind_of_type(ct, ct_len);
     } else if (cJSON_GetObjectItemCaseSensitive(doc, "manifests")) {

@@ -1,6 +1,6 @@
 /* mediatype.c — what a layer media type means to us (family, packing,
  * ModelPack kind), the ModelPack type names, and the manifest Accept list. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <string.h>
 

@@ -1,129 +1,10 @@
-/* oci.h — the whole public API of liboci: modelvol's error and cleanup
- * conventions, and the OCI data model (references, digests, manifests,
- * indexes, media types). No I/O happens behind this header.
- *
- * Every library above (puller, cache, csi) builds on the mv_error and cleanup
- * conventions declared here, so this is the one header everyone includes. */
+/* oci.h — the whole public API of liboci: the OCI data model (references,
+ * digests, manifests, indexes, media types, layer paths). No I/O happens
+ * behind this header; errors and cleanup come from base/mv.h. */
 #ifndef MODELVOL_OCI_H
 #define MODELVOL_OCI_H
 
-#include <errno.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#define MV_VERSION "0.1.0"
-
-/* ------------------------------------------------------------------------ */
-/* Errors                                                                   */
-/* ------------------------------------------------------------------------ */
-
-/* Functions that can fail return 0 or a negative errno-style code and fill an
- * mv_error. The message is a chain: each caller that adds context prefixes
- * "what I was doing: " so the user reads one line, outermost first, e.g.
- * "pull ghcr.io/x/y:v1: blob sha256:ab…: 416 from storage".
- *
- * Codes carry meaning the CSI layer maps to gRPC status codes:
- *   -EINVAL  bad input (reference, manifest, argument)
- *   -ENOENT  not found (manifest/blob 404, missing file)
- *   -EACCES  authentication failed (401 after refresh)
- *   -EPERM   authorised but denied (403)
- *   -ENOSPC  disk full
- *   -EBADMSG digest or size mismatch, hostile content
- *   -ETIMEDOUT, -ECONNREFUSED, -EIO  transport failures
- *   -ECANCELED  cancelled by the caller
- * The message never contains a credential or a token. */
-#define MV_ERROR_MSG_MAX 1024
-
-typedef struct mv_error {
-    int code;                   /* 0 or a negative errno-style code */
-    int http_status;            /* last HTTP status involved, 0 if none */
-    char msg[MV_ERROR_MSG_MAX]; /* "outer: inner: cause" */
-} mv_error;
-
-#define MV_ERROR_INIT {0, 0, {0}}
-
-/* Sets the error (replacing any previous one) and returns code, which must
- * be negative. err may be NULL. */
-int mv_error_set(mv_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* As mv_error_set, with ": strerror(-code)" appended. */
-int mv_error_errno(mv_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Prefixes context onto the existing message ("ctx: old") and returns the
- * existing code. A message that would overflow keeps its outermost part. */
-int mv_error_wrap(mv_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mv_error_clear(mv_error *err);
-/* Copies src into dst (either may be NULL). */
-void mv_error_copy(mv_error *dst, const mv_error *src);
-
-/* ------------------------------------------------------------------------ */
-/* Cleanup attributes                                                       */
-/* ------------------------------------------------------------------------ */
-
-#define _cleanup_(f) __attribute__((cleanup(f)))
-
-static inline void mv_freep(void *p)
-{
-    free(*(void **)p);
-    *(void **)p = NULL;
-}
-static inline void mv_closep(int *fd)
-{
-    if (*fd >= 0) {
-        int saved = errno;
-        close(*fd);
-        errno = saved;
-    }
-    *fd = -1;
-}
-static inline void mv_fclosep(FILE **f)
-{
-    if (*f)
-        fclose(*f);
-    *f = NULL;
-}
-static inline void mv_strvfreep(char ***v)
-{
-    if (*v) {
-        for (char **p = *v; *p; p++)
-            free(*p);
-        free(*v);
-    }
-    *v = NULL;
-}
-
-#define _cleanup_free_   _cleanup_(mv_freep)
-#define _cleanup_close_  _cleanup_(mv_closep)
-#define _cleanup_fclose_ _cleanup_(mv_fclosep)
-#define _cleanup_strv_   _cleanup_(mv_strvfreep)
-
-/* Hands ownership on: returns the value and clears the variable so its
- * cleanup does nothing. */
-#define MV_STEAL(p)                                                                                \
-    ({                                                                                             \
-        __typeof__(p) _mv_tmp = (p);                                                               \
-        (p) = (__typeof__(p))0;                                                                    \
-        _mv_tmp;                                                                                   \
-    })
-#define MV_STEAL_FD(fd)                                                                            \
-    ({                                                                                             \
-        int _mv_tmp = (fd);                                                                        \
-        (fd) = -1;                                                                                 \
-        _mv_tmp;                                                                                   \
-    })
-
-/* Allocation failure is not recoverable in a daemon that must not lie about
- * its state; these abort with a message instead of returning NULL. */
-void *mv_xmalloc(size_t n);
-void *mv_xcalloc(size_t n, size_t m);
-void *mv_xrealloc(void *p, size_t n);
-char *mv_xstrdup(const char *s);
-char *mv_xstrndup(const char *s, size_t n);
-char *mv_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include "mv.h"
 
 /* ------------------------------------------------------------------------ */
 /* References                                                               */
@@ -376,12 +257,5 @@ int oci_index_select_platform(const oci_manifest *idx, const char *os, const cha
                               const char *variant, const oci_descriptor **out, mv_error *err);
 int oci_index_select_artifact(const oci_manifest *idx, const char *artifact_type,
                               const oci_descriptor **out, mv_error *err);
-
-/* Size strings for CLI flags: "64M", "1.5GiB", "16k", "4096". Units are
- * binary (K = KiB = KB = 1024), case-insensitive; a fraction needs a unit
- * and rounds down to a byte. -EINVAL for garbage or over UINT64_MAX. */
-int mv_parse_size(const char *s, uint64_t *out, mv_error *err);
-/* Formats bytes as "1.5 GiB" into buf. */
-const char *mv_format_size(uint64_t bytes, char *buf, size_t len);
 
 #endif

@@ -1,6 +1,6 @@
 /* path.c — the file path a raw layer presents inside a model tree, taken
  * from its annotations and made safe: relative, no "..", normalised. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <string.h>
 
@@ -17,9 +17,9 @@ int oci_path_normalize(const char *path, char **out, mv_error *err)
     size_t len = strlen(path);
     if (len > PATH_LEN_MAX)
         return mv_error_set(err, -EINVAL, "path \"%s\" is %zu bytes, over the limit of %d",
-                            OCI_QUOTED(path), len, PATH_LEN_MAX);
+                            MV_QUOTED(path), len, PATH_LEN_MAX);
     if (path[0] == '/')
-        return mv_error_set(err, -EINVAL, "path \"%s\" is absolute", OCI_QUOTED(path));
+        return mv_error_set(err, -EINVAL, "path \"%s\" is absolute", MV_QUOTED(path));
 
     _cleanup_free_ char *buf = mv_xmalloc(len + 1);
     size_t o = 0;
@@ -27,11 +27,11 @@ int oci_path_normalize(const char *path, char **out, mv_error *err)
     while (*c) {
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return mv_error_set(err, -EINVAL, "path \"%s\" contains \"..\"", OCI_QUOTED(path));
+            return mv_error_set(err, -EINVAL, "path \"%s\" contains \"..\"", MV_QUOTED(path));
         if (n > PATH_COMPONENT_MAX)
             return mv_error_set(err, -EINVAL,
                                 "path \"%s\" has a component of %zu bytes, over the limit of %d",
-                                OCI_QUOTED(path), n, PATH_COMPONENT_MAX);
+                                MV_QUOTED(path), n, PATH_COMPONENT_MAX);
         if (n > 0 && !(n == 1 && c[0] == '.')) {
             if (o > 0)
                 buf[o++] = '/';
@@ -43,7 +43,7 @@ int oci_path_normalize(const char *path, char **out, mv_error *err)
             c++;
     }
     if (o == 0)
-        return mv_error_set(err, -EINVAL, "path \"%s\" names no file", OCI_QUOTED(path));
+        return mv_error_set(err, -EINVAL, "path \"%s\" names no file", MV_QUOTED(path));
     buf[o] = '\0';
     *out = MV_STEAL(buf);
     return 0;

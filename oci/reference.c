@@ -1,7 +1,7 @@
 /* reference.c — image references: parsing [host[:port]/]path[:tag][@digest]
  * by the distribution reference grammar, Docker Hub normalisation, the
  * canonical string form, and the loopback test for registry hosts. */
-#include "oci-internal.h"
+#include "oci.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -134,12 +134,12 @@ static int check_repository(const char *input, const char *repo, mv_error *err)
 {
     if (!*repo)
         return mv_error_set(err, -EINVAL, "reference \"%s\": repository is empty",
-                            OCI_QUOTED(input));
+                            MV_QUOTED(input));
     for (const char *p = repo; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             return mv_error_set(err, -EINVAL,
                                 "reference \"%s\": repository \"%s\" has uppercase letters",
-                                OCI_QUOTED(input), OCI_QUOTED(repo));
+                                MV_QUOTED(input), MV_QUOTED(repo));
     const char *c = repo;
     for (;;) {
         const char *slash = strchr(c, '/');
@@ -147,13 +147,13 @@ static int check_repository(const char *input, const char *repo, mv_error *err)
         if (n == 0)
             return mv_error_set(err, -EINVAL,
                                 "reference \"%s\": repository \"%s\" has an empty path component",
-                                OCI_QUOTED(input), OCI_QUOTED(repo));
+                                MV_QUOTED(input), MV_QUOTED(repo));
         if (!valid_component(c, n)) {
             _cleanup_free_ char *comp = mv_xstrndup(c, n);
             return mv_error_set(err, -EINVAL,
                                 "reference \"%s\": repository path component \"%s\" is invalid "
                                 "(allowed: a-z 0-9 joined by '.', '_', '__' or '-')",
-                                OCI_QUOTED(input), OCI_QUOTED(comp));
+                                MV_QUOTED(input), MV_QUOTED(comp));
         }
         if (!slash)
             return 0;
@@ -165,11 +165,11 @@ static int check_tag(const char *input, const char *tag, mv_error *err)
 {
     size_t n = strlen(tag);
     if (n == 0)
-        return mv_error_set(err, -EINVAL, "reference \"%s\": tag is empty", OCI_QUOTED(input));
+        return mv_error_set(err, -EINVAL, "reference \"%s\": tag is empty", MV_QUOTED(input));
     if (n > OCI_TAG_MAX)
         return mv_error_set(err, -EINVAL,
                             "reference \"%s\": tag \"%s\" is %zu characters, over the limit of %d",
-                            OCI_QUOTED(input), OCI_QUOTED(tag), n, OCI_TAG_MAX);
+                            MV_QUOTED(input), MV_QUOTED(tag), n, OCI_TAG_MAX);
     bool ok = is_word(tag[0]);
     for (size_t i = 1; ok && i < n; i++)
         ok = is_word(tag[i]) || tag[i] == '.' || tag[i] == '-';
@@ -177,7 +177,7 @@ static int check_tag(const char *input, const char *tag, mv_error *err)
         return mv_error_set(err, -EINVAL,
                             "reference \"%s\": tag \"%s\" is invalid (allowed: [A-Za-z0-9_] then "
                             "[A-Za-z0-9_.-])",
-                            OCI_QUOTED(input), OCI_QUOTED(tag));
+                            MV_QUOTED(input), MV_QUOTED(tag));
     return 0;
 }
 
@@ -211,7 +211,7 @@ int oci_ref_parse(const char *s, oci_ref **out, mv_error *err)
     size_t len = strnlen(s, REF_INPUT_MAX + 1);
     if (len > REF_INPUT_MAX)
         return mv_error_set(err, -EINVAL, "reference \"%s\" is longer than %d characters",
-                            OCI_QUOTED(s), REF_INPUT_MAX);
+                            MV_QUOTED(s), REF_INPUT_MAX);
 
     _cleanup_free_ char *work = mv_xstrdup(s);
     _cleanup_free_ char *digest = NULL;
@@ -222,7 +222,7 @@ int oci_ref_parse(const char *s, oci_ref **out, mv_error *err)
         *at = '\0';
         mv_error derr = MV_ERROR_INIT;
         if (oci_digest_validate(at + 1, &derr) < 0)
-            return mv_error_set(err, -EINVAL, "reference \"%s\": %s", OCI_QUOTED(s), derr.msg);
+            return mv_error_set(err, -EINVAL, "reference \"%s\": %s", MV_QUOTED(s), derr.msg);
         digest = mv_xstrdup(at + 1);
     }
 
@@ -239,13 +239,13 @@ int oci_ref_parse(const char *s, oci_ref **out, mv_error *err)
     }
 
     if (!*work)
-        return mv_error_set(err, -EINVAL, "reference \"%s\": repository is empty", OCI_QUOTED(s));
+        return mv_error_set(err, -EINVAL, "reference \"%s\": repository is empty", MV_QUOTED(s));
     /* A bare 64-hex name is an image ID, which distribution refuses as a
      * name so it cannot be mistaken for one. */
     if (strlen(work) == 64 && strspn(work, "0123456789abcdef") == 64)
         return mv_error_set(err, -EINVAL,
                             "reference \"%s\": a 64-character hex string is an ID, not a name",
-                            OCI_QUOTED(s));
+                            MV_QUOTED(s));
 
     _cleanup_free_ char *registry = NULL;
     const char *path = work;
@@ -255,7 +255,7 @@ int oci_ref_parse(const char *s, oci_ref **out, mv_error *err)
         if (!valid_host(work, hn)) {
             _cleanup_free_ char *host = mv_xstrndup(work, hn);
             return mv_error_set(err, -EINVAL, "reference \"%s\": registry host \"%s\" is invalid",
-                                OCI_QUOTED(s), OCI_QUOTED(host));
+                                MV_QUOTED(s), MV_QUOTED(host));
         }
         registry = normalize_registry(work, hn);
         path = slash + 1;
@@ -278,7 +278,7 @@ int oci_ref_parse(const char *s, oci_ref **out, mv_error *err)
         return mv_error_set(err, -EINVAL,
                             "reference \"%s\": name \"%s/%s\" is %zu characters, over the limit "
                             "of %d",
-                            OCI_QUOTED(s), registry, OCI_QUOTED(repository), name_len,
+                            MV_QUOTED(s), registry, MV_QUOTED(repository), name_len,
                             OCI_NAME_MAX);
 
     if (!tag && !digest)

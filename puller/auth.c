@@ -5,7 +5,7 @@
  * identitytoken, as docker does), cache it per scope until it expires.
  * Credentials go only to the origin (or a mirror on the same host:port) and
  * its token realm; no secret is ever put in an error message. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* challenge.c — parses a WWW-Authenticate header (RFC 7235 auth-params:
  * tokens, quoted strings with backslash escapes, commas inside quotes) into
  * the first challenge's scheme, realm, service, scope and error. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <string.h>
 #include <strings.h>

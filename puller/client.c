@@ -2,7 +2,7 @@
  * endpoint list (mirrors from the config in order, then the origin), owns
  * the curl multi handles and shared caches, and holds the small transport
  * helpers every request path uses (URLs, TLS settings, backoff). */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <pthread.h>
 #include <string.h>

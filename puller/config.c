@@ -21,7 +21,7 @@
  * without a scheme is reached over https (loopback: https, then http). An
  * entry for a mirror's own host:port sets that mirror's TLS material.
  * Unknown keys are ignored so that newer files load in older builds. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * "credHelpers" and "credsStore": `docker-credential-<name> get` from PATH,
  * the server on stdin, JSON {"Username", "Secret"} on stdout. A helper that
  * hangs is killed after HELPER_TIMEOUT_MS; its output is wiped once read. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>

@@ -19,7 +19,7 @@
  * in (a pod's Secret) may not: it would choose which program the plugin,
  * running as root, executes. Precedence, as docker: a host's helper, then
  * an "auths" entry, then the store. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

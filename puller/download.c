@@ -6,7 +6,7 @@
  * with the registry) and every range goes to the final URL. Ranges retry on
  * their own with backoff; completed ranges are recorded for resume; the
  * in-order hasher (hashq.c) verifies the digest as the prefix fills. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <stdarg.h>

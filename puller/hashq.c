@@ -2,7 +2,7 @@
  * with pread over the contiguous prefix the downloader has written so far
  * and feeds it to SHA-256, so hashing overlaps the network. Memory is one
  * fixed buffer whatever the blob size. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <pthread.h>
 #include <string.h>

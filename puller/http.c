@@ -4,7 +4,7 @@
  * challenges once, follows redirects by hand so the Authorization header
  * never reaches another host, streams request bodies from memory or an fd,
  * and keeps a bounded amount of the response. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <string.h>
 #include <strings.h>

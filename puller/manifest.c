@@ -3,7 +3,7 @@
  * verified: a manifest against the digest asked for or Docker-Content-Digest,
  * a blob against its descriptor. Transient failures are retried with
  * backoff; bodies are size-limited while they are read. */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <string.h>
 

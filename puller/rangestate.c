@@ -13,7 +13,7 @@
  *   0 16777216
  *   33554432 50331648
  */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <string.h>

@@ -22,7 +22,7 @@
  * the final fsync, and on the 2-core VM it slowed writeback and the reads
  * that shared the disk: a 1 GiB pull from a registry on the same disk took
  * 2.59 s without the flushes and 2.07-2.17 s with them (medians of 5). */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -13,7 +13,7 @@
  * mid-body leaves behind: against it, only an upload stopped between
  * chunks resumes; one killed mid-chunk starts over (correctly, just not
  * faster). */
-#include "internal.h"
+#include "puller-internal.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static bool init;
     if (!init) {
         csi_set_dry_run(true);
-        csi_log_set_quiet(true);
+        mv_log_set_quiet(true);
         for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
             pthread_mutex_init(&plugin.target_locks[i], NULL);
         /* Not ready: publish and unpublish stop after their checks. */

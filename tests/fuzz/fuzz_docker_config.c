@@ -2,7 +2,7 @@
  * config.json / .dockerconfigjson content) and the kubelet-style key
  * matching (globs, ports, paths) of every parsed entry. */
 #include "puller.h"
-#include "../../puller/internal.h"
+#include "puller-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /* test_size.c — size flags parsed with binary units, garbage and overflow
  * refused, and the human-readable form. */
-#include "oci.h"
+#include "mv.h"
 #include "mvtest.h"
 
 static void expect_size(const char *in, uint64_t want)

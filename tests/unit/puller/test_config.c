@@ -1,7 +1,7 @@
 /* test_config.c — the registry configuration JSON: mirrors, plainHTTP, TLS
  * files, Docker Hub aliases, and one-line errors naming the bad key. */
 #include "mvtest.h"
-#include "../../puller/internal.h"
+#include "puller-internal.h"
 
 #include <string.h>
 

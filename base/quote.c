@@ -1,9 +1,9 @@
 /* quote.c — makes untrusted text safe to put into a one-line error message. */
-#include "oci-internal.h"
+#include "mv.h"
 
 #include <string.h>
 
-const char *oci_quote(const char *s, char *buf, size_t len)
+const char *mv_quote(const char *s, char *buf, size_t len)
 {
     if (!buf || len == 0)
         return "";
@@ -12,8 +12,8 @@ const char *oci_quote(const char *s, char *buf, size_t len)
         return buf;
     }
     size_t keep = len - 1;
-    if (keep > OCI_QUOTE_MAX)
-        keep = OCI_QUOTE_MAX;
+    if (keep > MV_QUOTE_MAX)
+        keep = MV_QUOTE_MAX;
     size_t n = strlen(s);
     bool cut = n > keep;
     if (cut)

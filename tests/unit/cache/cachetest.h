@@ -120,7 +120,7 @@ static inline char *ct_read(const char *path)
 {
     char *buf = NULL;
     size_t n = 0;
-    if (cache_read_file_at(AT_FDCWD, path, 64 << 20, &buf, &n, NULL) < 0)
+    if (mv_read_file_at(AT_FDCWD, path, 64 << 20, &buf, &n, NULL) < 0)
         return NULL;
     return buf;
 }

@@ -1,6 +1,6 @@
 /* error.c — the mv_error message chain, and allocation helpers that abort
  * rather than hand NULL to callers that could not recover anyway. */
-#include "oci.h"
+#include "mv.h"
 
 #include <stdarg.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * (format, parameter count, precision), and reproducible manifests (raw,
  * tar+zstd and ORAS). The packing code is compiled in directly: it lives in
  * the modelpush executable, not in a library. */
-#include "../../cli/modelpush_pack.c"
+#include "../../../cli/modelpush_pack.c"
 
 #include "mvtest.h"
 

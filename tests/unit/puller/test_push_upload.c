@@ -3,7 +3,7 @@
  * resume record (round trip, and refusal of a record for other bytes or of
  * a damaged one), and the digest query appended to a session URL. The
  * source is compiled in to reach its file-local helpers. */
-#include "../../puller/upload.c"
+#include "upload.c"
 
 #include "mvtest.h"
 

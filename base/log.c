@@ -1,17 +1,18 @@
-/* log.c — the daemon's event log: one line per event on stderr, in
+/* log.c — the one logger (the plugin and prewarm): one line per event on stderr, in
  * key=value form (logfmt), written with a single write so lines from
  * concurrent calls never interleave. Callers never pass secrets. */
 #include <stdarg.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <time.h>
 
-#include "csi.h"
+#include "mv.h"
 
-#define CSI_LOG_LINE_MAX 4096
+#define MV_LOG_LINE_MAX 4096
 
 static atomic_bool log_quiet;
 
-void csi_log_set_quiet(bool quiet)
+void mv_log_set_quiet(bool quiet)
 {
     atomic_store(&log_quiet, quiet);
 }
@@ -62,11 +63,11 @@ static void put_value(char *buf, size_t cap, size_t *pos, const char *v)
     put(buf, cap, pos, "\"", 1);
 }
 
-void csi_log_pairs(const char *level, const char *event, ...)
+void mv_log_pairs(const char *level, const char *event, ...)
 {
     if (atomic_load(&log_quiet) && strcmp(level, "warn") != 0 && strcmp(level, "error") != 0)
         return;
-    char line[CSI_LOG_LINE_MAX];
+    char line[MV_LOG_LINE_MAX];
     size_t pos = 0;
 
     struct timespec ts;

@@ -4,7 +4,7 @@
  * closed slot is never written again, so its record can be removed safely;
  * slots of several blobs are kept apart. */
 #include "mvtest.h"
-#include "../../puller/internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <string.h>

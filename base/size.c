@@ -1,6 +1,6 @@
 /* size.c — byte counts as people write them on a command line ("64M",
  * "1.5GiB", "4096") and as we print them back ("1.5 GiB"). Units are binary. */
-#include "oci-internal.h"
+#include "mv.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -35,17 +35,17 @@ int mv_parse_size(const char *s, uint64_t *out, mv_error *err)
     const char *p = s;
     unsigned __int128 whole = 0, frac = 0, frac_den = 1;
     if (!isdigit((unsigned char)*p))
-        return mv_error_set(err, -EINVAL, "size \"%s\" does not start with a digit", OCI_QUOTED(s));
+        return mv_error_set(err, -EINVAL, "size \"%s\" does not start with a digit", MV_QUOTED(s));
     for (; isdigit((unsigned char)*p); p++) {
         whole = whole * 10 + (unsigned)(*p - '0');
         if (whole > UINT64_MAX)
-            return mv_error_set(err, -EINVAL, "size \"%s\" is too large", OCI_QUOTED(s));
+            return mv_error_set(err, -EINVAL, "size \"%s\" is too large", MV_QUOTED(s));
     }
     bool has_frac = false;
     if (*p == '.') {
         p++;
         if (!isdigit((unsigned char)*p))
-            return mv_error_set(err, -EINVAL, "size \"%s\" has no digits after '.'", OCI_QUOTED(s));
+            return mv_error_set(err, -EINVAL, "size \"%s\" has no digits after '.'", MV_QUOTED(s));
         has_frac = true;
         /* Digits past the 18th cannot change the result by a whole byte
          * below 2^64 / 10^18 units; they are checked but not used. */
@@ -62,14 +62,14 @@ int mv_parse_size(const char *s, uint64_t *out, mv_error *err)
     if (power < 0)
         return mv_error_set(err, -EINVAL,
                             "size \"%s\": unknown unit \"%s\" (use B, K, M, G, T, P or E)",
-                            OCI_QUOTED(s), OCI_QUOTED(p));
+                            MV_QUOTED(s), MV_QUOTED(p));
     if (has_frac && frac != 0 && power == 0)
         return mv_error_set(err, -EINVAL, "size \"%s\" is not a whole number of bytes",
-                            OCI_QUOTED(s));
+                            MV_QUOTED(s));
     unsigned __int128 mult = (unsigned __int128)1 << (10 * power);
     unsigned __int128 v = whole * mult + frac * mult / frac_den;
     if (v > UINT64_MAX)
-        return mv_error_set(err, -EINVAL, "size \"%s\" is too large", OCI_QUOTED(s));
+        return mv_error_set(err, -EINVAL, "size \"%s\" is too large", MV_QUOTED(s));
     *out = (uint64_t)v;
     return 0;
 }

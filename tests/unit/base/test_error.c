@@ -1,5 +1,5 @@
 /* test_error.c — the mv_error chain: set, wrap, overflow, errno text. */
-#include "oci.h"
+#include "mv.h"
 #include "mvtest.h"
 
 MV_TEST(set_and_wrap_build_a_chain)

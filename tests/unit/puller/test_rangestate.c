@@ -2,7 +2,7 @@
  * atomic save that round-trips, and records that belong to another blob or
  * are damaged being ignored rather than trusted. */
 #include "mvtest.h"
-#include "../../puller/internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <string.h>

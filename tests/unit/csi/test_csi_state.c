@@ -84,7 +84,7 @@ MV_TEST(list_skips_damage_and_clears_temp_files)
 {
     _cleanup_free_ char *dir = tmpdir();
     mv_error err = MV_ERROR_INIT;
-    csi_log_set_quiet(true);
+    mv_log_set_quiet(true);
     csi_record r = {.target = (char *)"/t/ok",
                     .reference = (char *)"r/m:v1",
                     .tree_id = (char *)"sha256:aa",

@@ -3,7 +3,7 @@
  * event with escaped strings; the bar sums concurrent blobs and ends its
  * line; mode names parse. */
 #include "mvtest.h"
-#include "../../cli/cli_progress.c"
+#include "../../../cli/cli_progress.c"
 
 static char *run_events(cli_progress_mode mode)
 {

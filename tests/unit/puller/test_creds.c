@@ -5,7 +5,7 @@
  * secret. Uses the puller's private
  * lookup (internal.h) to see what was parsed. */
 #include "mvtest.h"
-#include "../../puller/internal.h"
+#include "puller-internal.h"
 
 #include <fcntl.h>
 #include <string.h>
