@@ -98,6 +98,16 @@ static inline void mv_strvfreep(char ***v)
     *v = NULL;
 }
 
+/* Defines name(type **p), the cleanup helper of a type whose free function
+ * takes the pointer and accepts NULL. One line beside the type, so no file
+ * writes its own. */
+#define MV_DEFINE_FREEP(type, name, freefn)                                                        \
+    static inline void name(type **p)                                                              \
+    {                                                                                              \
+        freefn(*p);                                                                                \
+        *p = NULL;                                                                                 \
+    }
+
 #define _cleanup_free_   _cleanup_(mv_freep)
 #define _cleanup_close_  _cleanup_(mv_closep)
 #define _cleanup_fclose_ _cleanup_(mv_fclosep)

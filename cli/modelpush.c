@@ -366,16 +366,6 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-static void config_freep(pull_config **c)
-{
-    pull_config_free(*c);
-}
-
-static void creds_freep(pull_creds **c)
-{
-    pull_creds_free(*c);
-}
-
 static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
 {
     _cleanup_ref_ oci_ref *ref = NULL;
@@ -454,8 +444,8 @@ static int run(push_args *a, const char *dir, const char *refstr, mv_error *err)
         fwrite(p->manifest_json, 1, p->manifest_len, stdout);
         printf("\n");
     } else {
-        _cleanup_(config_freep) pull_config *cfg = NULL;
-        _cleanup_(creds_freep) pull_creds *creds = NULL;
+        _cleanup_(pull_config_freep) pull_config *cfg = NULL;
+        _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
         r = pull_config_load(a->registry_config ? a->registry_config : PULL_DEFAULT_CONFIG,
                              a->registry_config != NULL, &cfg, err);
         if (r < 0)

@@ -56,16 +56,6 @@ static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigne
     return 0;
 }
 
-static void pull_config_freep(pull_config **c)
-{
-    pull_config_free(*c);
-}
-
-static void pull_creds_freep(pull_creds **c)
-{
-    pull_creds_free(*c);
-}
-
 static void *recover_thread(void *arg)
 {
     csi_plugin *p = arg;

@@ -52,12 +52,6 @@ void pull_config_free(pull_config *cfg)
     free(cfg);
 }
 
-static void config_freep(pull_config **c)
-{
-    pull_config_free(*c);
-    *c = NULL;
-}
-
 static void json_freep(cJSON **j)
 {
     cJSON_Delete(*j);
@@ -158,7 +152,7 @@ int pull_config_parse(const char *json, size_t len, pull_config **out, mv_error 
         return mv_error_set(err, -EINVAL, "registry config: not valid JSON");
     if (!cJSON_IsObject(root))
         return mv_error_set(err, -EINVAL, "registry config: must be a JSON object");
-    _cleanup_(config_freep) pull_config *cfg = mv_xcalloc(1, sizeof(*cfg));
+    _cleanup_(pull_config_freep) pull_config *cfg = mv_xcalloc(1, sizeof(*cfg));
     const cJSON *regs = cJSON_GetObjectItemCaseSensitive(root, "registries");
     if (regs) {
         if (!cJSON_IsObject(regs))

@@ -96,12 +96,6 @@ void pull_creds_free(pull_creds *creds)
     free(creds);
 }
 
-static void creds_freep(pull_creds **c)
-{
-    pull_creds_free(*c);
-    *c = NULL;
-}
-
 static void json_freep(cJSON **j)
 {
     cJSON_Delete(*j);
@@ -347,7 +341,7 @@ static int parse_into(pull_creds *c, const char *json, size_t len, const char *o
 int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *err)
 {
     *out = NULL;
-    _cleanup_(creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
+    _cleanup_(pull_creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
     int rc = parse_into(c, json, len, "docker config", false, err);
     if (rc < 0)
         return rc;
@@ -386,7 +380,7 @@ static int load_file(pull_creds *c, const char *path, mv_error *err)
 int pull_creds_load_default(pull_creds **out, mv_error *err)
 {
     *out = NULL;
-    _cleanup_(creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
+    _cleanup_(pull_creds_freep) pull_creds *c = mv_xcalloc(1, sizeof(*c));
     const char *dc = getenv("DOCKER_CONFIG");
     const char *home = getenv("HOME");
     _cleanup_free_ char *p1 = dc && *dc ? mv_xasprintf("%s/config.json", dc) : NULL;

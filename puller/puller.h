@@ -25,6 +25,8 @@ int pull_config_parse(const char *json, size_t len, pull_config **out, mv_error 
  * a missing file the user named is an error. */
 int pull_config_load(const char *path, bool user_named, pull_config **out, mv_error *err);
 void pull_config_free(pull_config *cfg);
+MV_DEFINE_FREEP(pull_config, pull_config_freep, pull_config_free)
+#define _cleanup_pull_config_ _cleanup_(pull_config_freep)
 
 /* ------------------------------------------------------------------------ */
 /* Credentials: the docker config.json chain                                */
@@ -42,6 +44,8 @@ int pull_creds_load_default(pull_creds **out, mv_error *err);
  * content from a pod may not choose a credential helper to run. */
 int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *err);
 void pull_creds_free(pull_creds *creds);
+MV_DEFINE_FREEP(pull_creds, pull_creds_freep, pull_creds_free)
+#define _cleanup_pull_creds_ _cleanup_(pull_creds_freep)
 
 /* A parsed WWW-Authenticate challenge. Exposed for tests and fuzzing. */
 typedef struct pull_challenge {
