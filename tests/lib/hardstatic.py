@@ -2,7 +2,7 @@
 tests/integration/test_hard_{cppcheck,tidy,valgrind}.py:
 
   * cppcheck --enable=warning,performance,portability --inline-suppr over
-    oci/ puller/ cache/ csi/ cli/ (the build's compile_commands.json,
+    base/ oci/ puller/ cache/ push/ csi/ cli/ (the build's compile_commands.json,
     restricted to those directories);
   * clang-tidy -checks='-*,bugprone-*,clang-analyzer-*' (minus the checks
     in TIDY_OFF, each with its reason);
@@ -30,7 +30,7 @@ import hardlib
 from checks import Checks
 from mvreg import BUILD_DIR, SOURCE_DIR, Registry
 
-DIRS = ("oci", "puller", "cache", "csi", "cli")
+DIRS = ("base", "oci", "puller", "cache", "push", "csi", "cli")
 # Checks left out, and why. Everything else in bugprone-* and
 # clang-analyzer-* must be clean.
 TIDY_OFF = {
