@@ -28,7 +28,7 @@ LOG_LINE = re.compile(r'^ts=\S+ level=(info|warn|error) event=[a-z_]+'
 
 
 def mv_version():
-    with open(os.path.join(csiclient.SOURCE_DIR, "oci", "oci.h")) as f:
+    with open(os.path.join(csiclient.SOURCE_DIR, "base", "mv.h")) as f:
         return re.search(r'#define MV_VERSION "([^"]+)"', f.read()).group(1)
 
 
