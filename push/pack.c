@@ -1,9 +1,9 @@
-/* modelpush_pack.c — turns a model directory into a pack: walks it (symlinks
+/* pack.c — turns a model directory into a pack: walks it (symlinks
  * only when they stay inside), classifies each file into a ModelPack kind,
  * hashes every file in one read (or streams it into a deterministic tar
  * layer), and builds the config and manifest. No network here: the same
  * directory and options always give the same manifest bytes. */
-#include "modelpush.h"
+#include "push-internal.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -12,13 +12,13 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <zstd.h>
 
-#define READ_BUF               (1u << 20)
 #define WALK_DEPTH             64
 #define SAFETENSORS_HEADER_MAX (64u << 20)
 #define PUSH_MAX_FILES         OCI_MANIFEST_MAX_LAYERS
@@ -371,7 +371,7 @@ static int hash_one(push_file *f, char *buf, mv_error *err)
     _cleanup_hasher_ oci_hasher *h = oci_hasher_new(OCI_DIGEST_SHA256);
     uint64_t total = 0;
     for (;;) {
-        ssize_t got = read(fd, buf, READ_BUF);
+        ssize_t got = read(fd, buf, PUSH_READ_BUF);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -394,7 +394,7 @@ static int hash_one(push_file *f, char *buf, mv_error *err)
 static void *hash_worker(void *arg)
 {
     hash_job *j = arg;
-    _cleanup_free_ char *buf = mv_xmalloc(READ_BUF);
+    _cleanup_free_ char *buf = mv_xmalloc(PUSH_READ_BUF);
     for (;;) {
         size_t i = atomic_fetch_add(&j->next, 1);
         if (i >= j->n)
@@ -519,21 +519,16 @@ static void cache_apply(const char *cache_path, push_file *files, size_t n)
     free(e);
 }
 
-/* Rewrites the cache with this run's files (temp + rename). A file changed
+/* Rewrites the cache with this run's files, atomically. A file changed
  * within the last two seconds is left out: a write in the same clock tick
  * as our read could leave its times unchanged ("racily clean" in git). */
 static void cache_store(const char *cache_path, const push_file *files, size_t n, int64_t now)
 {
-    _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp.%d", cache_path, (int)getpid());
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
         return;
-    int raw = MV_STEAL_FD(fd); /* the FILE owns it from here */
-    FILE *f = fdopen(raw, "w");
-    if (!f) {
-        close(raw);
-        return;
-    }
     for (size_t i = 0; i < n; i++) {
         const push_file *pf = &files[i];
         if (pf->in_tar || !pf->digest[0] || strchr(pf->path, '\n') || pf->ctime_s >= now - 2 ||
@@ -544,10 +539,10 @@ static void cache_store(const char *cache_path, const push_file *files, size_t n
                 (unsigned long long)pf->size, (long long)pf->mtime_s, (long long)pf->mtime_ns,
                 (long long)pf->ctime_s, (long long)pf->ctime_ns, pf->path);
     }
-    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, cache_path) < 0)
-        unlink(tmp);
+    if (fclose(f) != 0)
+        return;
+    mv_error err = MV_ERROR_INIT;
+    (void)mv_write_atomic(cache_path, buf, len, 0600, MV_WRITE_SYNC, &err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -652,7 +647,7 @@ static void safetensors_facts(const push_file *f, model_facts *mf, bool *ok)
 
 /* "6.7B", "8B", "125M", "12K"; the ModelPack paramSize notation. NULL
  * below a thousand, which the notation cannot say. */
-static char *format_params(uint64_t n)
+char *push_format_params(uint64_t n)
 {
     if (n < 1000)
         return NULL;
@@ -717,7 +712,7 @@ static void gather_facts(push_pack *p)
             if (i != FMT_SAFETENSORS && mf.fmt_bytes[i])
                 only_st = false;
         if (only_st) {
-            p->param_size = format_params(mf.params);
+            p->param_size = push_format_params(mf.params);
             const char *prec = precision_of(mf.dtype);
             if (prec)
                 p->precision = mv_xstrdup(prec);
@@ -798,13 +793,6 @@ static int staging_fd(const char *tmpdir, mv_error *err)
     return fd;
 }
 
-static void archive_freep(struct archive **a)
-{
-    if (*a)
-        archive_write_free(*a);
-    *a = NULL;
-}
-
 static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_t mtime,
                         mv_error *err)
 {
@@ -825,7 +813,7 @@ static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_
         return mv_error_set(err, -EIO, "%s: tar header: %s", f->rel, archive_error_string(a));
     uint64_t total = 0;
     for (;;) {
-        ssize_t got = read(fd, buf, READ_BUF);
+        ssize_t got = read(fd, buf, PUSH_READ_BUF);
         if (got < 0) {
             if (errno == EINTR)
                 continue;
@@ -866,7 +854,7 @@ static int build_tar(push_file *files, const size_t *idx, size_t n, const push_p
         zbuf = mv_xmalloc(s.zbuf_len);
         s.zbuf = zbuf;
     }
-    _cleanup_free_ char *buf = mv_xmalloc(READ_BUF);
+    _cleanup_free_ char *buf = mv_xmalloc(PUSH_READ_BUF);
     int r = 0;
     {
         _cleanup_(archive_freep) struct archive *a = archive_write_new();
