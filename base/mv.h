@@ -3,8 +3,8 @@
  * attributes, quoting untrusted text, sizes and numbers, the logfmt logger,
  * the file-system mechanisms every module shares: one atomic writer, one
  * small-file reader, mkdir -p, one directory walker with an inode set; and
- * the progress display both CLIs share. No OCI and no I/O policy live here: callers choose fsync
- * and modes. */
+ * the progress display both CLIs share. No OCI and no I/O policy live
+ * here: callers choose fsync and modes. */
 #ifndef MODELVOL_MV_H
 #define MODELVOL_MV_H
 
