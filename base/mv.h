@@ -1,9 +1,10 @@
 /* mv.h — the whole public API of libbase: modelvol's conventions that are
  * not about OCI. The error chain, allocation that aborts, cleanup
  * attributes, quoting untrusted text, sizes and numbers, the logfmt logger,
- * and the file-system mechanisms every module shares: one atomic writer, one
- * small-file reader, mkdir -p, and one directory walker with an inode set.
- * No OCI and no I/O policy live here: callers choose fsync and modes. */
+ * the file-system mechanisms every module shares: one atomic writer, one
+ * small-file reader, mkdir -p, one directory walker with an inode set; and
+ * the progress display both CLIs share. No OCI and no I/O policy live
+ * here: callers choose fsync and modes. */
 #ifndef MODELVOL_MV_H
 #define MODELVOL_MV_H
 
@@ -46,7 +47,13 @@ typedef struct mv_error {
     char msg[MV_ERROR_MSG_MAX]; /* "outer: inner: cause" */
 } mv_error;
 
-#define MV_ERROR_INIT {0, 0, {0}}
+#define MV_ERROR_INIT                                                                              \
+    {                                                                                              \
+        0, 0,                                                                                      \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Sets the error (replacing any previous one) and returns code, which must
  * be negative. err may be NULL. */
@@ -240,5 +247,63 @@ int mv_walk_at(int dirfd, const char *path, int max_depth, mv_walk_fn fn, void *
 /* Disk use (st_blocks) of the trees at paths (NULL-terminated; missing ones
  * count 0), each inode once however many links it has. */
 int mv_du_at(int dirfd, const char *const *paths, uint64_t *bytes, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Progress display (progress.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* What modelpull and modelpush show while blobs move, both with
+ * --progress MODE on stderr (stdout is for the result line): a one-line bar
+ * with bytes, rate, ETA and blobs, redrawn at most ten times a second, or
+ * one JSON object per line for machines. Thread-safe: upload and download
+ * workers report from their own threads. */
+typedef enum {
+    MV_PROGRESS_AUTO = 0, /* the bar when out is a terminal, else nothing */
+    MV_PROGRESS_BAR,
+    MV_PROGRESS_JSON,
+    MV_PROGRESS_NONE,
+} mv_progress_mode;
+
+/* What happened to a blob. */
+typedef enum {
+    MV_PROGRESS_START, /* a transfer begins; done: bytes already there (resumed) */
+    MV_PROGRESS_STEP,  /* done of total bytes so far */
+    MV_PROGRESS_DONE,  /* finished */
+    MV_PROGRESS_SKIP,  /* already at the destination: nothing to send */
+    MV_PROGRESS_MOUNT, /* mounted from another repository: nothing to send */
+    MV_PROGRESS_RETRY, /* a transient failure retried or a fallback taken: message */
+    MV_PROGRESS_INFO,  /* no bytes to count (a manifest fetched): JSON only */
+} mv_progress_kind;
+
+typedef struct mv_progress_update {
+    mv_progress_kind kind;
+    /* The JSON "event"; NULL means the kind's own name: start, progress,
+     * done, skip, mount, retry, info. */
+    const char *name;
+    const char *digest;  /* the blob, or NULL */
+    const char *label;   /* JSON "file": a path, "config", ...; or NULL */
+    const char *message; /* RETRY: what happened; or NULL */
+    uint64_t done, total;
+} mv_progress_update;
+
+typedef struct mv_progress mv_progress;
+
+/* "auto", "bar" (also spelled "tty"), "json" or "none". */
+int mv_progress_mode_parse(const char *s, mv_progress_mode *out, mv_error *err);
+/* out: where to draw or write the lines (the CLIs use stderr). */
+mv_progress *mv_progress_new(mv_progress_mode mode, FILE *out);
+/* The whole job, when it is known up front (a push): the bar shows it
+ * instead of the sum of the blobs reported so far. */
+void mv_progress_expect(mv_progress *p, uint64_t bytes, size_t blobs);
+/* A JSON line: {"event","digest","file","done","total","elapsed_ms",
+ * "message"}, the optional ones only when set. p may be NULL. */
+void mv_progress_report(mv_progress *p, const mv_progress_update *u);
+/* A one-off: for JSON {"event":event,<json_fields>} (preformatted fields,
+ * without braces); on the bar, text on a line of its own (NULL: nothing). */
+void mv_progress_note(mv_progress *p, const char *event, const char *json_fields, const char *text);
+/* Draws the bar's final state and ends its line. */
+void mv_progress_finish(mv_progress *p);
+void mv_progress_free(mv_progress *p);
+MV_DEFINE_FREEP(mv_progress, mv_progress_freep, mv_progress_free)
 
 #endif

@@ -1,7 +1,6 @@
 /* modelpull_pull.c — `modelpull pull`: pull a model into the node cache
  * and print the path of its tree as the last line on stdout. */
 #include "cli.h"
-#include "cli_progress.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -16,7 +15,32 @@ static void usage(FILE *f)
                "  --exclude GLOB        skip files matching GLOB (repeatable)\n"
                "  --subpath PATH        present only this directory of the model\n"
                "  --policy POLICY       IfNotPresent (default), Always or Never\n"
-               "  --progress=MODE       auto, bar, json or none\n");
+               "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n");
+}
+
+/* Pull events as progress updates, under the JSON event names modelpull
+ * has always printed. */
+static void on_pull_event(void *ctx, const pull_event *ev)
+{
+    static const struct {
+        mv_progress_kind kind;
+        const char *name;
+    } map[] = {
+        [PULL_EV_MANIFEST] = {MV_PROGRESS_INFO, "manifest"},
+        [PULL_EV_BLOB_START] = {MV_PROGRESS_START, "blob_start"},
+        [PULL_EV_BLOB_PROGRESS] = {MV_PROGRESS_STEP, "blob_progress"},
+        [PULL_EV_BLOB_DONE] = {MV_PROGRESS_DONE, "blob_done"},
+        [PULL_EV_RETRY] = {MV_PROGRESS_RETRY, "retry"},
+    };
+    if ((unsigned)ev->kind >= sizeof(map) / sizeof(map[0]) || !map[ev->kind].name)
+        return;
+    mv_progress_update u = {.kind = map[ev->kind].kind,
+                            .name = map[ev->kind].name,
+                            .digest = ev->digest,
+                            .message = ev->message,
+                            .done = ev->done,
+                            .total = ev->total};
+    mv_progress_report(ctx, &u);
 }
 
 static void strv_push(char ***v, size_t *n, const char *s)
@@ -45,7 +69,7 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     _cleanup_strv_ char **include = NULL;
     _cleanup_strv_ char **exclude = NULL;
     size_t ni = 0, nx = 0;
-    cli_progress_mode pmode = CLI_PROGRESS_AUTO;
+    mv_progress_mode pmode = MV_PROGRESS_AUTO;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -88,7 +112,7 @@ static int pull_main(const cli_global *g, int argc, char **argv)
             }
             break;
         case 'g':
-            if (cli_progress_mode_parse(optarg, &pmode, &err) < 0) {
+            if (mv_progress_mode_parse(optarg, &pmode, &err) < 0) {
                 cli_error("modelpull", &err);
                 return 2;
             }
@@ -119,11 +143,9 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     }
     po.pull.config = cfg;
     po.pull.creds = creds;
-    cli_progress *prog = cli_progress_new(pmode, pmode == CLI_PROGRESS_JSON ? stdout : stderr);
-    if (prog) {
-        po.pull.on_event = cli_progress_event;
-        po.pull.event_ctx = prog;
-    }
+    mv_progress *prog = mv_progress_new(pmode, stderr);
+    po.pull.on_event = on_pull_event;
+    po.pull.event_ctx = prog;
 
     int rc = 1;
     _cleanup_cache_ cache *c = NULL;
@@ -131,10 +153,8 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     if (cache_open(g->cache_dir, NULL, &c, &err) == 0 &&
         cache_pull(c, reference, &po, &res, &err) == 0)
         rc = 0;
-    if (prog) {
-        cli_progress_finish(prog);
-        cli_progress_free(prog);
-    }
+    mv_progress_finish(prog);
+    mv_progress_free(prog);
     pull_creds_free(creds);
     pull_config_free(cfg);
     if (rc != 0) {

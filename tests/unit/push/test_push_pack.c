@@ -1,14 +1,16 @@
 /* test_push_pack.c — modelpush's packing without a registry: kind
  * classification and overrides, hostile directories, the config facts
  * (format, parameter count, precision), and reproducible manifests (raw,
- * tar+zstd and ORAS). The packing code is compiled in directly: it lives in
- * the modelpush executable, not in a library. */
-#include "../../../cli/modelpush_pack.c"
+ * tar+zstd and ORAS), through libpush's internal header. */
+#include "push-internal.h"
 
 #include "mvtest.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static char *tmp_root;
 
@@ -161,17 +163,17 @@ MV_TEST(times_parse_as_rfc3339_or_epoch)
 MV_TEST(param_sizes_use_the_modelpack_notation)
 {
     char *s;
-    CHECK_STR((s = format_params(6700000000ull)), "6.7B");
+    CHECK_STR((s = push_format_params(6700000000ull)), "6.7B");
     free(s);
-    CHECK_STR((s = format_params(8000000000ull)), "8B");
+    CHECK_STR((s = push_format_params(8000000000ull)), "8B");
     free(s);
-    CHECK_STR((s = format_params(125000000ull)), "125M");
+    CHECK_STR((s = push_format_params(125000000ull)), "125M");
     free(s);
-    CHECK_STR((s = format_params(1000000000000ull)), "1T");
+    CHECK_STR((s = push_format_params(1000000000000ull)), "1T");
     free(s);
-    CHECK_STR((s = format_params(1500)), "1.5K");
+    CHECK_STR((s = push_format_params(1500)), "1.5K");
     free(s);
-    CHECK(format_params(17) == NULL); /* the notation has no unit below K */
+    CHECK(push_format_params(17) == NULL); /* the notation has no unit below K */
 }
 
 MV_TEST(model_dir_packs_one_raw_layer_per_file_with_annotations)

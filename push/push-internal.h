@@ -1,37 +1,19 @@
-/* modelpush.h — shared by modelpush's own files only: the packed model
- * (files walked and hashed, layers, config and manifest, all decided before
- * any network traffic), the upload of a pack, and the progress display.
- *
- * Packing reads every file at most once, to hash it (or to stream it into
- * a tar layer); the hash cache lets an unchanged file go unread. Upload
- * streams a file a second time, and only when the registry does not
- * already hold its digest: the PUT that completes an upload must name the
- * digest, so hashing cannot ride along with the first upload of a blob the
- * registry has never seen. */
-#ifndef MODELVOL_MODELPUSH_H
-#define MODELVOL_MODELPUSH_H
+/* push-internal.h — shared by libpush's own files (and its unit tests)
+ * only: the pack (files walked and hashed, blobs, config and manifest), the
+ * steps that build it, and the upload of a pack. */
+#ifndef MODELVOL_PUSH_INTERNAL_H
+#define MODELVOL_PUSH_INTERNAL_H
 
-#include "puller.h"
+#include "push.h"
 
-#include <pthread.h>
+#include <archive.h>
 
-#define PUSH_PROG "modelpush"
+#define PUSH_MT_OCTET    "application/octet-stream"
+#define OCI_ANNO_CREATED "org.opencontainers.image.created"
+/* One read buffer per hashing or tar worker. */
+#define PUSH_READ_BUF (1u << 20)
 
-#define PUSH_DEFAULT_JOBS       4
-#define PUSH_DEFAULT_CHUNK      (64ull << 20)
-#define PUSH_DEFAULT_TAR_MAX    (16ull << 20)
-#define PUSH_ORAS_ARTIFACT_TYPE "application/vnd.unknown.artifact.v1"
-#define PUSH_MT_OCTET           "application/octet-stream"
-#define MODEL_ANNO_UNTESTED     "org.cncf.model.file.mediatype.untested"
-#define OCI_ANNO_CREATED        "org.opencontainers.image.created"
-
-typedef enum { PUSH_FORMAT_MODELPACK = 0, PUSH_FORMAT_ORAS } push_format;
-
-/* A user glob forcing files into a kind (--weight, --config, ...). */
-typedef struct push_rule {
-    const char *glob;
-    model_kind kind;
-} push_rule;
+MV_DEFINE_FREEP(struct archive, archive_freep, archive_write_free)
 
 typedef struct push_pack_opts {
     push_format format;
@@ -96,52 +78,49 @@ typedef struct push_pack {
     size_t n_cached;  /* files whose digest came from the hash cache */
 } push_pack;
 
-/* The kind a path gets: the first matching rule, else the defaults.
- * *guessed is set when only the catch-all rule matched. */
-model_kind push_classify(const char *rel, const push_rule *rules, size_t n_rules, bool *guessed);
+/* ------------------------------------------------------------------------ */
+/* Packing (pack.c and the steps it calls)                                  */
+/* ------------------------------------------------------------------------ */
 
 /* Walks dir, classifies, hashes and builds the config and manifest. */
 int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_error *err);
 void push_pack_free(push_pack *p);
-static inline void push_pack_freep(push_pack **p)
-{
-    push_pack_free(*p);
-    *p = NULL;
-}
+MV_DEFINE_FREEP(push_pack, push_pack_freep, push_pack_free)
 
-/* RFC 3339 UTC ("2024-05-01T12:00:00Z") into buf (at least 32 bytes). */
-const char *push_time_rfc3339(int64_t t, char *buf, size_t len);
-/* Parses --created: RFC 3339 UTC or plain seconds since the epoch. */
-int push_parse_time(const char *s, int64_t *out, mv_error *err);
+/* walk.c: the regular files under dir in byte order of their path,
+ * through symlinks that stay inside; .git and --exclude matches are not
+ * entered. *files is set (for the caller to free) even on failure. */
+int push_walk(const char *dir, const push_pack_opts *o, push_file **files, size_t *n,
+              mv_error *err);
+/* classify.c: whether --exclude leaves rel out. */
+bool push_excluded(const char *rel, const push_pack_opts *o);
 
-/* ------------------------------------------------------------------------ */
-/* Progress (modelpush_progress.c)                                          */
-/* ------------------------------------------------------------------------ */
+/* hash.c: opens the file the walk vetted, refusing one that became a
+ * symlink or another inode since. Returns the fd. */
+int push_open_vetted(const push_file *f, mv_error *err);
+/* Hashes every file not in a tar and not cached, jobs in parallel; the
+ * first failure in path order is reported. */
+int push_hash_files(push_file *files, size_t n, int jobs, mv_error *err);
 
-typedef enum {
-    PUSH_PROGRESS_AUTO = 0,
-    PUSH_PROGRESS_NONE,
-    PUSH_PROGRESS_TTY,
-    PUSH_PROGRESS_JSON
-} push_progress_mode;
+/* hashcache.c: digests of unchanged files from the cache file, and the
+ * cache rewritten with this run's files. Failures only cost hashing. */
+void push_hashcache_apply(const char *cache_path, push_file *files, size_t n);
+void push_hashcache_store(const char *cache_path, const push_file *files, size_t n, int64_t now);
 
-typedef struct push_progress push_progress;
-push_progress *push_progress_new(push_progress_mode mode, uint64_t total_bytes, size_t n_blobs);
-/* event: "skip", "mount", "start", "progress", "done" for blob (digest,
- * label); done/total are byte counts of that blob. Thread-safe. */
-void push_progress_blob(push_progress *p, const char *event, const char *digest, const char *label,
-                        uint64_t done, uint64_t total);
-/* A transient failure being retried or a fallback taken, for blob digest. */
-void push_progress_retry(push_progress *p, const char *digest, const char *label,
-                         const char *message);
-/* One-shot events: "packed", "manifest", "summary" with a preformatted
- * JSON object body (without braces) for --progress=json, and text for TTY. */
-void push_progress_note(push_progress *p, const char *event, const char *json_fields,
-                        const char *text);
-void push_progress_free(push_progress *p);
+/* facts.c: config.format, paramSize and precision from the weight files. */
+void push_gather_facts(push_pack *p);
+/* "6.7B", "8B", "125M", "12K": ModelPack's paramSize notation; NULL below
+ * a thousand. Caller frees. */
+char *push_format_params(uint64_t n);
+
+/* tar.c: files[idx[0..n)] as one deterministic tar (zstd with o->zstd) in
+ * an unlinked staging file: fills the blob (fd, digest, size) and the
+ * diffId of the uncompressed tar. */
+int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
+                   push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err);
 
 /* ------------------------------------------------------------------------ */
-/* Upload (modelpush_upload.c)                                              */
+/* Upload (upload.c)                                                        */
 /* ------------------------------------------------------------------------ */
 
 typedef struct push_upload_opts {
@@ -152,7 +131,7 @@ typedef struct push_upload_opts {
     bool monolithic;
     const char *from_repo; /* cross-repository mount source; may be NULL */
     const char *state_dir; /* resume records; NULL = no resume */
-    push_progress *progress;
+    mv_progress *progress;
     /* Set by a signal, or by the pool on the first failure so that the
      * other workers' transfers stop too (their sessions stay recorded). */
     volatile int *cancel;
@@ -172,11 +151,5 @@ int push_upload_blobs(const push_pack *p, const push_upload_opts *o, push_upload
  * when tags is empty. */
 int push_upload_manifest(const push_pack *p, const push_upload_opts *o, const char *const *tags,
                          mv_error *err);
-
-/* The default resume-record directory: $XDG_STATE_HOME/modelvol/push, else
- * ~/.cache/modelvol/push. Caller frees. */
-char *push_default_state_dir(void);
-/* mkdir -p with mode 0700. */
-int push_mkdir_p(const char *path, mv_error *err);
 
 #endif

@@ -1,12 +1,13 @@
-/* modelpush_upload.c — gets a pack's blobs into the registry: a pool of
+/* upload.c — gets a pack's blobs into the registry: a pool of
  * workers, each with its own registry client (clients are single-threaded),
  * takes blobs in order; a blob the registry already has is skipped, one the
  * --from repository has is mounted, anything else is streamed from its file
  * with a resume record in the state directory. The manifest goes last, once
  * per tag. */
-#include "modelpush.h"
+#include "push-internal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -38,33 +39,6 @@ typedef struct worker {
     uint64_t sent;
 } worker;
 
-char *push_default_state_dir(void)
-{
-    const char *xdg = getenv("XDG_STATE_HOME");
-    if (xdg && xdg[0] == '/')
-        return mv_xasprintf("%s/modelvol/push", xdg);
-    const char *home = getenv("HOME");
-    if (home && home[0] == '/')
-        return mv_xasprintf("%s/.cache/modelvol/push", home);
-    return NULL;
-}
-
-int push_mkdir_p(const char *path, mv_error *err)
-{
-    _cleanup_free_ char *p = mv_xstrdup(path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return mv_error_errno(err, -errno, "state directory %s", p);
-        *s = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        return mv_error_errno(err, -errno, "state directory %s", p);
-    return 0;
-}
-
 /* The record of one (registry, repository, blob): the name is a hash so
  * that no path from the reference reaches the file system. */
 static char *resume_path(const push_upload_opts *o, const char *digest)
@@ -78,6 +52,18 @@ static char *resume_path(const push_upload_opts *o, const char *digest)
     return mv_xasprintf("%s/%s.json", o->state_dir, oci_digest_hex(h));
 }
 
+static void report(const push_upload_opts *o, mv_progress_kind kind, const push_blob *b,
+                   uint64_t done, const char *message)
+{
+    mv_progress_update u = {.kind = kind,
+                            .digest = b->digest,
+                            .label = b->label,
+                            .message = message,
+                            .done = done,
+                            .total = b->size};
+    mv_progress_report(o->progress, &u);
+}
+
 static void on_event(void *ctx, const pull_event *ev)
 {
     worker *w = ctx;
@@ -87,7 +73,7 @@ static void on_event(void *ctx, const pull_event *ev)
     switch (ev->kind) {
     case PULL_EV_BLOB_START:
         w->baseline = ev->done;
-        push_progress_blob(w->pl->o->progress, "start", b->digest, b->label, ev->done, b->size);
+        report(w->pl->o, MV_PROGRESS_START, b, ev->done, NULL);
         break;
     case PULL_EV_BLOB_PROGRESS:
         if (kill_after_chunks > 0 && atomic_fetch_add(&chunks_acked, 1) + 1 >= kill_after_chunks)
@@ -97,11 +83,11 @@ static void on_event(void *ctx, const pull_event *ev)
         if (ev->done > w->baseline)
             w->sent += ev->done - w->baseline;
         w->baseline = ev->done;
-        push_progress_blob(w->pl->o->progress, ev->kind == PULL_EV_BLOB_DONE ? "done" : "progress",
-                           b->digest, b->label, ev->done, b->size);
+        report(w->pl->o, ev->kind == PULL_EV_BLOB_DONE ? MV_PROGRESS_DONE : MV_PROGRESS_STEP, b,
+               ev->done, NULL);
         break;
     case PULL_EV_RETRY:
-        push_progress_retry(w->pl->o->progress, b->digest, b->label, ev->message);
+        report(w->pl->o, MV_PROGRESS_RETRY, b, 0, ev->message);
         break;
     default:
         break;
@@ -148,7 +134,7 @@ static int push_one(worker *w, pull_client *c, const push_blob *b, mv_error *err
     if (r < 0)
         return r;
     if (exists) {
-        push_progress_blob(o->progress, "skip", b->digest, b->label, b->size, b->size);
+        report(o, MV_PROGRESS_SKIP, b, b->size, NULL);
         pthread_mutex_lock(&pl->lock);
         pl->st.skipped++;
         pthread_mutex_unlock(&pl->lock);
@@ -160,7 +146,7 @@ static int push_one(worker *w, pull_client *c, const push_blob *b, mv_error *err
         if (r < 0)
             return r;
         if (mounted) {
-            push_progress_blob(o->progress, "mount", b->digest, b->label, b->size, b->size);
+            report(o, MV_PROGRESS_MOUNT, b, b->size, NULL);
             pthread_mutex_lock(&pl->lock);
             pl->st.mounted++;
             pthread_mutex_unlock(&pl->lock);
@@ -238,9 +224,9 @@ int push_upload_blobs(const push_pack *p, const push_upload_opts *o, push_upload
                       mv_error *err)
 {
     if (o->state_dir) {
-        int r = push_mkdir_p(o->state_dir, err);
+        int r = mv_mkdir_p(o->state_dir, 0700, err);
         if (r < 0)
-            return r;
+            return mv_error_wrap(err, "state directory %s", o->state_dir);
     }
     const char *k = getenv("MODELVOL_TEST_PUSH_KILL_AFTER_CHUNKS");
     kill_after_chunks = k ? strtol(k, NULL, 10) : 0;

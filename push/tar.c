@@ -1,0 +1,176 @@
+/* tar.c — tar layers: small files of one kind as one deterministic tar
+ * (path order, owner 0:0, fixed mtime, pax only where ustar cannot say
+ * it), optionally zstd-compressed, streamed to an unlinked staging file
+ * while the tar and the stored bytes are hashed. */
+#include "push-internal.h"
+
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <string.h>
+#include <zstd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Tar layers: deterministic, streamed to an unlinked staging file          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tar_sink {
+    int fd;
+    oci_hasher *diff; /* the uncompressed tar: the diffId */
+    oci_hasher *blob; /* the bytes stored */
+    ZSTD_CCtx *z;
+    uint64_t blob_size;
+    char *zbuf;
+    size_t zbuf_len;
+    int error; /* errno of a failed write */
+} tar_sink;
+
+static int sink_write_all(tar_sink *s, const void *buf, size_t n)
+{
+    const char *p = buf;
+    oci_hasher_update(s->blob, buf, n);
+    s->blob_size += n;
+    while (n > 0) {
+        ssize_t w = write(s->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            s->error = errno;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int sink_zstd(tar_sink *s, const void *buf, size_t n, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {buf, n, 0};
+    for (;;) {
+        ZSTD_outBuffer out = {s->zbuf, s->zbuf_len, 0};
+        size_t left = ZSTD_compressStream2(s->z, &out, &in, mode);
+        if (ZSTD_isError(left)) {
+            s->error = EIO;
+            return -1;
+        }
+        if (out.pos && sink_write_all(s, s->zbuf, out.pos) < 0)
+            return -1;
+        if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size)
+            return 0;
+    }
+}
+
+static la_ssize_t tar_write_cb(struct archive *a, void *ud, const void *buf, size_t n)
+{
+    (void)a;
+    tar_sink *s = ud;
+    oci_hasher_update(s->diff, buf, n);
+    int r = s->z ? sink_zstd(s, buf, n, ZSTD_e_continue) : sink_write_all(s, buf, n);
+    return r < 0 ? -1 : (la_ssize_t)n;
+}
+
+static int staging_fd(const char *tmpdir, mv_error *err)
+{
+    int fd = open(tmpdir, O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    _cleanup_free_ char *tmpl = mv_xasprintf("%s/modelpush-XXXXXX", tmpdir);
+    fd = mkostemp(tmpl, O_CLOEXEC);
+    if (fd < 0)
+        return mv_error_errno(err, -errno, "staging file in %s", tmpdir);
+    unlink(tmpl);
+    return fd;
+}
+
+static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_t mtime,
+                        mv_error *err)
+{
+    _cleanup_close_ int fd = push_open_vetted(f, err);
+    if (fd < 0)
+        return fd;
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, f->rel);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, f->mode);
+    archive_entry_set_size(e, (la_int64_t)f->size);
+    archive_entry_set_uid(e, 0);
+    archive_entry_set_gid(e, 0);
+    archive_entry_set_mtime(e, mtime, 0);
+    int ar = archive_write_header(a, e);
+    archive_entry_free(e);
+    if (ar != ARCHIVE_OK)
+        return mv_error_set(err, -EIO, "%s: tar header: %s", f->rel, archive_error_string(a));
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t got = read(fd, buf, PUSH_READ_BUF);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return mv_error_errno(err, -errno, "%s: read", f->rel);
+        }
+        if (got == 0)
+            break;
+        if (total + (uint64_t)got > f->size)
+            break;
+        if (archive_write_data(a, buf, (size_t)got) != got)
+            return mv_error_set(err, -EIO, "%s: tar data: %s", f->rel, archive_error_string(a));
+        total += (uint64_t)got;
+    }
+    if (total != f->size)
+        return mv_error_set(err, -EBADMSG, "%s: changed while being read", f->rel);
+    return 0;
+}
+
+/* Writes files[idx[0..n)] as one tar (entries in path order, owner 0:0,
+ * mtime fixed) into a staging file; fills the blob and the diffId. */
+int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
+                   push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err)
+{
+    const char *tmpdir = o->tmpdir ? o->tmpdir : getenv("TMPDIR");
+    if (!tmpdir || !*tmpdir)
+        tmpdir = "/tmp";
+    _cleanup_close_ int fd = staging_fd(tmpdir, err);
+    if (fd < 0)
+        return fd;
+    _cleanup_hasher_ oci_hasher *dh = oci_hasher_new(OCI_DIGEST_SHA256);
+    _cleanup_hasher_ oci_hasher *bh = oci_hasher_new(OCI_DIGEST_SHA256);
+    tar_sink s = {.fd = fd, .diff = dh, .blob = bh};
+    _cleanup_free_ char *zbuf = NULL;
+    if (o->zstd) {
+        s.z = ZSTD_createCCtx();
+        ZSTD_CCtx_setParameter(s.z, ZSTD_c_compressionLevel, 3);
+        s.zbuf_len = ZSTD_CStreamOutSize();
+        zbuf = mv_xmalloc(s.zbuf_len);
+        s.zbuf = zbuf;
+    }
+    _cleanup_free_ char *buf = mv_xmalloc(PUSH_READ_BUF);
+    int r = 0;
+    {
+        _cleanup_(archive_freep) struct archive *a = archive_write_new();
+        /* pax only where ustar cannot say it (long names): no atime, no
+         * ctime, nothing that varies between runs. */
+        archive_write_set_format_pax_restricted(a);
+        archive_write_add_filter_none(a);
+        archive_write_set_bytes_in_last_block(a, 1);
+        if (archive_write_open(a, &s, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
+            r = mv_error_set(err, -EIO, "tar: %s", archive_error_string(a));
+        for (size_t i = 0; i < n && r == 0; i++)
+            r = tar_add_file(a, &files[idx[i]], buf, o->created, err);
+        if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
+            r = mv_error_set(err, -EIO, "tar: %s",
+                             s.error ? strerror(s.error) : archive_error_string(a));
+    }
+    if (r == 0 && s.z && sink_zstd(&s, NULL, 0, ZSTD_e_end) < 0)
+        r = mv_error_set(err, -EIO, "zstd: %s", strerror(s.error));
+    if (s.z)
+        ZSTD_freeCCtx(s.z);
+    if (r == 0 && s.error)
+        r = mv_error_errno(err, -s.error, "staging tar layer in %s", tmpdir);
+    if (r < 0)
+        return r;
+    oci_hasher_final(dh, diff_id);
+    oci_hasher_final(bh, b->digest);
+    b->size = s.blob_size;
+    b->fd = MV_STEAL_FD(fd);
+    return 0;
+}
