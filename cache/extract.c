@@ -48,12 +48,7 @@ static la_ssize_t inner_read(struct archive *a, void *opaque, const void **buf)
     return n;
 }
 
-static void archive_freep(struct archive **a)
-{
-    if (*a)
-        archive_read_free(*a);
-    *a = NULL;
-}
+MV_DEFINE_FREEP(struct archive, archive_freep, archive_read_free)
 #define _cleanup_archive_ _cleanup_(archive_freep)
 
 /* Splits a tar entry name into normalised components joined by "/".

@@ -139,7 +139,7 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
 /* Resume record                                                            */
 /* ------------------------------------------------------------------------ */
 
-static char *record_load(const char *path, const char *digest, uint64_t size)
+char *pull_upload_record_load(const char *path, const char *digest, uint64_t size)
 {
     if (!path)
         return NULL;
@@ -164,9 +164,10 @@ static char *record_load(const char *path, const char *digest, uint64_t size)
     return loc;
 }
 
-/* Atomic replace (temp + rename), mode 0600. A record that cannot be
- * written costs only the ability to resume, so failures are not errors. */
-static void record_save(const char *path, const char *digest, uint64_t size, const char *location)
+/* Atomic replace, synced, mode 0600. A record that cannot be written costs
+ * only the ability to resume, so failures are not errors. */
+void pull_upload_record_save(const char *path, const char *digest, uint64_t size,
+                             const char *location)
 {
     if (!path)
         return;
@@ -176,16 +177,11 @@ static void record_save(const char *path, const char *digest, uint64_t size, con
     cJSON_AddStringToObject(o, "location", location);
     _cleanup_free_ char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp.%d", path, (int)getpid());
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    size_t len = strlen(s);
-    if (write(fd, s, len) != (ssize_t)len || fsync(fd) < 0 || rename(tmp, path) < 0)
-        unlink(tmp);
+    if (s)
+        (void)mv_write_atomic(path, s, strlen(s), 0600, MV_WRITE_SYNC, NULL);
 }
 
-static void record_remove(const char *path)
+void pull_upload_record_remove(const char *path)
 {
     if (path)
         unlink(path);
@@ -225,7 +221,7 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
 }
 
 /* "0-1234" (some registries send "bytes=0-1234"): bytes received = 1235. */
-static bool parse_range_end(const char *v, uint64_t *received)
+bool pull_upload_range_end(const char *v, uint64_t *received)
 {
     if (!v)
         return false;
@@ -262,7 +258,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
     if (resp.status != 204 && resp.status != 202 && resp.status != 200)
         return pull_http_status_error(&resp, err, "upload status");
     uint64_t got = 0;
-    if (resp.range && !parse_range_end(resp.range, &got))
+    if (resp.range && !pull_upload_range_end(resp.range, &got))
         return mv_error_set(err, -EBADMSG, "upload status: Range \"%s\" from %s", resp.range,
                             resp.host);
     if (got > size)
@@ -276,7 +272,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
     return 0;
 }
 
-static char *with_digest(const char *url, const char *digest)
+char *pull_upload_with_digest(const char *url, const char *digest)
 {
     return mv_xasprintf("%s%cdigest=%s", url, strchr(url, '?') ? '&' : '?', digest);
 }
@@ -288,7 +284,7 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
     *transient = false;
     if (!s->cur)
         return mv_error_set(err, -EINVAL, "upload blob %s: no upload session", digest);
-    _cleanup_free_ char *url = with_digest(s->cur, digest);
+    _cleanup_free_ char *url = pull_upload_with_digest(s->cur, digest);
     pull_http_req req = {.method = "PUT",
                          .path = url,
                          .actions = PUSH_ACTIONS,
@@ -397,7 +393,7 @@ static int send_chunk(pull_client *c, session *s, int fd, uint64_t *off, uint64_
     }
     if (resp.status == 202 || resp.status == 204) {
         uint64_t got = *off + len;
-        if (resp.range && !parse_range_end(resp.range, &got))
+        if (resp.range && !pull_upload_range_end(resp.range, &got))
             return mv_error_set(err, -EBADMSG, "upload blob %s: Range \"%s\" from %s", digest,
                                 resp.range, resp.host);
         if (got > size || got <= *off)
@@ -439,14 +435,14 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
     uint64_t off = 0;
     int r = 0;
     /* Resume a recorded session when the registry still has it. */
-    s.cur = record_load(record, digest, size);
+    s.cur = pull_upload_record_load(record, digest, size);
     if (s.cur) {
         mv_error e = MV_ERROR_INIT;
         if (session_status(c, &s, size, &off, &e) < 0) {
             char msg[MV_ERROR_MSG_MAX + 64];
             snprintf(msg, sizeof(msg), "blob %s: %s; starting over", digest, e.msg);
             emit(c, PULL_EV_RETRY, digest, 0, size, msg);
-            record_remove(record);
+            pull_upload_record_remove(record);
             session_clear(&s);
             off = 0;
         }
@@ -455,7 +451,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         r = session_open(c, digest, &s, err);
         if (r < 0)
             return r;
-        record_save(record, digest, size, s.cur);
+        pull_upload_record_save(record, digest, size, s.cur);
     }
     emit(c, PULL_EV_BLOB_START, digest, off, size, NULL);
     int retries = 0, patches = 0;
@@ -474,7 +470,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
             if (patches == 0) {
                 /* The registry does not take chunks: monolithic instead. */
                 cancel_session(c, s.cur);
-                record_remove(record);
+                pull_upload_record_remove(record);
                 *refused = true;
                 session_clear(&s);
                 return 0;
@@ -494,11 +490,11 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
             int sr = session_status(c, &s, size, &off, &e);
             if (sr == -ENOENT) {
                 /* Expired under us: start the blob over. */
-                record_remove(record);
+                pull_upload_record_remove(record);
                 r = session_open(c, digest, &s, err);
                 if (r < 0)
                     break;
-                record_save(record, digest, size, s.cur);
+                pull_upload_record_save(record, digest, size, s.cur);
                 off = 0;
                 emit(c, PULL_EV_BLOB_START, digest, 0, size, NULL);
             } else if (sr < 0) {
@@ -508,17 +504,17 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         }
         patches++;
         retries = 0;
-        record_save(record, digest, size, s.cur);
+        pull_upload_record_save(record, digest, size, s.cur);
         emit(c, PULL_EV_BLOB_PROGRESS, digest, off, size, NULL);
     }
     if (r == 0)
         r = close_chunked(c, &s, fd, size, digest, err);
     if (r == 0) {
-        record_remove(record);
+        pull_upload_record_remove(record);
         emit(c, PULL_EV_BLOB_DONE, digest, size, size, NULL);
     } else if (r == -EBADMSG) {
         /* The registry holds bytes that do not hash right: never resume it. */
-        record_remove(record);
+        pull_upload_record_remove(record);
     }
     session_clear(&s);
     return r;
