@@ -260,6 +260,11 @@ typedef struct pull_http_resp {
  * must be released with pull_http_resp_clear (it may hold a partial answer). */
 int pull_http_do(pull_client *c, const pull_http_req *req, pull_http_resp *resp, mv_error *err);
 void pull_http_resp_clear(pull_http_resp *resp);
+static inline void pull_http_resp_clearp(pull_http_resp *resp)
+{
+    pull_http_resp_clear(resp);
+}
+#define _cleanup_http_resp_ _cleanup_(pull_http_resp_clearp)
 
 /* Sets err to the one-line "<what>: <status> from <host>" for a failed
  * response, mapping the status (404 -ENOENT, 401 -EACCES, 403 -EPERM,

@@ -24,12 +24,6 @@
 #define UPLOAD_DEFAULT_CHUNK (64ull << 20)
 #define RESUME_RECORD_MAX    (16u << 10)
 
-static void resp_clearp(pull_http_resp *r)
-{
-    pull_http_resp_clear(r);
-}
-#define _cleanup_resp_ _cleanup_(resp_clearp)
-
 static void emit(pull_client *c, pull_event_kind kind, const char *digest, uint64_t done,
                  uint64_t total, const char *msg)
 {
@@ -84,7 +78,7 @@ int pull_blob_exists(pull_client *c, const char *digest, bool *exists, mv_error 
     *exists = false;
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", digest);
     pull_http_req req = {.method = "HEAD", .path = path, .actions = PUSH_ACTIONS, .follow = true};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "blob %s", digest);
@@ -118,7 +112,7 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
     _cleanup_free_ char *from_scope = mv_xasprintf("repository:%s:pull", from_repo);
     pull_http_req req = {
         .method = "POST", .path = path, .actions = PUSH_ACTIONS, .extra_scope = from_scope};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "mount blob %s from %s", digest, from_repo);
@@ -205,7 +199,7 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
 {
     session_clear(s);
     pull_http_req req = {.method = "POST", .path = "blobs/uploads/", .actions = PUSH_ACTIONS};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "open upload of blob %s", digest);
@@ -249,7 +243,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
                           mv_error *err)
 {
     pull_http_req req = {.method = "GET", .path = s->cur, .actions = PUSH_ACTIONS};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0)
         return r;
@@ -293,7 +287,7 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
                          .fd_off = off,
                          .fd_len = size - off,
                          .content_type = "application/octet-stream"};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0) {
         *transient = transient_code(r);
@@ -383,7 +377,7 @@ static int send_chunk(pull_client *c, session *s, int fd, uint64_t *off, uint64_
                          .fd_off = *off,
                          .fd_len = len,
                          .content_type = "application/octet-stream"};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0) {
         if (r == -ECANCELED || r == -EACCES)
@@ -551,7 +545,7 @@ int pull_manifest_put(pull_client *c, const char *tag_or_digest, const void *buf
                          .mem = buf,
                          .mem_len = len,
                          .content_type = media_type};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, tag_or_digest, err);
     if (r < 0)
         return mv_error_wrap(err, "PUT manifest %s/%s:%s", c->registry, c->repository,
