@@ -375,8 +375,8 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
         cJSON_AddStringToObject(meta, "subpath", s->subpath);
     cJSON_AddNumberToObject(meta, "size", (double)size.size);
     /* What NodeGetVolumeStats reports, so it never walks a tree: trees are
-     * immutable. A tree deeper than usage is measured to has none, and
-     * asking for it fails as it always did. */
+     * immutable. A tree nested deeper than usage is measured to records
+     * none, and asking for its usage fails, as it always did. */
     if (size.depth <= CACHE_USAGE_MAX_DEPTH) {
         cJSON *usage = cJSON_AddObjectToObject(meta, "usage");
         cJSON_AddNumberToObject(usage, "bytes", (double)size.bytes);
