@@ -152,6 +152,21 @@ typedef struct cache_tree_spec {
 int cache_tree_build(cache *c, const cache_tree_spec *s, mv_error *err);
 bool cache_tree_exists(cache *c, const char *tree_id);
 char *cache_tree_path_of(cache *c, const char *tree_id);
+/* Directory nesting a tree may have (the merge refuses deeper), and the
+ * nesting up to which its usage is measured (deeper: stats fail). */
+#define CACHE_TREE_MAX_DEPTH  257
+#define CACHE_USAGE_MAX_DEPTH 64
+/* What a tree holds, measured with mv_walk_at. */
+typedef struct cache_tree_size {
+    uint64_t size;   /* apparent bytes of regular files, every link counted */
+    uint64_t bytes;  /* apparent bytes of regular files, each inode once */
+    uint64_t inodes; /* entries (the root included), each inode once */
+    int depth;       /* deepest directory, the root being 0 */
+} cache_tree_size;
+/* Measures the tree at dirfd/path, never following a symlink; -ELOOP when
+ * it nests directories deeper than max_depth. */
+int cache_tree_measure_at(int dirfd, const char *path, int max_depth, cache_tree_size *out,
+                          mv_error *err);
 /* Flattens one extracted layer into the tree at treefd. whiteouts applies
  * OCI whiteouts (.wh.<name>, .wh..wh..opq). */
 int cache_tree_merge_layer(int layerfd, int treefd, bool whiteouts, const char *layer,

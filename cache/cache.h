@@ -83,6 +83,12 @@ int cache_unpin_volatile(cache *c, const char *tree_id, const char *owner, mv_er
 
 /* The directory of a tree by id; -ENOENT when it is not in the cache. */
 int cache_tree_lookup(cache *c, const char *tree_id, char **path, mv_error *err);
+/* A tree's usage as recorded when it was built: apparent bytes of its
+ * regular files and its inodes (the root included), each hard-linked inode
+ * once. Trees built before it was recorded are measured. -ENOENT when the
+ * tree is not in the cache. */
+int cache_tree_usage(cache *c, const char *tree_id, uint64_t *bytes, uint64_t *inodes,
+                     mv_error *err);
 
 typedef struct cache_pin_info {
     char tree_id[OCI_DIGEST_MAX];

@@ -48,12 +48,7 @@ static la_ssize_t inner_read(struct archive *a, void *opaque, const void **buf)
     return n;
 }
 
-static void archive_freep(struct archive **a)
-{
-    if (*a)
-        archive_read_free(*a);
-    *a = NULL;
-}
+MV_DEFINE_FREEP(struct archive, archive_freep, archive_read_free)
 #define _cleanup_archive_ _cleanup_(archive_freep)
 
 /* Splits a tar entry name into normalised components joined by "/".
@@ -476,66 +471,54 @@ static int resolve_in_root(int rootfd, comps *st, const char *target, int *hops,
     return 0;
 }
 
-static int check_dir(int rootfd, int dirfd, comps *path, const char *what, bool allow_abs,
-                     mv_error *err)
+typedef struct symlink_check {
+    int rootfd;
+    const char *what;
+    bool allow_abs;
+} symlink_check;
+
+static int check_entry(const mv_walk_entry *e, void *ud, mv_error *err)
 {
-    DIR *d = cache_opendir_fd(dirfd);
-    if (!d) {
-        return mv_error_errno(err, -errno, "%s: read directory", what);
+    const symlink_check *k = ud;
+    if (!S_ISLNK(e->st->st_mode))
+        return 0;
+    char buf[4096];
+    ssize_t n = readlinkat(e->dirfd, e->name, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return 0;
+    buf[n] = '\0';
+    /* The link resolves from the directory that holds it. */
+    comps st = {0};
+    _cleanup_free_ char *copy = mv_xstrdup(e->path);
+    char *slash = strrchr(copy, '/');
+    char *save = NULL;
+    if (slash) {
+        *slash = '\0';
+        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save))
+            comps_push(&st, c);
     }
-    int r = 0;
-    struct dirent *de;
-    while (r == 0 && (de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        struct stat sb;
-        if (fstatat(dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (S_ISDIR(sb.st_mode)) {
-            if (path->n > 256) {
-                r = mv_error_set(err, -ELOOP, "%s: directories nested deeper than 256", what);
-                break;
-            }
-            int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub < 0)
-                continue;
-            comps_push(path, de->d_name);
-            r = check_dir(rootfd, sub, path, what, allow_abs, err);
-            comps_pop(path);
-            close(sub);
-        } else if (S_ISLNK(sb.st_mode)) {
-            char buf[4096];
-            ssize_t n = readlinkat(dirfd, de->d_name, buf, sizeof(buf) - 1);
-            if (n < 0)
-                continue;
-            buf[n] = '\0';
-            comps st = {0};
-            for (size_t i = 0; i < path->n; i++)
-                comps_push(&st, path->v[i]);
-            int hops = 0;
-            int rr = resolve_in_root(rootfd, &st, buf, &hops, allow_abs);
-            comps_clear(&st);
-            free(st.v);
-            if (rr < 0) {
-                comps_push(path, de->d_name);
-                _cleanup_free_ char *p = comps_join(path);
-                comps_pop(path);
-                r = mv_error_set(err, -EBADMSG, "%s: symlink \"%s\" -> \"%s\" %s", what, p, buf,
-                                 rr == -ELOOP ? "loops" : "escapes the root");
-            }
-        }
-    }
-    closedir(d);
-    return r;
+    int hops = 0;
+    int rr = resolve_in_root(k->rootfd, &st, buf, &hops, k->allow_abs);
+    comps_clear(&st);
+    free(st.v);
+    if (rr < 0)
+        return mv_error_set(err, -EBADMSG, "%s: symlink \"%s\" -> \"%s\" %s", k->what, e->path, buf,
+                            rr == -ELOOP ? "loops" : "escapes the root");
+    return 0;
 }
 
 int cache_check_symlinks(int rootfd, const char *what, bool allow_absolute, mv_error *err)
 {
-    comps path = {0};
-    int r = check_dir(rootfd, rootfd, &path, what, allow_absolute, err);
-    comps_clear(&path);
-    free(path.v);
-    return r;
+    symlink_check k = {rootfd, what, allow_absolute};
+    /* Directories nest at most 256 deep below the root's children. */
+    int r = mv_walk_at(rootfd, ".", 258, check_entry, &k, err);
+    if (r == -ELOOP)
+        return mv_error_set(err, -ELOOP, "%s: directories nested deeper than 256", what);
+    if (r == -EBADMSG)
+        return r;
+    if (r < 0)
+        return mv_error_wrap(err, "%s: read directory", what);
+    return 0;
 }
 
 /* ---- re-checking an extracted layer ------------------------------------------ */

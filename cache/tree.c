@@ -2,7 +2,9 @@
  * subpath), made of hard links to blobs (raw layers) and to extracted
  * files (tar layers, flattened in order with OCI whiteouts). A tree is
  * built in tmp/ and renamed into trees/ complete, with a meta.json that
- * records what it links so GC knows what is still referenced. */
+ * records what it links so GC knows what is still referenced, and its size
+ * and usage (bytes and inodes, each hard-linked inode once) so nobody walks
+ * an immutable tree again to ask. */
 #include "cache-internal.h"
 
 #include <cJSON.h>
@@ -237,31 +239,28 @@ static int link_raw(cache *c, int fullfd, const oci_descriptor *d, const char *p
     return 0;
 }
 
-static uint64_t apparent_size(int dirfd, int depth)
+static int measure_one(const mv_walk_entry *e, void *ud, mv_error *err)
 {
-    DIR *d = cache_opendir_fd(dirfd);
-    if (!d) {
+    (void)err;
+    cache_tree_size *m = ud;
+    bool reg = S_ISREG(e->st->st_mode);
+    if (reg)
+        m->size += (uint64_t)e->st->st_size;
+    if (S_ISDIR(e->st->st_mode) && e->depth > m->depth)
+        m->depth = e->depth;
+    if (!e->first_link)
         return 0;
-    }
-    uint64_t total = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        struct stat st;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (S_ISREG(st.st_mode)) {
-            total += (uint64_t)st.st_size;
-        } else if (S_ISDIR(st.st_mode) && depth < 256) {
-            _cleanup_close_ int sub =
-                openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                total += apparent_size(sub, depth + 1);
-        }
-    }
-    closedir(d);
-    return total;
+    m->inodes++;
+    if (reg)
+        m->bytes += (uint64_t)e->st->st_size;
+    return 0;
+}
+
+int cache_tree_measure_at(int dirfd, const char *path, int max_depth, cache_tree_size *out,
+                          mv_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    return mv_walk_at(dirfd, path, max_depth, measure_one, out, err);
 }
 
 static cJSON *str_array(const char *const *v)
@@ -350,6 +349,12 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
     if (r < 0)
         return mv_error_wrap(err, "model %s", s->reference ? s->reference : s->manifest_digest);
     fchmod(rootfd, 0755);
+    /* The merge refuses directories nested deeper than 256, so this walk
+     * never stops early. */
+    cache_tree_size size;
+    r = cache_tree_measure_at(wfd, "root", CACHE_TREE_MAX_DEPTH, &size, err);
+    if (r < 0)
+        return mv_error_wrap(err, "tree: measure");
 
     cJSON_AddItemToArray(blobs, cJSON_CreateString(s->manifest_digest));
     if (m->has_config)
@@ -368,7 +373,15 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
     cJSON_AddItemToObject(meta, "exclude", str_array(s->exclude));
     if (s->subpath)
         cJSON_AddStringToObject(meta, "subpath", s->subpath);
-    cJSON_AddNumberToObject(meta, "size", (double)apparent_size(rootfd, 0));
+    cJSON_AddNumberToObject(meta, "size", (double)size.size);
+    /* What NodeGetVolumeStats reports, so it never walks a tree: trees are
+     * immutable. A tree nested deeper than usage is measured to records
+     * none, and asking for its usage fails, as it always did. */
+    if (size.depth <= CACHE_USAGE_MAX_DEPTH) {
+        cJSON *usage = cJSON_AddObjectToObject(meta, "usage");
+        cJSON_AddNumberToObject(usage, "bytes", (double)size.bytes);
+        cJSON_AddNumberToObject(usage, "inodes", (double)size.inodes);
+    }
     cJSON_AddNumberToObject(meta, "created", (double)time(NULL));
     cJSON_AddItemReferenceToObject(meta, "blobs", blobs);
     cJSON_AddItemReferenceToObject(meta, "layers", layers);
@@ -378,13 +391,48 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
         return mv_error_set(err, -ENOMEM, "tree: encode meta.json");
     _cleanup_close_ int fd =
         openat(wfd, "meta.json", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    r = 0;
     if (fd < 0 || write(fd, json, strlen(json)) != (ssize_t)strlen(json) || fsync(fd) < 0)
         r = mv_error_errno(err, errno ? -errno : -EIO, "tree: write meta.json");
     free(json);
     if (r < 0)
         return r;
     return cache_touch_at(wfd, "lastuse", err);
+}
+
+int cache_tree_usage(cache *c, const char *tree_id, uint64_t *bytes, uint64_t *inodes,
+                     mv_error *err)
+{
+    if (!tree_id || oci_digest_validate(tree_id, NULL) < 0 || strncmp(tree_id, "sha256:", 7) != 0)
+        return mv_error_set(err, -EINVAL, "bad tree id \"%s\"", tree_id ? tree_id : "");
+    const char *hex = oci_digest_hex(tree_id);
+    _cleanup_free_ char *mp = mv_xasprintf(CACHE_D_TREES "/%s/meta.json", hex);
+    _cleanup_free_ char *buf = NULL;
+    if (mv_read_file_at(c->root_fd, mp, (size_t)16 * 1024 * 1024, &buf, NULL, NULL) == 0) {
+        cJSON *meta = cJSON_Parse(buf);
+        const cJSON *usage = cJSON_GetObjectItemCaseSensitive(meta, "usage");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(usage, "bytes");
+        const cJSON *i = cJSON_GetObjectItemCaseSensitive(usage, "inodes");
+        bool recorded = cJSON_IsNumber(b) && cJSON_IsNumber(i);
+        if (recorded) {
+            *bytes = (uint64_t)b->valuedouble;
+            *inodes = (uint64_t)i->valuedouble;
+        }
+        cJSON_Delete(meta);
+        if (recorded)
+            return 0;
+    }
+    /* A tree built before usage was recorded: measure it (each time: it is
+     * the rare case, and trees/ is not ours to rewrite under a reader). */
+    _cleanup_free_ char *root = mv_xasprintf(CACHE_D_TREES "/%s/root", hex);
+    cache_tree_size size;
+    int r = cache_tree_measure_at(c->root_fd, root, CACHE_USAGE_MAX_DEPTH + 1, &size, err);
+    if (r == -ENOENT)
+        return mv_error_set(err, -ENOENT, "tree %s is not in the cache %s", tree_id, c->root);
+    if (r < 0)
+        return mv_error_wrap(err, "tree %s", tree_id);
+    *bytes = size.bytes;
+    *inodes = size.inodes;
+    return 0;
 }
 
 int cache_tree_build(cache *c, const cache_tree_spec *s, mv_error *err)

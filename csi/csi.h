@@ -174,14 +174,6 @@ int csi_is_mounted(const char *target, bool *out, mv_error *err);
 int csi_mount_options(const char *target, char **out, mv_error *err);
 
 /* ------------------------------------------------------------------------ */
-/* Disk usage (usage.c)                                                     */
-/* ------------------------------------------------------------------------ */
-
-/* Bytes (st_size of regular files, each inode once) and inodes (each once)
- * under a directory tree, without following symlinks. */
-int csi_tree_usage(const char *path, uint64_t *bytes, uint64_t *inodes, mv_error *err);
-
-/* ------------------------------------------------------------------------ */
 /* Durable records (state.c)                                                */
 /* ------------------------------------------------------------------------ */
 

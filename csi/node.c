@@ -517,6 +517,11 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
         return c;
     if ((c = check_path("volume_path", req->volume_path, st)) != CSI_OK)
         return c;
+    /* The usage comes from the cache, which recovery opens. */
+    if (!atomic_load(&p->ready))
+        return csi_status_set(st, CSI_UNAVAILABLE,
+                              "%s is still recovering its cache; the kubelet will retry",
+                              CSI_PLUGIN_NAME);
     mv_error err = MV_ERROR_INIT;
     _cleanup_record_ csi_record *rec = NULL;
     pthread_mutex_t *lock = csi_target_lock(p, req->volume_path);
@@ -529,9 +534,10 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
     if (r < 0)
         return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
 
-    /* The tree is immutable and is what the target shows. */
+    /* The tree is immutable and is what the target shows: the cache
+     * recorded its usage when it built it. */
     uint64_t bytes = 0, inodes = 0;
-    if (csi_tree_usage(rec->tree_path, &bytes, &inodes, &err) < 0)
+    if (cache_tree_usage(p->cache, rec->tree_id, &bytes, &inodes, &err) < 0)
         return csi_status_set(st, CSI_INTERNAL, "volume stats for %s: %s", req->volume_path,
                               err.msg);
     Csi__V1__VolumeUsage ub = CSI__V1__VOLUME_USAGE__INIT;

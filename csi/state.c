@@ -1,6 +1,6 @@
 /* state.c — what the daemon remembers across its own restarts: one record
  * per published target under <cache>/csi/ saying which tree it holds and
- * with which arguments, replaced atomically (temp file, rename), and the
+ * with which arguments, replaced atomically (mv_write_atomic), and the
  * start-up recovery that reconciles those records and the pins with the
  * mounts the kernel really has.
  *
@@ -94,18 +94,11 @@ static char *unescape(const char *s)
 int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
 {
     _cleanup_free_ char *path = record_path(dir, r->target);
-    _cleanup_free_ char *tmp =
-        mv_xasprintf("%s.tmp.%d.%lx", path, getpid(), (unsigned long)pthread_self());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return mv_error_errno(err, -errno, "create record %s", tmp);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int saved = -errno;
-        close(fd);
-        unlink(tmp);
-        return mv_error_errno(err, saved, "record %s", tmp);
-    }
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return mv_error_errno(err, -errno, "write record %s", path);
     fputs("# modelvol-csi publish record v1\n", f);
     put_field(f, "target", r->target);
     put_field(f, "volume_id", r->volume_id);
@@ -116,18 +109,13 @@ int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
     put_field(f, "path", r->subpath);
     put_field(f, "tree_id", r->tree_id);
     put_field(f, "tree_path", r->tree_path);
-    int r1 = fflush(f) == 0 ? 0 : -errno;
-    if (fclose(f) != 0 && r1 == 0)
-        r1 = -errno;
-    if (r1 < 0) {
-        unlink(tmp);
-        return mv_error_errno(err, r1 ? r1 : -EIO, "write record %s", tmp);
-    }
-    if (rename(tmp, path) < 0) {
-        int saved = -errno;
-        unlink(tmp);
-        return mv_error_errno(err, saved, "rename record to %s", path);
-    }
+    if (fclose(f) != 0)
+        return mv_error_errno(err, -errno, "write record %s", path);
+    /* No MV_WRITE_SYNC: records need to survive a killed daemon only (see
+     * the top of this file). */
+    int rc = mv_write_atomic(path, text, len, 0600, 0, err);
+    if (rc < 0)
+        return mv_error_wrap(err, "save record");
     return 0;
 }
 
@@ -278,7 +266,7 @@ static size_t drop_orphan_pins(csi_plugin *p)
             continue;
         }
         mv_log("info", "volume_dropped", "target", target, "tree", pins[i].tree_id, "reason",
-                "pin without a record");
+               "pin without a record");
         dropped++;
     }
     cache_pins_free(pins, n);
@@ -317,10 +305,10 @@ int csi_recover(csi_plugin *p, mv_error *err)
             /* Re-pinning repairs a pin lost with a crash between the
              * record and the pin. */
             if (cache_pin_volatile(p->cache, rec->tree_id, owner, &e) < 0)
-                mv_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id,
-                        "error", e.msg);
+                mv_log("warn", "repin_failed", "target", rec->target, "tree", rec->tree_id, "error",
+                       e.msg);
             mv_log("info", "volume_restored", "target", rec->target, "reference", rec->reference,
-                    "tree", rec->tree_id);
+                   "tree", rec->tree_id);
             kept++;
         } else {
             /* The mount is gone (reboot, or a crash mid-publish): the
@@ -331,7 +319,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
             if (csi_state_remove(p->state_dir, rec->target, &e) < 0)
                 mv_log("warn", "record_remove_failed", "target", rec->target, "error", e.msg);
             mv_log("info", "volume_dropped", "target", rec->target, "reference", rec->reference,
-                    "reason", "not mounted");
+                   "reason", "not mounted");
             dropped++;
         }
         csi_record_free(rec);
@@ -344,7 +332,7 @@ int csi_recover(csi_plugin *p, mv_error *err)
     snprintf(k, sizeof(k), "%zu", kept);
     snprintf(d, sizeof(d), "%zu", dropped);
     mv_log("info", "recovered", "cache", p->cache_dir, "volumes_kept", k, "volumes_dropped", d,
-            "ms", ms);
+           "ms", ms);
     atomic_store(&p->ready, true);
     return 0;
 }

@@ -55,14 +55,6 @@ static char *b64_encode(const char *in, size_t len)
     return out;
 }
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 char *pull_auth_header(pull_client *c, size_t ep, const char *scope)
 {
     pull_endpoint *e = &c->ep[ep];
@@ -81,9 +73,9 @@ char *pull_auth_header(pull_client *c, size_t ep, const char *scope)
     if (strcasecmp(e->auth_scheme, "Basic") == 0 && cr && cr->username && cr->password) {
         char *raw = mv_xasprintf("%s:%s", cr->username, cr->password);
         char *enc = b64_encode(raw, strlen(raw));
-        wipe_free(raw);
+        pull_wipe_free(raw);
         char *h = mv_xasprintf("Authorization: Basic %s", enc);
-        wipe_free(enc);
+        pull_wipe_free(enc);
         return h;
     }
     return NULL;
@@ -96,7 +88,7 @@ void pull_auth_forget(pull_client *c, size_t ep, const char *scope)
         if (t->endpoint == ep && (!scope || strcmp(t->scope, scope) == 0)) {
             *pp = t->next;
             free(t->scope);
-            wipe_free(t->token);
+            pull_wipe_free(t->token);
             free(t);
         } else {
             pp = &t->next;
@@ -132,19 +124,6 @@ static void membuf_wipe(membuf *b)
         free(b->p);
     }
     b->p = NULL;
-}
-
-static void curl_easy_freep(CURL **h)
-{
-    if (*h)
-        curl_easy_cleanup(*h);
-    *h = NULL;
-}
-
-static void slist_freep(struct curl_slist **l)
-{
-    curl_slist_free_all(*l);
-    *l = NULL;
 }
 
 /* The distinct scopes in the space-separated `all`, escaped: as repeated
@@ -183,7 +162,7 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
     if (!realm_host)
         return mv_error_set(err, -EPROTO, "%s: token realm is not an http(s) URL", e->hostport);
     const pull_cred *cr = endpoint_cred(c, ep);
-    _cleanup_(curl_easy_freep) CURL *h = curl_easy_init();
+    _cleanup_(pull_curl_easy_freep) CURL *h = curl_easy_init();
     if (!h)
         return mv_error_set(err, -ENOMEM, "token request: curl_easy_init failed");
     _cleanup_free_ char *svc = e->service ? curl_easy_escape(h, e->service, 0) : NULL;
@@ -197,7 +176,7 @@ static int fetch_token(pull_client *c, size_t ep, const char *scope, const char 
     bool oauth = allow_oauth && cr && cr->identity_token;
     _cleanup_free_ char *url = NULL;
     char *form = NULL; /* holds the refresh token: wiped below */
-    _cleanup_(slist_freep) struct curl_slist *hdrs = NULL;
+    _cleanup_(pull_slist_freep) struct curl_slist *hdrs = NULL;
     if (oauth) {
         _cleanup_free_ char *rt = curl_easy_escape(h, cr->identity_token, 0);
         url = mv_xstrdup(e->realm);

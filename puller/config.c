@@ -52,12 +52,6 @@ void pull_config_free(pull_config *cfg)
     free(cfg);
 }
 
-static void json_freep(cJSON **j)
-{
-    cJSON_Delete(*j);
-    *j = NULL;
-}
-
 static int get_bool(const cJSON *obj, const char *host, const char *key, bool *out, mv_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -147,7 +141,7 @@ int pull_config_parse(const char *json, size_t len, pull_config **out, mv_error 
     if (len > CONFIG_MAX_BYTES)
         return mv_error_set(err, -EINVAL, "registry config: larger than %d bytes",
                             CONFIG_MAX_BYTES);
-    _cleanup_(json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
+    _cleanup_(pull_json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)
         return mv_error_set(err, -EINVAL, "registry config: not valid JSON");
     if (!cJSON_IsObject(root))

@@ -62,19 +62,11 @@ static void key_clear(cred_key *k)
     free(k->path);
 }
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 void pull_cred_clear(pull_cred *c)
 {
-    wipe_free(c->username);
-    wipe_free(c->password);
-    wipe_free(c->identity_token);
+    pull_wipe_free(c->username);
+    pull_wipe_free(c->password);
+    pull_wipe_free(c->identity_token);
     memset(c, 0, sizeof(*c));
 }
 
@@ -94,12 +86,6 @@ void pull_creds_free(pull_creds *creds)
     free(creds->helpers);
     free(creds->store);
     free(creds);
-}
-
-static void json_freep(cJSON **j)
-{
-    cJSON_Delete(*j);
-    *j = NULL;
 }
 
 static bool is_docker_hub(const char *h)
@@ -246,7 +232,7 @@ static int add_entry(pull_creds *c, const char *key, const cJSON *o, const char 
         char *dec = b64_decode(auth, &n);
         char *colon = dec ? memchr(dec, ':', n) : NULL;
         if (!colon || strlen(dec) != n) {
-            wipe_free(dec);
+            pull_wipe_free(dec);
             /* Say which entry, never what it held. */
             return mv_error_set(err, -EINVAL,
                                 "%s: auths entry \"%s\": \"auth\" is not base64 of user:password",
@@ -255,7 +241,7 @@ static int add_entry(pull_creds *c, const char *key, const cJSON *o, const char 
         *colon = '\0';
         cr.username = mv_xstrdup(dec);
         cr.password = mv_xstrdup(colon + 1);
-        wipe_free(dec);
+        pull_wipe_free(dec);
     } else {
         const char *u = str_item(o, "username"), *pw = str_item(o, "password");
         if (u)
@@ -307,7 +293,7 @@ static int parse_into(pull_creds *c, const char *json, size_t len, const char *o
 {
     if (len > CREDS_MAX_BYTES)
         return mv_error_set(err, -EINVAL, "%s: larger than %d bytes", origin, CREDS_MAX_BYTES);
-    _cleanup_(json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
+    _cleanup_(pull_json_freep) cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root))
         return mv_error_set(err, -EINVAL, "%s: not a JSON object", origin);
     if (from_file) {

@@ -27,28 +27,6 @@ typedef struct resp_sink {
     bool overflow;
 } resp_sink;
 
-static void curl_easy_freep(CURL **h)
-{
-    if (*h)
-        curl_easy_cleanup(*h);
-    *h = NULL;
-}
-
-static void slist_freep(struct curl_slist **l)
-{
-    curl_slist_free_all(*l);
-    *l = NULL;
-}
-
-static void wipe_freep(char **s)
-{
-    if (*s) {
-        explicit_bzero(*s, strlen(*s));
-        free(*s);
-    }
-    *s = NULL;
-}
-
 static size_t body_read(char *buf, size_t size, size_t nmemb, void *ud)
 {
     body_src *b = ud;
@@ -212,11 +190,11 @@ static bool is_absolute(const char *p)
 static CURLcode send_once(pull_client *c, const pull_http_req *req, const char *url,
                           const char *auth, pull_http_resp *resp, bool *overflow)
 {
-    _cleanup_(curl_easy_freep) CURL *h = curl_easy_init();
+    _cleanup_(pull_curl_easy_freep) CURL *h = curl_easy_init();
     if (!h)
         return CURLE_OUT_OF_MEMORY;
     pull_curl_setup(c, h, url);
-    _cleanup_(slist_freep) struct curl_slist *hl = NULL;
+    _cleanup_(pull_slist_freep) struct curl_slist *hl = NULL;
     for (const char *const *p = req->headers; p && *p; p++)
         hl = curl_slist_append(hl, *p);
     _cleanup_free_ char *ct =
@@ -303,7 +281,7 @@ static int do_endpoint(pull_client *c, const pull_http_req *req, size_t ep, cons
             return mv_error_set(err, -EINVAL, "%s: not an http(s) URL", url);
         /* The registry's Authorization goes to the registry only. */
         bool same_host = strcmp(hp, e->hostport) == 0;
-        _cleanup_(wipe_freep) char *auth = same_host ? pull_auth_header(c, ep, scope) : NULL;
+        _cleanup_(pull_wipe_freep) char *auth = same_host ? pull_auth_header(c, ep, scope) : NULL;
         resp->url = mv_xstrdup(url);
         resp->endpoint = ep;
         snprintf(resp->host, sizeof(resp->host), "%s", hp);

@@ -7,7 +7,9 @@
 
 #include "puller.h"
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <string.h>
 #include <time.h>
 
 #define PULL_DEFAULT_CONNECTIONS 16
@@ -18,6 +20,26 @@
 #define PULL_USER_AGENT          "modelvol/" MV_VERSION
 /* Response bodies pull_http_do keeps when the caller does not say. */
 #define PULL_HTTP_BODY_DEFAULT (64u << 10)
+
+/* ------------------------------------------------------------------------ */
+/* Cleanup helpers the puller's files share                                 */
+/* ------------------------------------------------------------------------ */
+
+MV_DEFINE_FREEP(CURL, pull_curl_easy_freep, curl_easy_cleanup)
+MV_DEFINE_FREEP(struct curl_slist, pull_slist_freep, curl_slist_free_all)
+MV_DEFINE_FREEP(cJSON, pull_json_freep, cJSON_Delete)
+
+/* Frees a string that held a secret (a password, a token, an Authorization
+ * header), zeroing it first so it does not linger in freed memory. NULL is
+ * fine. */
+static inline void pull_wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+MV_DEFINE_FREEP(char, pull_wipe_freep, pull_wipe_free)
 
 /* ------------------------------------------------------------------------ */
 /* Registry configuration (config.c)                                        */
@@ -238,6 +260,11 @@ typedef struct pull_http_resp {
  * must be released with pull_http_resp_clear (it may hold a partial answer). */
 int pull_http_do(pull_client *c, const pull_http_req *req, pull_http_resp *resp, mv_error *err);
 void pull_http_resp_clear(pull_http_resp *resp);
+static inline void pull_http_resp_clearp(pull_http_resp *resp)
+{
+    pull_http_resp_clear(resp);
+}
+#define _cleanup_http_resp_ _cleanup_(pull_http_resp_clearp)
 
 /* Sets err to the one-line "<what>: <status> from <host>" for a failed
  * response, mapping the status (404 -ENOENT, 401 -EACCES, 403 -EPERM,
@@ -272,9 +299,9 @@ void pull_rangeset_clear(pull_rangeset *s);
  * yields an empty set (and 0). */
 int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pull_rangeset *out,
                          mv_error *err);
-/* Atomically replaces state_path (temp + rename). durable: fdatasync(data_fd)
- * first and fsync the record, so it never claims bytes a power loss could
- * take; otherwise only a killed process is covered. */
+/* Atomically replaces state_path (mv_write_atomic). durable: fdatasync(data_fd)
+ * first and write the record with MV_WRITE_SYNC, so it never claims bytes a
+ * power loss could take; otherwise only a killed process is covered. */
 int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
                          const pull_rangeset *s, bool durable, mv_error *err);
 
@@ -294,5 +321,25 @@ void pull_saver_close(pull_saver *s, int slot);
 /* Writes what open slots hold that is not yet recorded, joins the thread
  * and frees s. NULL is fine. */
 void pull_saver_stop(pull_saver *s);
+
+/* ------------------------------------------------------------------------ */
+/* Upload pieces that need no registry (upload.c)                           */
+/* ------------------------------------------------------------------------ */
+
+/* A Range value registries answer upload requests with: "0-1234" (some send
+ * "bytes=0-1234") means 1235 bytes received. false when it does not start at
+ * 0 or is not two numbers. */
+bool pull_upload_range_end(const char *v, uint64_t *received);
+/* url with "digest=<digest>" appended as a query parameter. Caller frees. */
+char *pull_upload_with_digest(const char *url, const char *digest);
+/* The resume record of an upload at path (NULL: none kept): the session URL
+ * saved for digest/size, or NULL when missing, foreign, damaged or not
+ * http(s). Caller frees. */
+char *pull_upload_record_load(const char *path, const char *digest, uint64_t size);
+/* Replaces the record atomically and durably, mode 0600. Failures only cost
+ * the ability to resume, so they are not reported. */
+void pull_upload_record_save(const char *path, const char *digest, uint64_t size,
+                             const char *location);
+void pull_upload_record_remove(const char *path);
 
 #endif

@@ -1,6 +1,6 @@
 /* rangestate.c — the resume record of one blob: which byte intervals of the
- * partial file are known written, as a text file replaced atomically (temp,
- * rename). A durable save first syncs the data, then the record, so it
+ * partial file are known written, as a text file replaced atomically
+ * (mv_write_atomic). A durable save first syncs the data, then the record, so it
  * never claims bytes a crash could lose; a light one (saver.c, while bytes
  * are still arriving) only writes and renames. That survives the process
  * being killed; after a power loss it may claim bytes the disk never got,
@@ -15,7 +15,6 @@
  */
 #include "puller-internal.h"
 
-#include <fcntl.h>
 #include <string.h>
 
 #define STATE_MAX_BYTES (1 << 20)
@@ -100,25 +99,18 @@ int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint
 {
     if (durable && fdatasync(data_fd) < 0)
         return mv_error_errno(err, -errno, "syncing the partial file of blob %s", digest);
-    _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp", path);
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return mv_error_errno(err, -errno, "resume record %s", tmp);
-    _cleanup_fclose_ FILE *f = fdopen(MV_STEAL_FD(fd), "w");
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f)
-        return mv_error_errno(err, -errno, "resume record %s", tmp);
+        return mv_error_errno(err, -errno, "resume record %s", path);
     fprintf(f, "modelvol-ranges 1\ndigest %s\nsize %llu\n", digest, (unsigned long long)size);
     for (size_t i = 0; i < s->n; i++)
         fprintf(f, "%llu %llu\n", (unsigned long long)s->iv[i][0], (unsigned long long)s->iv[i][1]);
-    if (fflush(f) != 0 || (durable && fsync(fileno(f)) < 0)) {
-        int e = -errno;
-        unlink(tmp);
-        return mv_error_errno(err, e, "resume record %s", tmp);
-    }
-    if (rename(tmp, path) < 0) {
-        int e = -errno;
-        unlink(tmp);
-        return mv_error_errno(err, e, "resume record %s", path);
-    }
+    if (fclose(f) != 0)
+        return mv_error_errno(err, -errno, "resume record %s", path);
+    int r = mv_write_atomic(path, text, len, 0600, durable ? MV_WRITE_SYNC : 0, err);
+    if (r < 0)
+        return mv_error_wrap(err, "resume record");
     return 0;
 }

@@ -24,12 +24,6 @@
 #define UPLOAD_DEFAULT_CHUNK (64ull << 20)
 #define RESUME_RECORD_MAX    (16u << 10)
 
-static void resp_clearp(pull_http_resp *r)
-{
-    pull_http_resp_clear(r);
-}
-#define _cleanup_resp_ _cleanup_(resp_clearp)
-
 static void emit(pull_client *c, pull_event_kind kind, const char *digest, uint64_t done,
                  uint64_t total, const char *msg)
 {
@@ -84,7 +78,7 @@ int pull_blob_exists(pull_client *c, const char *digest, bool *exists, mv_error 
     *exists = false;
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", digest);
     pull_http_req req = {.method = "HEAD", .path = path, .actions = PUSH_ACTIONS, .follow = true};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "blob %s", digest);
@@ -118,7 +112,7 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
     _cleanup_free_ char *from_scope = mv_xasprintf("repository:%s:pull", from_repo);
     pull_http_req req = {
         .method = "POST", .path = path, .actions = PUSH_ACTIONS, .extra_scope = from_scope};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "mount blob %s from %s", digest, from_repo);
@@ -139,7 +133,7 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
 /* Resume record                                                            */
 /* ------------------------------------------------------------------------ */
 
-static char *record_load(const char *path, const char *digest, uint64_t size)
+char *pull_upload_record_load(const char *path, const char *digest, uint64_t size)
 {
     if (!path)
         return NULL;
@@ -164,9 +158,10 @@ static char *record_load(const char *path, const char *digest, uint64_t size)
     return loc;
 }
 
-/* Atomic replace (temp + rename), mode 0600. A record that cannot be
- * written costs only the ability to resume, so failures are not errors. */
-static void record_save(const char *path, const char *digest, uint64_t size, const char *location)
+/* Atomic replace, synced, mode 0600. A record that cannot be written costs
+ * only the ability to resume, so failures are not errors. */
+void pull_upload_record_save(const char *path, const char *digest, uint64_t size,
+                             const char *location)
 {
     if (!path)
         return;
@@ -176,16 +171,11 @@ static void record_save(const char *path, const char *digest, uint64_t size, con
     cJSON_AddStringToObject(o, "location", location);
     _cleanup_free_ char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    _cleanup_free_ char *tmp = mv_xasprintf("%s.tmp.%d", path, (int)getpid());
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    size_t len = strlen(s);
-    if (write(fd, s, len) != (ssize_t)len || fsync(fd) < 0 || rename(tmp, path) < 0)
-        unlink(tmp);
+    if (s)
+        (void)mv_write_atomic(path, s, strlen(s), 0600, MV_WRITE_SYNC, NULL);
 }
 
-static void record_remove(const char *path)
+void pull_upload_record_remove(const char *path)
 {
     if (path)
         unlink(path);
@@ -209,7 +199,7 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
 {
     session_clear(s);
     pull_http_req req = {.method = "POST", .path = "blobs/uploads/", .actions = PUSH_ACTIONS};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, digest, err);
     if (r < 0)
         return mv_error_wrap(err, "open upload of blob %s", digest);
@@ -225,7 +215,7 @@ static int session_open(pull_client *c, const char *digest, session *s, mv_error
 }
 
 /* "0-1234" (some registries send "bytes=0-1234"): bytes received = 1235. */
-static bool parse_range_end(const char *v, uint64_t *received)
+bool pull_upload_range_end(const char *v, uint64_t *received)
 {
     if (!v)
         return false;
@@ -253,7 +243,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
                           mv_error *err)
 {
     pull_http_req req = {.method = "GET", .path = s->cur, .actions = PUSH_ACTIONS};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0)
         return r;
@@ -262,7 +252,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
     if (resp.status != 204 && resp.status != 202 && resp.status != 200)
         return pull_http_status_error(&resp, err, "upload status");
     uint64_t got = 0;
-    if (resp.range && !parse_range_end(resp.range, &got))
+    if (resp.range && !pull_upload_range_end(resp.range, &got))
         return mv_error_set(err, -EBADMSG, "upload status: Range \"%s\" from %s", resp.range,
                             resp.host);
     if (got > size)
@@ -276,7 +266,7 @@ static int session_status(pull_client *c, session *s, uint64_t size, uint64_t *o
     return 0;
 }
 
-static char *with_digest(const char *url, const char *digest)
+char *pull_upload_with_digest(const char *url, const char *digest)
 {
     return mv_xasprintf("%s%cdigest=%s", url, strchr(url, '?') ? '&' : '?', digest);
 }
@@ -288,7 +278,7 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
     *transient = false;
     if (!s->cur)
         return mv_error_set(err, -EINVAL, "upload blob %s: no upload session", digest);
-    _cleanup_free_ char *url = with_digest(s->cur, digest);
+    _cleanup_free_ char *url = pull_upload_with_digest(s->cur, digest);
     pull_http_req req = {.method = "PUT",
                          .path = url,
                          .actions = PUSH_ACTIONS,
@@ -297,7 +287,7 @@ static int session_close(pull_client *c, session *s, int fd, uint64_t off, uint6
                          .fd_off = off,
                          .fd_len = size - off,
                          .content_type = "application/octet-stream"};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0) {
         *transient = transient_code(r);
@@ -387,7 +377,7 @@ static int send_chunk(pull_client *c, session *s, int fd, uint64_t *off, uint64_
                          .fd_off = *off,
                          .fd_len = len,
                          .content_type = "application/octet-stream"};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = pull_http_do(c, &req, &resp, err);
     if (r < 0) {
         if (r == -ECANCELED || r == -EACCES)
@@ -397,7 +387,7 @@ static int send_chunk(pull_client *c, session *s, int fd, uint64_t *off, uint64_
     }
     if (resp.status == 202 || resp.status == 204) {
         uint64_t got = *off + len;
-        if (resp.range && !parse_range_end(resp.range, &got))
+        if (resp.range && !pull_upload_range_end(resp.range, &got))
             return mv_error_set(err, -EBADMSG, "upload blob %s: Range \"%s\" from %s", digest,
                                 resp.range, resp.host);
         if (got > size || got <= *off)
@@ -439,14 +429,14 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
     uint64_t off = 0;
     int r = 0;
     /* Resume a recorded session when the registry still has it. */
-    s.cur = record_load(record, digest, size);
+    s.cur = pull_upload_record_load(record, digest, size);
     if (s.cur) {
         mv_error e = MV_ERROR_INIT;
         if (session_status(c, &s, size, &off, &e) < 0) {
             char msg[MV_ERROR_MSG_MAX + 64];
             snprintf(msg, sizeof(msg), "blob %s: %s; starting over", digest, e.msg);
             emit(c, PULL_EV_RETRY, digest, 0, size, msg);
-            record_remove(record);
+            pull_upload_record_remove(record);
             session_clear(&s);
             off = 0;
         }
@@ -455,7 +445,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         r = session_open(c, digest, &s, err);
         if (r < 0)
             return r;
-        record_save(record, digest, size, s.cur);
+        pull_upload_record_save(record, digest, size, s.cur);
     }
     emit(c, PULL_EV_BLOB_START, digest, off, size, NULL);
     int retries = 0, patches = 0;
@@ -474,7 +464,7 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
             if (patches == 0) {
                 /* The registry does not take chunks: monolithic instead. */
                 cancel_session(c, s.cur);
-                record_remove(record);
+                pull_upload_record_remove(record);
                 *refused = true;
                 session_clear(&s);
                 return 0;
@@ -494,11 +484,11 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
             int sr = session_status(c, &s, size, &off, &e);
             if (sr == -ENOENT) {
                 /* Expired under us: start the blob over. */
-                record_remove(record);
+                pull_upload_record_remove(record);
                 r = session_open(c, digest, &s, err);
                 if (r < 0)
                     break;
-                record_save(record, digest, size, s.cur);
+                pull_upload_record_save(record, digest, size, s.cur);
                 off = 0;
                 emit(c, PULL_EV_BLOB_START, digest, 0, size, NULL);
             } else if (sr < 0) {
@@ -508,17 +498,17 @@ static int upload_chunked(pull_client *c, int fd, const char *digest, uint64_t s
         }
         patches++;
         retries = 0;
-        record_save(record, digest, size, s.cur);
+        pull_upload_record_save(record, digest, size, s.cur);
         emit(c, PULL_EV_BLOB_PROGRESS, digest, off, size, NULL);
     }
     if (r == 0)
         r = close_chunked(c, &s, fd, size, digest, err);
     if (r == 0) {
-        record_remove(record);
+        pull_upload_record_remove(record);
         emit(c, PULL_EV_BLOB_DONE, digest, size, size, NULL);
     } else if (r == -EBADMSG) {
         /* The registry holds bytes that do not hash right: never resume it. */
-        record_remove(record);
+        pull_upload_record_remove(record);
     }
     session_clear(&s);
     return r;
@@ -555,7 +545,7 @@ int pull_manifest_put(pull_client *c, const char *tag_or_digest, const void *buf
                          .mem = buf,
                          .mem_len = len,
                          .content_type = media_type};
-    _cleanup_resp_ pull_http_resp resp = {0};
+    _cleanup_http_resp_ pull_http_resp resp = {0};
     int r = http_retry(c, &req, &resp, tag_or_digest, err);
     if (r < 0)
         return mv_error_wrap(err, "PUT manifest %s/%s:%s", c->registry, c->repository,

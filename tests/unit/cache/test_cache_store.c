@@ -2,10 +2,12 @@
  * of hard links built from stored blobs (ModelPack raw layers, filters,
  * subpath), modelcar images flattened with whiteouts, the tag cache under
  * the Never policy, pins, GC (LRU order, pins, size target), remove,
- * verify, locks and recovery of what killed processes leave. Pulls use
+ * verify, locks and recovery of what killed processes leave, and tree usage
+ * (recorded at build, measured for older trees). Pulls use
  * policy Never on a closed port, so any network use would fail the test. */
 #include "cachetest.h"
 
+#include <cJSON.h>
 #include <sys/file.h>
 #include <time.h>
 
@@ -708,10 +710,92 @@ MV_TEST(locks_and_recovery)
     ct_rmtree(dir);
 }
 
+/* Moved from the CSI tests with csi/usage.c: what NodeGetVolumeStats
+ * reports is the cache's measure of a tree. */
+static void put_file(const char *path, const char *body)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(body, f);
+        fclose(f);
+    }
+}
+
+MV_TEST(tree_measure_counts_hard_links_once)
+{
+    _cleanup_free_ char *dir = ct_tmpdir();
+    _cleanup_free_ char *a = mv_xasprintf("%s/a", dir);
+    _cleanup_free_ char *sub = mv_xasprintf("%s/sub", dir);
+    _cleanup_free_ char *b = mv_xasprintf("%s/sub/b", dir);
+    _cleanup_free_ char *hard = mv_xasprintf("%s/sub/link-to-a", dir);
+    _cleanup_free_ char *sym = mv_xasprintf("%s/sym", dir);
+    put_file(a, "0123456789");
+    CHECK_INT(mkdir(sub, 0755), 0);
+    put_file(b, "abc");
+    CHECK_INT(link(a, hard), 0);
+    CHECK_INT(symlink("/etc", sym), 0); /* never followed */
+    cache_tree_size m;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(cache_tree_measure_at(AT_FDCWD, dir, CACHE_USAGE_MAX_DEPTH + 1, &m, &err), 0);
+    CHECK_INT(m.bytes, 13);
+    CHECK_INT(m.inodes, 5); /* dir, a (+link), sub, b, sym */
+    CHECK_INT(m.size, 23);  /* a counted through both links */
+    CHECK(cache_tree_measure_at(AT_FDCWD, "/nonexistent/x", CACHE_USAGE_MAX_DEPTH + 1, &m, &err) <
+          0);
+    CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
+    ct_rmtree(dir);
+}
+
+/* Usage is recorded in meta.json when the tree is built; a tree built
+ * before that (no "usage") is measured instead, to the same numbers. */
+MV_TEST(tree_usage_recorded_at_build)
+{
+    _cleanup_free_ char *dir = ct_tmpdir();
+    _cleanup_cache_ cache *c = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_open(dir, NULL, &c, &e), 0);
+    /* The same bytes twice: one blob, linked at two paths. */
+    tfile f[] = {{"a", "0123456789", 10}, {"sub/b", "abc", 3}, {"sub/link-to-a", "0123456789", 10}};
+    char md[OCI_DIGEST_MAX];
+    store_model(c, f, 3, md);
+    cache_pull_result r = {0};
+    CHECK_INT(pull_never(c, md, NULL, &r, &e), 0);
+    uint64_t bytes = 0, inodes = 0;
+    CHECK_INT(cache_tree_usage(c, r.tree_id, &bytes, &inodes, &e), 0);
+    CHECK_INT(bytes, 13);
+    CHECK_INT(inodes, 4); /* root, a (+link), sub, b */
+    _cleanup_free_ char *mp =
+        mv_xasprintf("%s/" CACHE_D_TREES "/%s/meta.json", dir, oci_digest_hex(r.tree_id));
+    _cleanup_free_ char *meta = ct_read(mp);
+    CHECK_CONTAINS(meta, "\"size\":23,");
+    CHECK_CONTAINS(meta, "\"usage\":{\"bytes\":13,\"inodes\":4}");
+
+    cJSON *j = cJSON_Parse(meta);
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
+    _cleanup_free_ char *old = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    CHECK_INT(chmod(mp, 0644), 0);
+    put_file(mp, old);
+    bytes = inodes = 0;
+    CHECK_INT(cache_tree_usage(c, r.tree_id, &bytes, &inodes, &e), 0);
+    CHECK_INT(bytes, 13);
+    CHECK_INT(inodes, 4);
+
+    char other[OCI_DIGEST_MAX];
+    oci_digest_buf(OCI_DIGEST_SHA256, "x", 1, other);
+    CHECK_INT(cache_tree_usage(c, other, &bytes, &inodes, &e), -ENOENT);
+    CHECK_CONTAINS(e.msg, other);
+    CHECK_INT(cache_tree_usage(c, "sha256:nope", &bytes, &inodes, &e), -EINVAL);
+    cache_pull_result_clear(&r);
+    ct_rmtree(dir);
+}
+
 int main(void)
 {
     MV_RUN(ingest_is_atomic_and_verified);
     MV_RUN(modelpack_tree_links_filters_subpath);
+    MV_RUN(tree_measure_counts_hard_links_once);
+    MV_RUN(tree_usage_recorded_at_build);
     MV_RUN(modelpack_tar_layer);
     MV_RUN(tag_cache_and_never_policy);
     MV_RUN(index_selects_the_model);

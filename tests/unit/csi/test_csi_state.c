@@ -1,8 +1,8 @@
 /* test_csi_state.c — the CSI plugin's pieces that need neither gRPC nor
  * root: durable publish records (escaping, atomic replace, listing that
- * skips damage and clears dead temp files), tree usage with hard links
- * counted once, the errno-to-gRPC mapping, and the dispatcher's answers
- * for unknown methods and undecodable bodies. */
+ * skips damage and clears dead temp files), the errno-to-gRPC mapping,
+ * and the dispatcher's answers for unknown methods and undecodable bodies.
+ * (Tree usage is the cache's: tests/unit/cache/test_cache_store.c.) */
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -110,29 +110,6 @@ MV_TEST(list_skips_damage_and_clears_temp_files)
     rm_rf(dir);
 }
 
-MV_TEST(tree_usage_counts_hard_links_once)
-{
-    _cleanup_free_ char *dir = tmpdir();
-    _cleanup_free_ char *a = mv_xasprintf("%s/a", dir);
-    _cleanup_free_ char *sub = mv_xasprintf("%s/sub", dir);
-    _cleanup_free_ char *b = mv_xasprintf("%s/sub/b", dir);
-    _cleanup_free_ char *hard = mv_xasprintf("%s/sub/link-to-a", dir);
-    _cleanup_free_ char *sym = mv_xasprintf("%s/sym", dir);
-    write_file(a, "0123456789");
-    CHECK_INT(mkdir(sub, 0755), 0);
-    write_file(b, "abc");
-    CHECK_INT(link(a, hard), 0);
-    CHECK_INT(symlink("/etc", sym), 0); /* never followed */
-    uint64_t bytes = 0, inodes = 0;
-    mv_error err = MV_ERROR_INIT;
-    CHECK_INT(csi_tree_usage(dir, &bytes, &inodes, &err), 0);
-    CHECK_INT(bytes, 13);
-    CHECK_INT(inodes, 5); /* dir, a (+link), sub, b, sym */
-    CHECK(csi_tree_usage("/nonexistent/x", &bytes, &inodes, &err) < 0);
-    CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
-    rm_rf(dir);
-}
-
 MV_TEST(errno_maps_to_grpc_codes)
 {
     CHECK_INT(csi_code_from_errno(0), CSI_OK);
@@ -206,7 +183,6 @@ int main(void)
 {
     MV_RUN(record_roundtrip_with_odd_characters);
     MV_RUN(list_skips_damage_and_clears_temp_files);
-    MV_RUN(tree_usage_counts_hard_links_once);
     MV_RUN(errno_maps_to_grpc_codes);
     MV_RUN(target_locks_stable_and_spread);
     MV_RUN(dispatch_unknown_and_garbage);
