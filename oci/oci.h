@@ -28,11 +28,7 @@ typedef struct oci_ref {
  * "reference \"Foo/bar\": repository \"Foo/bar\" has uppercase letters". */
 int oci_ref_parse(const char *s, oci_ref **out, mv_error *err);
 void oci_ref_free(oci_ref *ref);
-static inline void oci_ref_freep(oci_ref **r)
-{
-    oci_ref_free(*r);
-    *r = NULL;
-}
+MV_DEFINE_FREEP(oci_ref, oci_ref_freep, oci_ref_free)
 #define _cleanup_ref_ _cleanup_(oci_ref_freep)
 /* Canonical string: registry/repository[:tag][@digest]. Caller frees. */
 char *oci_ref_string(const oci_ref *ref);
@@ -61,11 +57,7 @@ void oci_hasher_update(oci_hasher *h, const void *buf, size_t len);
 /* Writes "alg:hex" into out (OCI_DIGEST_MAX bytes). The hasher is then reset. */
 void oci_hasher_final(oci_hasher *h, char out[OCI_DIGEST_MAX]);
 void oci_hasher_free(oci_hasher *h);
-static inline void oci_hasher_freep(oci_hasher **h)
-{
-    oci_hasher_free(*h);
-    *h = NULL;
-}
+MV_DEFINE_FREEP(oci_hasher, oci_hasher_freep, oci_hasher_free)
 #define _cleanup_hasher_ _cleanup_(oci_hasher_freep)
 /* One-shot digest of a buffer. */
 void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OCI_DIGEST_MAX]);
@@ -217,11 +209,7 @@ typedef struct oci_manifest {
 int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **out,
                        mv_error *err);
 void oci_manifest_free(oci_manifest *m);
-static inline void oci_manifest_freep(oci_manifest **m)
-{
-    oci_manifest_free(*m);
-    *m = NULL;
-}
+MV_DEFINE_FREEP(oci_manifest, oci_manifest_freep, oci_manifest_free)
 #define _cleanup_manifest_ _cleanup_(oci_manifest_freep)
 static inline bool oci_manifest_is_index(const oci_manifest *m)
 {
