@@ -201,6 +201,10 @@ int cache_prewarm_list_load(const char *path, cache_prewarm_list *out, mv_error 
 /* Same references in the same order, and as many bad lines. */
 bool cache_prewarm_list_equal(const cache_prewarm_list *a, const cache_prewarm_list *b);
 void cache_prewarm_list_clear(cache_prewarm_list *l);
+static inline void cache_prewarm_list_clearp(cache_prewarm_list *l)
+{
+    cache_prewarm_list_clear(l);
+}
 
 /* The outcome of one entry in a pass. */
 typedef struct cache_prewarm_result {
@@ -211,19 +215,28 @@ typedef struct cache_prewarm_result {
 } cache_prewarm_result;
 
 typedef enum {
-    CACHE_PREWARM_PINNED,       /* an entry was pulled and pinned: result */
+    CACHE_PREWARM_INVALID_LINE, /* a line of the list is not a reference: line, error */
+    CACHE_PREWARM_PINNED,       /* an entry was pulled and pinned: tree_id, result */
     CACHE_PREWARM_PULL_FAILED,  /* an entry was not: result, error */
     CACHE_PREWARM_UNPINNED,     /* a stale pin was dropped: tree_id, reason */
-    CACHE_PREWARM_UNPIN_FAILED, /* a stale pin could not be dropped: tree_id, error */
+    /* a stale pin could not be dropped: tree_id, reason, error; without a
+     * reference, the prewarm pins could not be listed */
+    CACHE_PREWARM_UNPIN_FAILED,
+    CACHE_PREWARM_DONE, /* the pass ran to its end: references, failed */
 } cache_prewarm_event_kind;
 
+/* What a pass has to say, as it happens. Fields a kind does not name are
+ * NULL or 0. */
 typedef struct cache_prewarm_event {
     cache_prewarm_event_kind kind;
     const char *reference;
+    int line;
     const char *tree_id;
     const cache_prewarm_result *result;
     const char *reason; /* "removed-from-list" or "tag-moved" */
     const mv_error *error;
+    size_t references; /* entries in the list */
+    int failed;        /* as cache_prewarm_reconcile returns */
 } cache_prewarm_event;
 
 typedef struct cache_prewarm_opts {
@@ -240,19 +253,19 @@ typedef struct cache_prewarm_opts {
     void *ud;
 } cache_prewarm_opts;
 
-/* One pre-warm pass over the n entries: pulls and pins each (owner
- * "prewarm:<reference>"), each pull in a child process with its own cache
- * handle on cache_root(c), filling res[i] and reporting as it goes; then
- * drops the prewarm pins the list no longer wants: a reference that left
- * the list, or the old tree of a reference whose tag now resolves
- * elsewhere. A reference that failed keeps what it had pinned: an outage
- * must not make a warm node cold.
- * Returns 0 when the pass ran to its end (entries may have failed: see
- * res); -ECANCELED when a stop request cut it short (running pulls are
- * cancelled, then killed after CACHE_PREWARM_STOP_GRACE_MS; no pin is
- * dropped); another negative code when stale pins could not all be
- * dropped. */
-int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_prewarm_entry *v,
-                            size_t n, cache_prewarm_result *res, mv_error *err);
+/* One pre-warm pass over list: reports its invalid lines, pulls and pins
+ * each entry (owner "prewarm:<reference>"), each pull in a child process
+ * with its own cache handle on cache_root(c), filling res[i] (res may be
+ * NULL) and reporting as it goes; then drops the prewarm pins the list no
+ * longer wants: a reference that left the list, or the old tree of a
+ * reference whose tag now resolves elsewhere. A reference that failed
+ * keeps what it had pinned: an outage must not make a warm node cold.
+ * Returns the number of failures (0 when every entry is pinned): invalid
+ * lines, entries not pinned, and one when stale pins could not all be
+ * dropped; -ECANCELED when a stop request cut the pass short (running
+ * pulls are cancelled, then killed after CACHE_PREWARM_STOP_GRACE_MS; no
+ * pin is dropped); -EINVAL for bad options. */
+int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_prewarm_list *list,
+                            cache_prewarm_result *res, mv_error *err);
 
 #endif

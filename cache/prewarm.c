@@ -32,11 +32,6 @@ void cache_prewarm_list_clear(cache_prewarm_list *l)
     *l = (cache_prewarm_list){0};
 }
 
-static void list_clearp(cache_prewarm_list *l)
-{
-    cache_prewarm_list_clear(l);
-}
-
 static bool list_has(const cache_prewarm_list *l, const char *ref)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -60,7 +55,7 @@ bool cache_prewarm_list_equal(const cache_prewarm_list *a, const cache_prewarm_l
 int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error *err)
 {
     _cleanup_free_ char *copy = mv_xstrdup(text);
-    _cleanup_(list_clearp) cache_prewarm_list l = {0};
+    _cleanup_(cache_prewarm_list_clearp) cache_prewarm_list l = {0};
     int lineno = 0;
     char *next = NULL;
     /* strtok_r would merge empty lines and break line numbers. */
@@ -414,52 +409,69 @@ static const char *stale_reason(const pw_pass *p, size_t n, const char *ref, con
     return "removed-from-list";
 }
 
-static int drop_stale(pw_pass *p, size_t n, mv_error *err)
+/* Returns true when every stale pin is gone; each failure is reported. */
+static bool drop_stale(pw_pass *p, size_t n)
 {
     cache_pin_info *pins = NULL;
     size_t npins = 0;
-    int r = cache_pins_list(p->c, CACHE_PREWARM_OWNER_PREFIX, &pins, &npins, err);
-    if (r < 0)
-        return mv_error_wrap(err, "list prewarm pins");
-    int first = 0;
+    mv_error err = MV_ERROR_INIT;
+    if (cache_pins_list(p->c, CACHE_PREWARM_OWNER_PREFIX, &pins, &npins, &err) < 0) {
+        mv_error_wrap(&err, "list prewarm pins");
+        report(p, &(cache_prewarm_event){.kind = CACHE_PREWARM_UNPIN_FAILED, .error = &err});
+        return false;
+    }
+    bool all = true;
     for (size_t i = 0; i < npins; i++) {
         const char *ref = pins[i].owner + strlen(CACHE_PREWARM_OWNER_PREFIX);
         const char *why = stale_reason(p, n, ref, pins[i].tree_id);
         if (!why)
             continue;
-        mv_error uerr = MV_ERROR_INIT;
-        r = cache_unpin(p->c, pins[i].tree_id, pins[i].owner, &uerr);
-        if (r < 0 && !first)
-            first = r;
-        report(p, &(cache_prewarm_event){.kind = r < 0 ? CACHE_PREWARM_UNPIN_FAILED
-                                                       : CACHE_PREWARM_UNPINNED,
+        mv_error_clear(&err);
+        bool ok = cache_unpin(p->c, pins[i].tree_id, pins[i].owner, &err) == 0;
+        all = all && ok;
+        report(p, &(cache_prewarm_event){.kind = ok ? CACHE_PREWARM_UNPINNED
+                                                    : CACHE_PREWARM_UNPIN_FAILED,
                                          .reference = ref,
                                          .tree_id = pins[i].tree_id,
                                          .reason = why,
-                                         .error = r < 0 ? &uerr : NULL});
+                                         .error = ok ? NULL : &err});
     }
     cache_pins_free(pins, npins);
-    if (first)
-        return mv_error_set(err, first, "could not drop every stale prewarm pin");
-    return 0;
+    return all;
 }
 
-int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_prewarm_entry *v,
-                            size_t n, cache_prewarm_result *res, mv_error *err)
+int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_prewarm_list *list,
+                            cache_prewarm_result *res, mv_error *err)
 {
     if (o->parallel < 1 || o->parallel > CACHE_PREWARM_MAX_PARALLEL)
         return mv_error_set(err, -EINVAL, "prewarm: parallel %d: want 1..%d", o->parallel,
                             CACHE_PREWARM_MAX_PARALLEL);
     if (o->stop_fd >= 0 && !o->stop)
         return mv_error_set(err, -EINVAL, "prewarm: a stop fd needs a stop callback");
+    _cleanup_free_ cache_prewarm_result *own = NULL;
+    if (!res)
+        res = own = mv_xcalloc(list->n ? list->n : 1, sizeof(*res));
     /* What a stop leaves unstarted stays failed: it keeps its old pins. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < list->n; i++) {
         res[i] = (cache_prewarm_result){.error = MV_ERROR_INIT};
         mv_error_set(&res[i].error, -ECANCELED, "not started: stopping");
     }
     _cleanup_free_ pw_job *jobs = mv_xcalloc((size_t)o->parallel, sizeof(*jobs));
-    pw_pass p = {.c = c, .o = o, .v = v, .res = res, .jobs = jobs, .slots = o->parallel};
-    if (run_pulls(&p, n))
+    pw_pass p = {.c = c, .o = o, .v = list->v, .res = res, .jobs = jobs, .slots = o->parallel};
+    for (size_t i = 0; i < list->n_bad; i++) {
+        mv_error bad = MV_ERROR_INIT;
+        mv_error_set(&bad, -EINVAL, "%s", list->bad[i].error);
+        report(&p, &(cache_prewarm_event){.kind = CACHE_PREWARM_INVALID_LINE,
+                                          .line = list->bad[i].line,
+                                          .error = &bad});
+    }
+    if (run_pulls(&p, list->n))
         return mv_error_set(err, -ECANCELED, "prewarm: stopped");
-    return drop_stale(&p, n, err);
+    int failed = (int)list->n_bad;
+    for (size_t i = 0; i < list->n; i++)
+        failed += res[i].error.code != 0;
+    failed += !drop_stale(&p, list->n);
+    report(&p, &(cache_prewarm_event){
+                   .kind = CACHE_PREWARM_DONE, .references = list->n, .failed = failed});
+    return failed;
 }

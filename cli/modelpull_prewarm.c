@@ -1,11 +1,8 @@
 /* modelpull_prewarm.c — `modelpull prewarm`: keeps a node's cache warm with
- * the models named in a list file. The pass itself (pull and pin each
- * reference, drop the pins the list no longer wants) is
- * cache_prewarm_reconcile; this file reads the options, follows the file
- * with --watch, turns signals into stop requests and logs in logfmt, like
- * the node plugin beside which it runs as a DaemonSet. With --watch the file
- * is re-read whenever its directory changes, which is how a mounted
- * ConfigMap (a swapped ..data symlink) is updated. */
+ * the models named in a list file. A pass is cache_prewarm_reconcile; this
+ * file reads the options, re-reads the list when its directory changes
+ * (--watch: how a mounted ConfigMap is updated), turns signals into stop
+ * requests, and logs in the node plugin's logfmt. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -27,17 +24,12 @@
 
 typedef struct pw_ctx {
     const char *list_path;
-    int retry_ms;
+    int retry_s; /* --retry */
     cache *cache;
     cache_prewarm_opts opts;
     int sigfd;
     bool stopping;
 } pw_ctx;
-
-static void pw_list_clearp(cache_prewarm_list *l)
-{
-    cache_prewarm_list_clear(l);
-}
 
 /* Drains pending signals; a stop request sets ctx->stopping. */
 static bool pw_read_signals(void *ud)
@@ -55,123 +47,84 @@ static bool pw_read_signals(void *ud)
 
 static void pw_report(const cache_prewarm_event *ev, void *ud)
 {
-    (void)ud;
-    char bytes[24];
-    switch (ev->kind) {
-    case CACHE_PREWARM_PINNED:
-        snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)ev->result->bytes_downloaded);
-        mv_log("info", "pinned", "reference", ev->reference, "tree", ev->tree_id,
-               "downloaded_bytes", bytes, "cache_hit", ev->result->cache_hit ? "true" : "false");
-        break;
-    case CACHE_PREWARM_PULL_FAILED:
-        mv_log("warn", "pull_failed", "reference", ev->reference, "error", ev->error->msg);
-        break;
-    case CACHE_PREWARM_UNPINNED:
-        mv_log("info", "unpinned", "reference", ev->reference, "tree", ev->tree_id, "reason",
-               ev->reason);
-        break;
-    case CACHE_PREWARM_UNPIN_FAILED:
-        mv_log("warn", "unpin_failed", "reference", ev->reference, "tree", ev->tree_id, "error",
-               ev->error->msg);
-        break;
-    }
+    const pw_ctx *ctx = ud;
+    static const char *const events[] = {"invalid_reference", "pinned",       "pull_failed",
+                                         "unpinned",          "unpin_failed", "cycle_done"};
+    bool pinned = ev->kind == CACHE_PREWARM_PINNED, done = ev->kind == CACHE_PREWARM_DONE;
+    char bytes[24], line[16], refs[24], failed[16];
+    snprintf(bytes, sizeof(bytes), "%llu",
+             pinned ? (unsigned long long)ev->result->bytes_downloaded : 0ULL);
+    snprintf(line, sizeof(line), "%d", ev->line);
+    snprintf(refs, sizeof(refs), "%zu", ev->references);
+    snprintf(failed, sizeof(failed), "%d", ev->failed);
+    mv_log(ev->error ? "warn" : "info", events[ev->kind], "list", ev->line ? ctx->list_path : NULL,
+           "line", ev->line ? line : NULL, "reference", ev->reference, "tree", ev->tree_id,
+           "downloaded_bytes", pinned ? bytes : NULL, "cache_hit",
+           pinned ? (ev->result->cache_hit ? "true" : "false") : NULL, "reason", ev->reason,
+           "references", done ? refs : NULL, "failed", done ? failed : NULL, "error",
+           ev->error ? ev->error->msg : NULL);
 }
 
-/* Loads the list; its invalid lines are logged, each with its line number. */
-static int pw_load(const pw_ctx *ctx, cache_prewarm_list *l, mv_error *err)
-{
-    int r = cache_prewarm_list_load(ctx->list_path, l, err);
-    for (size_t i = 0; r == 0 && i < l->n_bad; i++) {
-        char line[16];
-        snprintf(line, sizeof(line), "%d", l->bad[i].line);
-        mv_log("warn", "invalid_reference", "list", ctx->list_path, "line", line, "error",
-               l->bad[i].error);
-    }
-    return r;
-}
-
-/* One full pass. Returns the number of failures: invalid lines, references
- * not pinned, and one for stale pins that could not all be dropped. */
+/* One full pass; returns the number of failures. */
 static int pw_apply(pw_ctx *ctx, const cache_prewarm_list *l)
 {
-    _cleanup_free_ cache_prewarm_result *res = mv_xcalloc(l->n ? l->n : 1, sizeof(*res));
     mv_error err = MV_ERROR_INIT;
-    int r = cache_prewarm_reconcile(ctx->cache, &ctx->opts, l->v, l->n, res, &err);
-    int failed = (int)l->n_bad;
-    for (size_t i = 0; i < l->n; i++)
-        failed += res[i].error.code != 0;
-    if (ctx->stopping)
-        return failed;
-    if (r < 0) {
-        mv_log("warn", "reconcile_failed", "error", err.msg);
-        failed++;
-    }
-    char refs[24], fails[24];
-    snprintf(refs, sizeof(refs), "%zu", l->n);
-    snprintf(fails, sizeof(fails), "%d", failed);
-    mv_log("info", "cycle_done", "references", refs, "failed", fails);
-    return failed;
+    int failed = cache_prewarm_reconcile(ctx->cache, &ctx->opts, l, NULL, &err);
+    if (failed < 0 && !ctx->stopping)
+        mv_log("error", "pass_failed", "error", err.msg);
+    return failed < 0 ? (int)(l->n + l->n_bad) : failed;
 }
 
-/* Drains inotify events until the directory has been quiet for
- * PW_SETTLE_MS (bounded). Returns -1 when the watched directory is gone. */
-static int pw_settle(pw_ctx *ctx, int ifd)
+/* Drains pending inotify events; -1 when the watched directory is gone. */
+static int pw_drain_inotify(int ifd)
 {
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    for (int round = 0; round < PW_SETTLE_MAX; round++) {
-        bool gone = false, any = false;
-        ssize_t n;
-        while ((n = read(ifd, buf, sizeof(buf))) > 0) {
-            any = true;
-            for (char *p = buf; p < buf + n;) {
-                const struct inotify_event *ev = (const struct inotify_event *)p;
-                if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
-                    gone = true;
-                p += sizeof(*ev) + ev->len;
-            }
+    ssize_t n;
+    while ((n = read(ifd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+                return -1;
+            p += sizeof(*ev) + ev->len;
         }
-        if (gone)
-            return -1;
-        if (!any && round > 0)
-            return 0;
-        struct pollfd pfd[2] = {{.fd = ifd, .events = POLLIN},
-                                {.fd = ctx->sigfd, .events = POLLIN}};
-        if (poll(pfd, 2, PW_SETTLE_MS) > 0 && (pfd[1].revents & POLLIN))
-            pw_read_signals(ctx);
-        if (ctx->stopping)
-            return 0;
     }
     return 0;
 }
 
+/* Waits for a change of the list's directory (re-read once it has been
+ * quiet for PW_SETTLE_MS, or after PW_SETTLE_MAX events), for a retry of
+ * failed pulls, or for a stop. Returns the exit code. */
 static int pw_watch(pw_ctx *ctx, cache_prewarm_list *cur, int ifd, int failed)
 {
+    int settling = 0; /* batches of events since the list was last read */
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = ctx->sigfd, .events = POLLIN},
-                                {.fd = ifd, .events = POLLIN}};
         /* Retry pulls that failed; an invalid line needs an edit instead. */
         bool retry = failed > (int)cur->n_bad;
-        int pr = poll(pfd, 2, retry ? ctx->retry_ms : -1);
+        int timeout = settling ? PW_SETTLE_MS : retry ? ctx->retry_s * 1000 : -1;
+        struct pollfd pfd[2] = {{.fd = ctx->sigfd, .events = POLLIN},
+                                {.fd = ifd, .events = POLLIN}};
+        int pr = poll(pfd, 2, timeout);
         if (pr < 0 && errno != EINTR) {
             mv_log("error", "poll_failed", "error", strerror(errno));
             return 1;
         }
-        if (pfd[0].revents & POLLIN)
-            pw_read_signals(ctx);
-        if (ctx->stopping)
+        if ((pfd[0].revents & POLLIN) && pw_read_signals(ctx))
             return 0;
-        bool changed = pr > 0 && (pfd[1].revents & POLLIN);
-        if (changed && pw_settle(ctx, ifd) < 0) {
-            mv_log("error", "list_directory_gone", "list", ctx->list_path);
-            return 1;
-        }
-        if (ctx->stopping)
-            return 0;
-        if (!changed && !retry)
+        if (pr > 0 && (pfd[1].revents & POLLIN)) {
+            if (pw_drain_inotify(ifd) < 0) {
+                mv_log("error", "list_directory_gone", "list", ctx->list_path);
+                return 1;
+            }
+            if (++settling < PW_SETTLE_MAX)
+                continue;
+        } else if (pr != 0) {
             continue;
-        _cleanup_(pw_list_clearp) cache_prewarm_list next = {0};
+        }
+        bool changed = settling > 0;
+        settling = 0;
+        _cleanup_(cache_prewarm_list_clearp) cache_prewarm_list next = {0};
         mv_error err = MV_ERROR_INIT;
-        if (pw_load(ctx, &next, &err) < 0) {
+        if (cache_prewarm_list_load(ctx->list_path, &next, &err) < 0) {
             /* A ConfigMap swap is atomic, an editor's may not be: keep the
              * current state and wait for the next change. */
             mv_log("warn", "list_unreadable", "list", ctx->list_path, "error", err.msg, "pins",
@@ -219,17 +172,19 @@ static void pw_usage(FILE *f)
             CACHE_PREWARM_MAX_PARALLEL, PW_RETRY_SECONDS);
 }
 
-static int pw_parse_int(const char *flag, const char *s, int min, int max, int *out)
+/* Parses an integer flag into *out; false (after saying why) when it is
+ * not a number in min..max. */
+static bool pw_int(const char *flag, const char *s, int min, int max, int *out)
 {
     char *end = NULL;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (!*s || *end || errno || v < min || v > max) {
         fprintf(stderr, "modelpull: prewarm: %s \"%s\": want %d..%d\n", flag, s, min, max);
-        return -EINVAL;
+        return false;
     }
     *out = (int)v;
-    return 0;
+    return true;
 }
 
 /* Parses the options into ctx; returns -1 to go on, or the exit code. */
@@ -246,7 +201,7 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int ch, secs = 0;
+    int ch;
     mv_error perr = MV_ERROR_INIT;
     while ((ch = getopt_long(argc, argv, "f:j:wh", opts, NULL)) != -1) {
         switch (ch) {
@@ -254,14 +209,12 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
             ctx->list_path = optarg;
             break;
         case 'j':
-            if (pw_parse_int("--parallel", optarg, 1, CACHE_PREWARM_MAX_PARALLEL,
-                             &ctx->opts.parallel) < 0)
+            if (!pw_int("--parallel", optarg, 1, CACHE_PREWARM_MAX_PARALLEL, &ctx->opts.parallel))
                 return 2;
             break;
         case 'r':
-            if (pw_parse_int("--retry", optarg, 1, PW_RETRY_SECONDS_MAX, &secs) < 0)
+            if (!pw_int("--retry", optarg, 1, PW_RETRY_SECONDS_MAX, &ctx->retry_s))
                 return 2;
-            ctx->retry_ms = secs * 1000;
             break;
         case 'w':
             *watch = true;
@@ -272,18 +225,15 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
         case 'p':
             if (cache_pull_policy_parse(optarg, &ctx->opts.pull.policy, &perr) < 0) {
                 fprintf(stderr,
-                        "modelpull: prewarm: --policy \"%s\": want IfNotPresent, "
-                        "Always or Never\n",
+                        "modelpull: prewarm: --policy \"%s\": want IfNotPresent, Always "
+                        "or Never\n",
                         optarg);
                 return 2;
             }
             break;
-        case 'h':
-            pw_usage(stdout);
-            return 0;
         default:
-            pw_usage(stderr);
-            return 2;
+            pw_usage(ch == 'h' ? stdout : stderr);
+            return ch == 'h' ? 0 : 2;
         }
     }
     if (!ctx->list_path || optind != argc) {
@@ -294,32 +244,45 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
     return -1;
 }
 
+/* Watch the directory, not the file: a ConfigMap update replaces the ..data
+ * symlink the file points through. */
+static int pw_watch_open(const char *list_path)
+{
+    _cleanup_free_ char *dircopy = mv_xstrdup(list_path);
+    const char *dir = dirname(dircopy);
+    _cleanup_close_ int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (ifd < 0 || inotify_add_watch(ifd, dir,
+                                     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+                                         IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        mv_log("error", "watch_failed", "directory", dir, "error", strerror(errno));
+        return -1;
+    }
+    return MV_STEAL_FD(ifd);
+}
+
 static int prewarm_main(const cli_global *g, int argc, char **argv)
 {
-    pw_ctx ctx = {.retry_ms = PW_RETRY_SECONDS * 1000,
-                  .sigfd = -1,
+    pw_ctx ctx = {.retry_s = PW_RETRY_SECONDS,
                   .opts = {.pull.policy = CACHE_PULL_IF_NOT_PRESENT,
                            .default_creds = true,
                            .parallel = 2,
-                           .stop = pw_read_signals}};
+                           .stop = pw_read_signals,
+                           .report = pw_report}};
     ctx.opts.ud = &ctx;
-    ctx.opts.report = pw_report;
     bool watch = false;
     int rc = pw_args(&ctx, &watch, argc, argv);
     if (rc >= 0)
         return rc;
 
     mv_error err = MV_ERROR_INIT;
-    _cleanup_(pw_list_clearp) cache_prewarm_list list = {0};
+    _cleanup_(cache_prewarm_list_clearp) cache_prewarm_list list = {0};
     _cleanup_(pull_config_freep) pull_config *config = NULL;
     _cleanup_cache_ cache *c = NULL;
-    if (pw_load(&ctx, &list, &err) < 0) {
-        mv_log("error", "list_unreadable", "list", ctx.list_path, "error", err.msg);
-        return 1;
-    }
-    if (pull_config_load(g->config_path, g->config_named, &config, &err) < 0 ||
+    if (cache_prewarm_list_load(ctx.list_path, &list, &err) < 0 ||
+        pull_config_load(g->config_path, g->config_named, &config, &err) < 0 ||
         cache_open(g->cache_dir, NULL, &c, &err) < 0) {
-        mv_log("error", "start_failed", "cache", g->cache_dir, "error", err.msg);
+        mv_log("error", "start_failed", "list", ctx.list_path, "cache", g->cache_dir, "error",
+               err.msg);
         return 1;
     }
     ctx.cache = c;
@@ -333,34 +296,19 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
     sigaddset(&mask, SIGINT);
     sigprocmask(SIG_BLOCK, &mask, &oldmask);
     _cleanup_close_ int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-    _cleanup_close_ int ifd = -1;
+    /* Watching starts before the first pass: a change during it is seen. */
+    _cleanup_close_ int ifd = watch && sigfd >= 0 ? pw_watch_open(ctx.list_path) : -1;
     ctx.sigfd = ctx.opts.stop_fd = sigfd;
-    rc = 0;
-    if (sigfd < 0) {
+    if (sigfd < 0)
         mv_log("error", "signalfd_failed", "error", strerror(errno));
-        rc = 1;
-    } else if (watch) {
-        /* Watch the directory, not the file: a ConfigMap update replaces the
-         * ..data symlink the file points through. Set up before the first
-         * pass so a change made during it is not missed. */
-        _cleanup_free_ char *dircopy = mv_xstrdup(ctx.list_path);
-        const char *dir = dirname(dircopy);
-        ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        if (ifd < 0 || inotify_add_watch(ifd, dir,
-                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
-                                             IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
-            mv_log("error", "watch_failed", "directory", dir, "error", strerror(errno));
-            rc = 1;
-        }
-    }
-    if (rc == 0) {
+    rc = 1;
+    if (sigfd >= 0 && (!watch || ifd >= 0)) {
         int failed = pw_apply(&ctx, &list);
-        if (watch && !ctx.stopping)
-            rc = pw_watch(&ctx, &list, ifd, failed);
-        else if (ctx.stopping)
-            rc = watch ? 0 : 1;
+        /* A stopped single pass did not finish: it failed. */
+        if (ctx.stopping)
+            rc = !watch;
         else
-            rc = failed ? 1 : 0;
+            rc = watch ? pw_watch(&ctx, &list, ifd, failed) : failed != 0;
     }
     sigprocmask(SIG_SETMASK, &oldmask, NULL);
     return rc;
