@@ -449,8 +449,10 @@ int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_p
     if (o->stop_fd >= 0 && !o->stop)
         return mv_error_set(err, -EINVAL, "prewarm: a stop fd needs a stop callback");
     _cleanup_free_ cache_prewarm_result *own = NULL;
-    if (!res)
-        res = own = mv_xcalloc(list->n ? list->n : 1, sizeof(*res));
+    if (!res) {
+        own = mv_xcalloc(list->n ? list->n : 1, sizeof(*res));
+        res = own;
+    }
     /* What a stop leaves unstarted stays failed: it keeps its old pins. */
     for (size_t i = 0; i < list->n; i++) {
         res[i] = (cache_prewarm_result){.error = MV_ERROR_INIT};

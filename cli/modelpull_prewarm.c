@@ -26,8 +26,7 @@ typedef struct pw_ctx {
     const char *list_path;
     int retry_s; /* --retry */
     cache *cache;
-    cache_prewarm_opts opts;
-    int sigfd;
+    cache_prewarm_opts opts; /* .stop_fd: a signalfd for SIGTERM and SIGINT */
     bool stopping;
 } pw_ctx;
 
@@ -36,7 +35,7 @@ static bool pw_read_signals(void *ud)
 {
     pw_ctx *ctx = ud;
     struct signalfd_siginfo si;
-    while (read(ctx->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    while (read(ctx->opts.stop_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (!ctx->stopping) {
             ctx->stopping = true;
             mv_log("info", "stopping", "signal", sigabbrev_np((int)si.ssi_signo));
@@ -45,6 +44,8 @@ static bool pw_read_signals(void *ud)
     return ctx->stopping;
 }
 
+/* One log line per event of a pass; the fields an event does not have are
+ * NULL, which mv_log leaves out. */
 static void pw_report(const cache_prewarm_event *ev, void *ud)
 {
     const pw_ctx *ctx = ud;
@@ -101,7 +102,7 @@ static int pw_watch(pw_ctx *ctx, cache_prewarm_list *cur, int ifd, int failed)
         /* Retry pulls that failed; an invalid line needs an edit instead. */
         bool retry = failed > (int)cur->n_bad;
         int timeout = settling ? PW_SETTLE_MS : retry ? ctx->retry_s * 1000 : -1;
-        struct pollfd pfd[2] = {{.fd = ctx->sigfd, .events = POLLIN},
+        struct pollfd pfd[2] = {{.fd = ctx->opts.stop_fd, .events = POLLIN},
                                 {.fd = ifd, .events = POLLIN}};
         int pr = poll(pfd, 2, timeout);
         if (pr < 0 && errno != EINTR) {
@@ -298,7 +299,7 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
     _cleanup_close_ int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     /* Watching starts before the first pass: a change during it is seen. */
     _cleanup_close_ int ifd = watch && sigfd >= 0 ? pw_watch_open(ctx.list_path) : -1;
-    ctx.sigfd = ctx.opts.stop_fd = sigfd;
+    ctx.opts.stop_fd = sigfd;
     if (sigfd < 0)
         mv_log("error", "signalfd_failed", "error", strerror(errno));
     rc = 1;
