@@ -225,10 +225,7 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
             break;
         case 'p':
             if (cache_pull_policy_parse(optarg, &ctx->opts.pull.policy, &perr) < 0) {
-                fprintf(stderr,
-                        "modelpull: prewarm: --policy \"%s\": want IfNotPresent, Always "
-                        "or Never\n",
-                        optarg);
+                fprintf(stderr, "modelpull: prewarm: --policy: %s\n", perr.msg);
                 return 2;
             }
             break;
