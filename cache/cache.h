@@ -165,4 +165,113 @@ typedef struct cache_verify_result {
 int cache_verify(cache *c, cache_verify_result *res, mv_error *err);
 void cache_verify_result_clear(cache_verify_result *r);
 
+/* ------------------------------------------------------------------------ */
+/* Pre-warming: modelpull prewarm (prewarm.c)                               */
+/* ------------------------------------------------------------------------ */
+
+/* Pins of pre-warmed models are owned by "prewarm:<reference>", the
+ * reference as written in the list. */
+#define CACHE_PREWARM_OWNER_PREFIX   "prewarm:"
+#define CACHE_PREWARM_MAX_LIST_BYTES (1024 * 1024)
+#define CACHE_PREWARM_MAX_ENTRIES    4096
+#define CACHE_PREWARM_MAX_PARALLEL   64
+/* After a stop request, running pulls get this long to cancel before they
+ * are killed. */
+#define CACHE_PREWARM_STOP_GRACE_MS 10000
+
+typedef struct cache_prewarm_entry {
+    char *reference; /* as written in the list: the pin owner is built from it */
+    int line;        /* 1-based */
+} cache_prewarm_entry;
+
+typedef struct cache_prewarm_bad_line {
+    int line;
+    char *error; /* why it is not one valid reference */
+} cache_prewarm_bad_line;
+
+typedef struct cache_prewarm_list {
+    cache_prewarm_entry *v; /* in list order, each reference once */
+    size_t n;
+    cache_prewarm_bad_line *bad; /* lines that are not valid references */
+    size_t n_bad;
+} cache_prewarm_list;
+
+/* Parses a pre-warm list: one reference per line, '#' starts a comment,
+ * surrounding blanks, CR line ends, blank lines and duplicates are ignored.
+ * A line that is not one valid reference goes into bad (the run must fail)
+ * without stopping the valid ones. -E2BIG over CACHE_PREWARM_MAX_ENTRIES. */
+int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error *err);
+/* Reads the list file at path (through symlinks: a mounted ConfigMap is
+ * one) and parses it; errors name the file. */
+int cache_prewarm_list_load(const char *path, cache_prewarm_list *out, mv_error *err);
+/* Same references in the same order, and as many bad lines. */
+bool cache_prewarm_list_equal(const cache_prewarm_list *a, const cache_prewarm_list *b);
+void cache_prewarm_list_clear(cache_prewarm_list *l);
+static inline void cache_prewarm_list_clearp(cache_prewarm_list *l)
+{
+    cache_prewarm_list_clear(l);
+}
+
+/* The outcome of one entry in a pass. */
+typedef struct cache_prewarm_result {
+    mv_error error; /* error.code 0: pulled and pinned; -ECANCELED: not run (stopped) */
+    char tree_id[OCI_DIGEST_MAX];
+    uint64_t bytes_downloaded;
+    bool cache_hit;
+} cache_prewarm_result;
+
+typedef enum {
+    CACHE_PREWARM_INVALID_LINE, /* a line of the list is not a reference: line, error */
+    CACHE_PREWARM_PINNED,       /* an entry was pulled and pinned: tree_id, result */
+    CACHE_PREWARM_PULL_FAILED,  /* an entry was not: result, error */
+    CACHE_PREWARM_UNPINNED,     /* a stale pin was dropped: tree_id, reason */
+    /* a stale pin could not be dropped: tree_id, reason, error; without a
+     * reference, the prewarm pins could not be listed */
+    CACHE_PREWARM_UNPIN_FAILED,
+    CACHE_PREWARM_DONE, /* the pass ran to its end: references, failed */
+} cache_prewarm_event_kind;
+
+/* What a pass has to say, as it happens. Fields a kind does not name are
+ * NULL or 0. */
+typedef struct cache_prewarm_event {
+    cache_prewarm_event_kind kind;
+    const char *reference;
+    int line;
+    const char *tree_id;
+    const cache_prewarm_result *result;
+    const char *reason; /* "removed-from-list" or "tag-moved" */
+    const mv_error *error;
+    size_t references; /* entries in the list */
+    int failed;        /* as cache_prewarm_reconcile returns */
+} cache_prewarm_event;
+
+typedef struct cache_prewarm_opts {
+    cache_pull_opts pull; /* how each entry is pulled; .pull.cancel is the pass's own */
+    /* Each pull loads the default credentials (DOCKER_CONFIG) itself, so a
+     * changed Secret is seen by the next pull; otherwise .pull.pull.creds. */
+    bool default_creds;
+    int parallel; /* pulls at a time, 1..CACHE_PREWARM_MAX_PARALLEL */
+    /* Stop requests: when stop_fd (-1: none) turns readable, stop(ud) is
+     * called; it drains the fd and returns true once a stop is requested. */
+    int stop_fd;
+    bool (*stop)(void *ud);
+    void (*report)(const cache_prewarm_event *ev, void *ud); /* may be NULL */
+    void *ud;
+} cache_prewarm_opts;
+
+/* One pre-warm pass over list: reports its invalid lines, pulls and pins
+ * each entry (owner "prewarm:<reference>"), each pull in a child process
+ * with its own cache handle on cache_root(c), filling res[i] (res may be
+ * NULL) and reporting as it goes; then drops the prewarm pins the list no
+ * longer wants: a reference that left the list, or the old tree of a
+ * reference whose tag now resolves elsewhere. A reference that failed
+ * keeps what it had pinned: an outage must not make a warm node cold.
+ * Returns the number of failures (0 when every entry is pinned): invalid
+ * lines, entries not pinned, and one when stale pins could not all be
+ * dropped; -ECANCELED when a stop request cut the pass short (running
+ * pulls are cancelled, then killed after CACHE_PREWARM_STOP_GRACE_MS; no
+ * pin is dropped); -EINVAL for bad options. */
+int cache_prewarm_reconcile(cache *c, const cache_prewarm_opts *o, const cache_prewarm_list *list,
+                            cache_prewarm_result *res, mv_error *err);
+
 #endif

@@ -768,8 +768,8 @@ def check_prewarm_starts(docs):
         log = open(log_path, "w")
         proc = subprocess.Popen([exe, *args], stdout=log, stderr=subprocess.STDOUT)
         try:
-            done = wait_for(lambda: "cycle done" in open(log_path).read() or proc.poll() is not None,
-                            60)
+            done = wait_for(lambda: "event=cycle_done" in open(log_path).read()
+                            or proc.poll() is not None, 60)
             check("prewarm runs with the manifest's arguments and ConfigMap",
                   done and proc.poll() is None and "failed=0" in open(log_path).read(),
                   open(log_path).read()[-1500:])
