@@ -10,7 +10,6 @@
 #include <curl/curl.h>
 #include <time.h>
 
-#define PULL_DEFAULT_CONNECTIONS 16
 #define PULL_DEFAULT_CHUNK       (16ull << 20)
 #define PULL_DEFAULT_THRESHOLD   (32ull << 20)
 #define PULL_DEFAULT_STALL       30
