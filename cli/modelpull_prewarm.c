@@ -195,13 +195,13 @@ static void pw_on_term(int sig)
 /* GC (the plugin's, or modelpull gc) may remove a tree between the pull
  * that built it and the pin that protects it; cache_pin then answers
  * -ENOENT, and pulling again rebuilds the tree from what is left. */
-static int pw_pull_and_pin(cache *c, const char *ref, const cache_pull_opts *o,
+static int pw_pull_and_pin(cache *c, const char *ref, const cache_request *rq,
                            cache_pull_result *res, mv_error *err)
 {
     _cleanup_free_ char *owner = mv_xasprintf(PW_OWNER_PREFIX "%s", ref);
     for (int attempt = 0;; attempt++) {
         cache_pull_result_clear(res);
-        int r = cache_pull(c, ref, o, res, err);
+        int r = cache_pull(c, rq, res, err);
         if (r < 0)
             return r;
         r = cache_pin(c, res->tree_id, owner, err);
@@ -226,15 +226,16 @@ static int pw_child(const pw_ctx *ctx, const char *ref, int wfd)
     int r = pull_creds_load_default(&creds, &err);
     if (r == 0)
         r = cache_open(ctx->g->cache_dir, NULL, &c, &err);
+    _cleanup_cache_request_ cache_request *rq = NULL;
+    if (r == 0)
+        r = cache_request_parse(&(cache_request_args){.reference = ref, .policy = ctx->policy}, &rq,
+                                &err);
+    pull_context reg = {.config = ctx->config, .creds = creds};
     if (r == 0) {
-        cache_pull_opts o = {
-            .pull = {.config = ctx->config,
-                     .creds = creds,
-                     .plain_http = ctx->plain_http,
-                     .cancel = (const volatile int *)&pw_child_cancel},
-            .policy = ctx->policy,
-        };
-        r = pw_pull_and_pin(c, ref, &o, &res, &err);
+        rq->registry = &reg;
+        rq->pull.plain_http = ctx->plain_http;
+        rq->pull.cancel = (const volatile int *)&pw_child_cancel;
+        r = pw_pull_and_pin(c, ref, rq, &res, &err);
     }
     if (r == 0) {
         dprintf(wfd, "ok %s %llu %d\n", res.tree_id, (unsigned long long)res.bytes_downloaded,
