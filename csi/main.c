@@ -96,14 +96,9 @@ typedef struct flag_def {
     unsigned long lo, hi; /* F_UNSIGNED, F_INT */
 } flag_def;
 
-#define FLAG_STR(n, field)                                                                         \
-    {                                                                                              \
-        n, F_STR, offsetof(csi_flags, field), 0, 0                                                 \
-    }
-#define FLAG_NUM(n, kind, field, lo, hi)                                                           \
-    {                                                                                              \
-        n, kind, offsetof(csi_plugin, field), lo, hi                                               \
-    }
+/* clang-format off */
+#define FLAG_STR(n, field)               {n, F_STR, offsetof(csi_flags, field), 0, 0}
+#define FLAG_NUM(n, kind, field, lo, hi) {n, kind, offsetof(csi_plugin, field), lo, hi}
 
 static const flag_def flag_defs[] = {
     FLAG_STR("endpoint", endpoint),
@@ -112,13 +107,14 @@ static const flag_def flag_defs[] = {
     {"config", F_CONFIG, offsetof(csi_flags, config_path), 0, 0},
     FLAG_STR("metrics-addr", metrics_addr),
     FLAG_NUM("publish-timeout", F_UNSIGNED, publish_timeout, 1, 86400),
-    {"max-size", F_SIZE, offsetof(csi_plugin, cache_opts.max_size), 0, 0},
+    FLAG_NUM("max-size", F_SIZE, cache_opts.max_size, 0, 0),
     FLAG_NUM("high-watermark", F_INT, cache_opts.high_watermark_pct, 1, 100),
     FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, 1, 100),
-    {"connections", F_CONNECTIONS, offsetof(csi_plugin, connections), 0, 0},
+    FLAG_NUM("connections", F_CONNECTIONS, connections, 0, 0),
     {"version", F_VERSION, 0, 0, 0},
     {"help", F_HELP, 0, 0, 0},
 };
+/* clang-format on */
 #define N_FLAGS (sizeof(flag_defs) / sizeof(flag_defs[0]))
 
 /* Stores one flag's value. Returns -1 to go on, else the exit code. */
@@ -130,7 +126,8 @@ static int apply_flag(const flag_def *d, const char *arg, csi_flags *f, csi_plug
     switch (d->kind) {
     case F_CONFIG:
         f->config_named = true;
-        /* fall through */
+        *(const char **)(fb + d->off) = arg;
+        return -1;
     case F_STR:
         *(const char **)(fb + d->off) = arg;
         return -1;
