@@ -40,13 +40,92 @@ typedef enum {
 /* Parses "IfNotPresent", "Always", "Never". */
 int cache_pull_policy_parse(const char *s, cache_pull_policy *out, mv_error *err);
 
-typedef struct cache_pull_opts {
-    pull_options pull;
+/* ------------------------------------------------------------------------ */
+/* The registry context and credentials, for the front ends                  */
+/* ------------------------------------------------------------------------ */
+
+#define CACHE_DEFAULT_CONFIG PULL_DEFAULT_CONFIG
+
+/* The registry configuration and the node's default credentials, loaded
+ * once at start (pull_context_load; config_path NULL = the default). With
+ * CACHE_REGISTRY_CREDS_OPTIONAL, unreadable default credentials are logged
+ * and the context goes on anonymous. */
+typedef pull_context cache_registry;
+#define CACHE_REGISTRY_CREDS_OPTIONAL PULL_CONTEXT_CREDS_OPTIONAL
+int cache_registry_load(const char *config_path, bool config_named, unsigned flags,
+                        cache_registry **out, mv_error *err);
+void cache_registry_free(cache_registry *reg);
+MV_DEFINE_FREEP(cache_registry, cache_registry_freep, cache_registry_free)
+
+/* Credentials from a docker config held in memory, e.g. a pod's
+ * .dockerconfigjson secret (pull_creds_parse: only "auths" is read). */
+typedef pull_creds cache_creds;
+int cache_creds_parse(const char *json, size_t len, cache_creds **out, mv_error *err);
+void cache_creds_free(cache_creds *creds);
+MV_DEFINE_FREEP(cache_creds, cache_creds_freep, cache_creds_free)
+
+/* The connection budget: one limit and one parse for every front end. */
+#define CACHE_CONNECTIONS_MIN     PULL_CONNECTIONS_MIN
+#define CACHE_CONNECTIONS_MAX     PULL_CONNECTIONS_MAX
+#define CACHE_CONNECTIONS_DEFAULT PULL_CONNECTIONS_DEFAULT
+int cache_connections_parse(const char *what, const char *s, int *out, mv_error *err);
+
+/* What a pull reports while it runs (pull_event, from the puller). */
+typedef pull_event cache_pull_event;
+#define CACHE_EV_BLOB_START PULL_EV_BLOB_START
+#define CACHE_EV_BLOB_DONE  PULL_EV_BLOB_DONE
+#define CACHE_EV_RETRY      PULL_EV_RETRY
+
+/* ------------------------------------------------------------------------ */
+/* A pull request: parsed once at the boundary, then passed on              */
+/* ------------------------------------------------------------------------ */
+
+/* What a front end was asked for, as text. */
+typedef struct cache_request_args {
+    const char *reference; /* required */
     cache_pull_policy policy;
-    const char *const *include; /* NULL-terminated globs, may be NULL */
-    const char *const *exclude; /* NULL-terminated globs, may be NULL */
-    const char *subpath;        /* present only this subdirectory; may be NULL */
-} cache_pull_opts;
+    /* Comma-separated globs, blanks around each trimmed, empty ones
+     * dropped (volume attributes); NULL or "" for none. */
+    const char *include_csv;
+    const char *exclude_csv;
+    /* Or lists taken glob by glob (repeated flags), after the CSV ones;
+     * NULL-terminated, may be NULL. */
+    const char *const *include;
+    const char *const *exclude;
+    const char *subpath; /* present only this directory; NULL or "" = the whole model */
+    /* How errors name the inputs to the user: reference_what prefixes a bad
+     * reference's message (NULL: none, it already reads 'reference "x": ...'),
+     * subpath_what a bad subpath's (NULL: "subpath"). */
+    const char *reference_what;
+    const char *subpath_what;
+} cache_request_args;
+
+/* One pull, parsed and normalised. cache_request_parse fills the parsed
+ * part; the caller then sets the registry, credentials and options. */
+typedef struct cache_request {
+    oci_ref *ref;    /* owned */
+    char *reference; /* oci_ref_string(ref), owned: the one spelling of the model
+                        (tag cache, messages, keys); "x" and "x:latest" agree */
+    cache_pull_policy policy;
+    char **include; /* NULL-terminated, owned; NULL = every file */
+    char **exclude; /* NULL-terminated, owned; NULL = nothing excluded */
+    char *subpath;  /* normalised, owned; NULL = the whole model */
+
+    const cache_registry *registry; /* config and default credentials; may be NULL */
+    cache_creds *creds;             /* owned; replaces the registry's default credentials (a pod's
+                                       secret); NULL = the registry's */
+    /* connections, chunk_size, plain_http, events, cancel. Its config and
+     * creds are ignored: they come from registry and creds above. */
+    pull_options pull;
+} cache_request;
+
+/* Parses a->reference, splits the globs, normalises the subpath. Errors
+ * name the bad input: 'reference "Foo/bar": ...', 'subpath: path "../x"
+ * contains ".."' (see reference_what, subpath_what). */
+int cache_request_parse(const cache_request_args *a, cache_request **out, mv_error *err);
+void cache_request_free(cache_request *rq);
+MV_DEFINE_FREEP(cache_request, cache_request_freep, cache_request_free)
+#define _cleanup_cache_request_ _cleanup_(cache_request_freep)
 
 typedef struct cache_pull_result {
     char *tree_path;              /* the directory to mount; caller frees */
@@ -58,11 +137,10 @@ typedef struct cache_pull_result {
 } cache_pull_result;
 void cache_pull_result_clear(cache_pull_result *r);
 
-/* Resolves reference (tag cache for IfNotPresent and Never), fetches what is
- * missing, ingests, unpacks and builds the tree. Safe to call from many
- * processes at once: each blob, layer and tree is produced once. */
-int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_pull_result *out,
-               mv_error *err);
+/* Resolves rq's reference (tag cache for IfNotPresent and Never), fetches
+ * what is missing, ingests, unpacks and builds the tree. Safe to call from
+ * many processes at once: each blob, layer and tree is produced once. */
+int cache_pull(cache *c, const cache_request *rq, cache_pull_result *out, mv_error *err);
 
 /* Pins are records keyed by owner (e.g. "csi:<target>" or
  * "prewarm:<reference>"). GC never removes pinned trees nor what they link.
@@ -180,8 +258,9 @@ void cache_verify_result_clear(cache_verify_result *r);
 #define CACHE_PREWARM_STOP_GRACE_MS 10000
 
 typedef struct cache_prewarm_entry {
-    char *reference; /* as written in the list: the pin owner is built from it */
-    int line;        /* 1-based */
+    char *reference;   /* as written in the list: the pin owner is built from it */
+    int line;          /* 1-based */
+    cache_request *rq; /* the reference parsed once; a pass sets its options */
 } cache_prewarm_entry;
 
 typedef struct cache_prewarm_bad_line {
@@ -246,9 +325,14 @@ typedef struct cache_prewarm_event {
 } cache_prewarm_event;
 
 typedef struct cache_prewarm_opts {
-    cache_pull_opts pull; /* how each entry is pulled; .pull.cancel is the pass's own */
-    /* Each pull loads the default credentials (DOCKER_CONFIG) itself, so a
-     * changed Secret is seen by the next pull; otherwise .pull.pull.creds. */
+    /* How each entry is pulled: its request gets this policy and these
+     * options (.cancel is the pass's own). */
+    cache_pull_policy policy;
+    pull_options pull;
+    /* The registry configuration; with default_creds, each pull loads the
+     * default credentials (DOCKER_CONFIG) itself, so a changed Secret is
+     * seen by the next pull; otherwise registry's. */
+    const cache_registry *registry;
     bool default_creds;
     int parallel; /* pulls at a time, 1..CACHE_PREWARM_MAX_PARALLEL */
     /* Stop requests: when stop_fd (-1: none) turns readable, stop(ud) is

@@ -23,8 +23,10 @@
 
 void cache_prewarm_list_clear(cache_prewarm_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         free(l->v[i].reference);
+        cache_request_free(l->v[i].rq);
+    }
     for (size_t i = 0; i < l->n_bad; i++)
         free(l->bad[i].error);
     free(l->v);
@@ -73,9 +75,10 @@ int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error
             line[--len] = '\0';
         if (len == 0 || list_has(&l, line))
             continue;
-        _cleanup_ref_ oci_ref *ref = NULL;
+        _cleanup_cache_request_ cache_request *rq = NULL;
         mv_error perr = MV_ERROR_INIT;
-        if (strpbrk(line, " \t") || oci_ref_parse(line, &ref, &perr) < 0) {
+        if (strpbrk(line, " \t") ||
+            cache_request_parse(&(cache_request_args){.reference = line}, &rq, &perr) < 0) {
             if (!perr.msg[0])
                 mv_error_set(&perr, -EINVAL, "\"%s\" is not one reference", line);
             l.bad = mv_xrealloc(l.bad, (l.n_bad + 1) * sizeof(*l.bad));
@@ -85,7 +88,7 @@ int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error
         if (l.n >= CACHE_PREWARM_MAX_ENTRIES)
             return mv_error_set(err, -E2BIG, "more than %d references", CACHE_PREWARM_MAX_ENTRIES);
         l.v = mv_xrealloc(l.v, (l.n + 1) * sizeof(*l.v));
-        l.v[l.n++] = (cache_prewarm_entry){mv_xstrdup(line), lineno};
+        l.v[l.n++] = (cache_prewarm_entry){mv_xstrdup(line), lineno, MV_STEAL(rq)};
     }
     *out = l;
     l = (cache_prewarm_list){0};
@@ -152,14 +155,14 @@ static void child_on_term(int sig)
  * a tree between the pull that built it and the pin that protects it;
  * cache_pin then answers -ENOENT, and pulling again rebuilds the tree from
  * what is left. */
-static int pull_and_pin(cache *c, const char *ref, const cache_pull_opts *o,
+static int pull_and_pin(cache *c, const char *ref, const cache_request *rq,
                         cache_prewarm_result *out, mv_error *err)
 {
     _cleanup_free_ char *owner = mv_xasprintf(CACHE_PREWARM_OWNER_PREFIX "%s", ref);
     cache_pull_result res = {0};
     for (int attempt = 0;; attempt++) {
         cache_pull_result_clear(&res);
-        int r = cache_pull(c, ref, o, &res, err);
+        int r = cache_pull(c, rq, &res, err);
         if (r == 0)
             r = cache_pin(c, res.tree_id, owner, err);
         if (r == -ENOENT && attempt < 2) {
@@ -178,7 +181,8 @@ static int pull_and_pin(cache *c, const char *ref, const cache_pull_opts *o,
 
 /* Runs in the child: pulls and pins, then writes its result whole to wfd
  * (one write of less than PIPE_BUF: the parent reads it in one piece). */
-static int child_run(const char *root, const cache_prewarm_opts *o, const char *ref, int wfd)
+static int child_run(const char *root, const cache_prewarm_opts *o, const cache_prewarm_entry *e,
+                     int wfd)
 {
     struct sigaction sa = {.sa_handler = child_on_term};
     sigaction(SIGTERM, &sa, NULL);
@@ -191,18 +195,26 @@ static int child_run(const char *root, const cache_prewarm_opts *o, const char *
 
     cache_prewarm_result res = {0};
     _cleanup_cache_ cache *c = NULL;
-    _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
-    cache_pull_opts po = o->pull;
-    po.pull.cancel = (const volatile int *)&child_cancel;
+    _cleanup_pull_creds_ pull_creds *creds = NULL;
+    cache_registry now = {0};
+    /* This process's copy of the request: the parent's stays as it was. */
+    cache_request *rq = e->rq;
+    rq->policy = o->policy;
+    rq->pull = o->pull;
+    rq->pull.cancel = (const volatile int *)&child_cancel;
+    rq->registry = o->registry;
     int r = 0;
     if (o->default_creds) {
+        /* The registry configuration as the pass has it, the credentials
+         * as they are now. */
         r = pull_creds_load_default(&creds, &res.error);
-        po.pull.creds = creds;
+        now = (cache_registry){o->registry ? o->registry->config : NULL, creds};
+        rq->registry = &now;
     }
     if (r == 0)
         r = cache_open(root, NULL, &c, &res.error);
     if (r == 0)
-        r = pull_and_pin(c, ref, &po, &res, &res.error);
+        r = pull_and_pin(c, e->reference, rq, &res, &res.error);
     if (r < 0 && !res.error.msg[0])
         mv_error_set(&res.error, r, "failed");
     _Static_assert(sizeof(res) < PIPE_BUF, "a result is written in one piece");
@@ -265,7 +277,7 @@ static int spawn(pw_pass *p, pw_job *job, mv_error *err)
         close(fds[0]);
         if (p->o->stop_fd >= 0)
             close(p->o->stop_fd);
-        int rc = child_run(cache_root(p->c), p->o, p->v[job->entry].reference, fds[1]);
+        int rc = child_run(cache_root(p->c), p->o, &p->v[job->entry], fds[1]);
         /* exit, not _exit: leak checking and stdio flushing run in the child. */
         exit(rc);
     }

@@ -1,4 +1,4 @@
-/* pull.c — cache_pull: resolve a reference (through the tag cache when the
+/* pull.c — cache_pull: resolve a parsed request's reference (through the tag cache when the
  * policy allows), fetch what the cache lacks, ingest it, extract tar
  * layers and build the model tree. Lock order, which keeps several
  * processes deadlock-free: GC (shared) -> tree -> blobs (only tried, never
@@ -15,9 +15,10 @@
 
 typedef struct pull_ctx {
     cache *c;
-    const cache_pull_opts *o;
+    const cache_request *rq;
     const oci_ref *ref;
     const char *refstr;
+    pull_options po; /* rq->pull with the registry's config and the credentials */
     pull_client *client;
     mv_error *err;
 } pull_ctx;
@@ -26,10 +27,10 @@ static int need_client(pull_ctx *p, const char *what)
 {
     if (p->client)
         return 0;
-    if (p->o->policy == CACHE_PULL_NEVER)
+    if (p->rq->policy == CACHE_PULL_NEVER)
         return mv_error_set(p->err, -ENOENT, "%s is not in the cache and the pull policy is Never",
                             what);
-    return pull_client_new(p->ref, &p->o->pull, &p->client, p->err);
+    return pull_client_new(p->ref, &p->po, &p->client, p->err);
 }
 
 /* A manifest or index by digest: from the store, else from the registry
@@ -155,7 +156,7 @@ static int load_config(pull_ctx *p, const oci_manifest *m, char ***diff_ids, siz
 
 /* Whether layer d is part of the tree: raw layers need a file path that
  * passes the filter; tar layers are filtered by their path if they have one. */
-static int layer_selected(const oci_descriptor *d, const cache_pull_opts *o, bool *sel,
+static int layer_selected(const oci_descriptor *d, const cache_request *rq, bool *sel,
                           mv_error *err)
 {
     oci_media_class mc = {0};
@@ -164,10 +165,12 @@ static int layer_selected(const oci_descriptor *d, const cache_pull_opts *o, boo
     int r = oci_layer_filepath(d, &path, err);
     if (r < 0 && r != -ENOENT)
         return mv_error_wrap(err, "layer %s", d->digest);
+    const char *const *inc = (const char *const *)rq->include;
+    const char *const *exc = (const char *const *)rq->exclude;
     if (mc.format == OCI_FMT_RAW)
-        *sel = path && cache_filter_match(path, o->include, o->exclude);
+        *sel = path && cache_filter_match(path, inc, exc);
     else
-        *sel = !path || cache_filter_match(path, o->include, o->exclude);
+        *sel = !path || cache_filter_match(path, inc, exc);
     if (*sel && strncmp(d->digest, "sha256:", 7) != 0)
         return mv_error_set(err, -ENOTSUP, "layer %s: only sha256 digests are supported",
                             d->digest);
@@ -313,7 +316,7 @@ static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloade
     for (size_t i = 0; i < m->n_layers && r == 0; i++) {
         const oci_descriptor *d = &m->layers[i];
         bool sel = false;
-        r = layer_selected(d, p->o, &sel, p->err);
+        r = layer_selected(d, p->rq, &sel, p->err);
         if (r < 0 || !sel || cache_blob_exists(p->c, d->digest))
             continue;
         bool dup = false;
@@ -342,9 +345,9 @@ static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloade
 
 /* The puller stops on cancel by itself; extraction and tree building
  * check between steps. */
-static bool cancelled(const cache_pull_opts *o)
+static bool cancelled(const cache_request *rq)
 {
-    return o->pull.cancel && *o->pull.cancel;
+    return rq->pull.cancel && *rq->pull.cancel;
 }
 
 static void hit(cache *c, const char *tree_id, const char *manifest_digest, cache_pull_result *out)
@@ -357,10 +360,13 @@ static void hit(cache *c, const char *tree_id, const char *manifest_digest, cach
     out->cache_hit = true;
 }
 
-static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
+static int do_pull(pull_ctx *p, cache_pull_result *out)
 {
     cache *c = p->c;
-    const cache_pull_opts *o = p->o;
+    const cache_request *rq = p->rq;
+    const char *const *include = (const char *const *)rq->include;
+    const char *const *exclude = (const char *const *)rq->exclude;
+    const char *subpath = rq->subpath;
     char manifest_digest[OCI_DIGEST_MAX] = "";
     char resolved[OCI_DIGEST_MAX] = "";
     char tree_id[OCI_DIGEST_MAX];
@@ -369,16 +375,16 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
 
     if (p->ref->digest) {
         snprintf(resolved, sizeof(resolved), "%s", p->ref->digest);
-    } else if (o->policy != CACHE_PULL_ALWAYS) {
+    } else if (rq->policy != CACHE_PULL_ALWAYS) {
         mv_error sub = MV_ERROR_INIT;
         tag_known = cache_tag_get(c, p->refstr, manifest_digest, resolved, &sub) == 0;
         if (tag_known) {
-            cache_tree_id(manifest_digest, o->include, o->exclude, subpath, tree_id);
+            cache_tree_id(manifest_digest, include, exclude, subpath, tree_id);
             if (cache_tree_exists(c, tree_id)) {
                 hit(c, tree_id, manifest_digest, out);
                 return 0;
             }
-        } else if (o->policy == CACHE_PULL_NEVER) {
+        } else if (rq->policy == CACHE_PULL_NEVER) {
             return mv_error_set(p->err, -ENOENT,
                                 "not in the cache and the pull policy is Never (pull it first)");
         }
@@ -425,7 +431,7 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
             return r;
     }
 
-    cache_tree_id(manifest_digest, o->include, o->exclude, subpath, tree_id);
+    cache_tree_id(manifest_digest, include, exclude, subpath, tree_id);
     if (cache_tree_exists(c, tree_id)) {
         hit(c, tree_id, manifest_digest, out);
         return 0;
@@ -458,19 +464,19 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
             continue;
         image |= mc.family == OCI_FAMILY_OCI || mc.family == OCI_FAMILY_DOCKER;
         bool sel = false;
-        r = layer_selected(d, o, &sel, p->err);
+        r = layer_selected(d, rq, &sel, p->err);
         if (r < 0)
             return r;
         if (!sel)
             continue;
-        if (cancelled(o))
+        if (cancelled(rq))
             return mv_error_set(p->err, -ECANCELED, "cancelled");
         const char *want = n_diff == m->n_layers && diff_ids[i][0] ? diff_ids[i] : NULL;
         r = cache_layer_ensure(c, d, want, p->err);
         if (r < 0)
             return r;
     }
-    if (cancelled(o))
+    if (cancelled(rq))
         return mv_error_set(p->err, -ECANCELED, "cancelled");
     cache_tree_spec spec = {
         .tree_id = tree_id,
@@ -478,8 +484,8 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
         .manifest_digest = manifest_digest,
         .index_digest = index_digest,
         .manifest = m,
-        .include = o->include,
-        .exclude = o->exclude,
+        .include = include,
+        .exclude = exclude,
         .subpath = subpath,
         .image = image,
     };
@@ -492,30 +498,20 @@ static int do_pull(pull_ctx *p, const char *subpath, cache_pull_result *out)
     return 0;
 }
 
-int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_pull_result *out,
-               mv_error *err)
+int cache_pull(cache *c, const cache_request *rq, cache_pull_result *out, mv_error *err)
 {
-    static const cache_pull_opts defaults;
-    if (!o)
-        o = &defaults;
     memset(out, 0, sizeof(*out));
-    _cleanup_ref_ oci_ref *ref = NULL;
-    int r = oci_ref_parse(reference, &ref, err);
-    if (r < 0)
-        return r;
-    _cleanup_free_ char *refstr = oci_ref_string(ref);
-    _cleanup_free_ char *subpath = NULL;
-    if (o->subpath && *o->subpath) {
-        r = oci_path_normalize(o->subpath, &subpath, err);
-        if (r < 0)
-            return mv_error_wrap(err, "pull %s: subpath", refstr);
-    }
+    if (!rq || !rq->ref || !rq->reference)
+        return mv_error_set(err, -EINVAL, "pull: no parsed request (cache_request_parse)");
+    pull_ctx p = {.c = c, .rq = rq, .ref = rq->ref, .refstr = rq->reference, .err = err};
+    p.po = rq->pull;
+    p.po.config = rq->registry ? rq->registry->config : NULL;
+    p.po.creds = rq->creds ? rq->creds : rq->registry ? rq->registry->creds : NULL;
     _cleanup_close_ int gfd = -1;
-    r = cache_lock(c, CACHE_LOCK_GC, LOCK_SH, &gfd, err);
+    int r = cache_lock(c, CACHE_LOCK_GC, LOCK_SH, &gfd, err);
     if (r < 0)
         return r;
-    pull_ctx p = {.c = c, .o = o, .ref = ref, .refstr = refstr, .err = err};
-    r = do_pull(&p, subpath, out);
+    r = do_pull(&p, out);
     if (p.client) {
         pull_stats st;
         pull_client_stats(p.client, &st);
@@ -524,7 +520,7 @@ int cache_pull(cache *c, const char *reference, const cache_pull_opts *o, cache_
     }
     if (r < 0) {
         cache_pull_result_clear(out);
-        return mv_error_wrap(err, "pull %s", refstr);
+        return mv_error_wrap(err, "pull %s", rq->reference);
     }
     return 0;
 }

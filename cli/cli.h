@@ -8,7 +8,7 @@
 
 typedef struct cli_global {
     const char *cache_dir;   /* --cache, default CACHE_DEFAULT_ROOT */
-    const char *config_path; /* --config, default PULL_DEFAULT_CONFIG */
+    const char *config_path; /* --config, default CACHE_DEFAULT_CONFIG */
     bool config_named;       /* the user passed --config */
 } cli_global;
 

@@ -22,7 +22,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: modelpull [--cache DIR] [--config FILE] VERB [ARGS...]\n\n"
                "global options:\n"
                "  --cache DIR     node cache directory (default " CACHE_DEFAULT_ROOT ")\n"
-               "  --config FILE   registry configuration (default " PULL_DEFAULT_CONFIG ")\n"
+               "  --config FILE   registry configuration (default " CACHE_DEFAULT_CONFIG ")\n"
                "  --version       print the version\n\n"
                "verbs:\n");
     for (cli_verb *v = verbs; v; v = v->next)
@@ -32,10 +32,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    cli_global g = {.cache_dir = CACHE_DEFAULT_ROOT, .config_path = PULL_DEFAULT_CONFIG};
+    cli_global g = {.cache_dir = CACHE_DEFAULT_ROOT, .config_path = CACHE_DEFAULT_CONFIG};
     static const struct option opts[] = {
-        {"cache", required_argument, NULL, 'c'}, {"config", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+        {"cache", required_argument, NULL, 'c'},
+        {"config", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int ch;

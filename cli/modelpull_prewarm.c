@@ -221,10 +221,10 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
             *watch = true;
             break;
         case 'P':
-            ctx->opts.pull.pull.plain_http = true;
+            ctx->opts.pull.plain_http = true;
             break;
         case 'p':
-            if (cache_pull_policy_parse(optarg, &ctx->opts.pull.policy, &perr) < 0) {
+            if (cache_pull_policy_parse(optarg, &ctx->opts.policy, &perr) < 0) {
                 fprintf(stderr, "modelpull: prewarm: --policy: %s\n", perr.msg);
                 return 2;
             }
@@ -261,7 +261,7 @@ static int pw_watch_open(const char *list_path)
 static int prewarm_main(const cli_global *g, int argc, char **argv)
 {
     pw_ctx ctx = {.retry_s = PW_RETRY_SECONDS,
-                  .opts = {.pull.policy = CACHE_PULL_IF_NOT_PRESENT,
+                  .opts = {.policy = CACHE_PULL_IF_NOT_PRESENT,
                            .default_creds = true,
                            .parallel = 2,
                            .stop = pw_read_signals,
@@ -274,17 +274,20 @@ static int prewarm_main(const cli_global *g, int argc, char **argv)
 
     mv_error err = MV_ERROR_INIT;
     _cleanup_(cache_prewarm_list_clearp) cache_prewarm_list list = {0};
-    _cleanup_(pull_config_freep) pull_config *config = NULL;
+    _cleanup_(cache_registry_freep) cache_registry *reg = NULL;
     _cleanup_cache_ cache *c = NULL;
+    /* Each pull reloads the default credentials (default_creds): the ones
+     * loaded here are only the start's, and may be missing. */
     if (cache_prewarm_list_load(ctx.list_path, &list, &err) < 0 ||
-        pull_config_load(g->config_path, g->config_named, &config, &err) < 0 ||
+        cache_registry_load(g->config_path, g->config_named, CACHE_REGISTRY_CREDS_OPTIONAL, &reg,
+                            &err) < 0 ||
         cache_open(g->cache_dir, NULL, &c, &err) < 0) {
         mv_log("error", "start_failed", "list", ctx.list_path, "cache", g->cache_dir, "error",
                err.msg);
         return 1;
     }
     ctx.cache = c;
-    ctx.opts.pull.pull.config = config;
+    ctx.opts.registry = reg;
 
     /* Signals arrive through a signalfd so a stop request is seen between
      * any two steps, never in the middle of one. */

@@ -7,15 +7,17 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: modelpull [--cache DIR] [--config FILE] pull [OPTIONS] REF\n\n"
-               "  --connections N       total parallel connections (default 16)\n"
-               "  --chunk-size SIZE     range size for large blobs (default 16M)\n"
-               "  --plain-http          talk plain HTTP to this registry\n"
-               "  --include GLOB        only files matching GLOB (repeatable)\n"
-               "  --exclude GLOB        skip files matching GLOB (repeatable)\n"
-               "  --subpath PATH        present only this directory of the model\n"
-               "  --policy POLICY       IfNotPresent (default), Always or Never\n"
-               "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n");
+    fprintf(f,
+            "usage: modelpull [--cache DIR] [--config FILE] pull [OPTIONS] REF\n\n"
+            "  --connections N       total parallel connections, %d to %d (default %d)\n"
+            "  --chunk-size SIZE     range size for large blobs (default 16M)\n"
+            "  --plain-http          talk plain HTTP to this registry\n"
+            "  --include GLOB        only files matching GLOB (repeatable)\n"
+            "  --exclude GLOB        skip files matching GLOB (repeatable)\n"
+            "  --subpath PATH        present only this directory of the model\n"
+            "  --policy POLICY       IfNotPresent (default), Always or Never\n"
+            "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n",
+            CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX, CACHE_CONNECTIONS_DEFAULT);
 }
 
 /* Pull events as progress updates, under the JSON event names modelpull
@@ -65,7 +67,8 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     mv_error err = MV_ERROR_INIT;
-    cache_pull_opts po = {0};
+    cache_request_args args = {0};
+    pull_options po = {0};
     _cleanup_strv_ char **include = NULL;
     _cleanup_strv_ char **exclude = NULL;
     size_t ni = 0, nx = 0;
@@ -73,19 +76,14 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'n': {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 1024) {
-                mv_error_set(&err, -EINVAL, "--connections \"%s\": expected 1 to 1024", optarg);
+        case 'n':
+            if (cache_connections_parse("--connections", optarg, &po.connections, &err) < 0) {
                 cli_error("modelpull", &err);
                 return 2;
             }
-            po.pull.connections = (int)v;
             break;
-        }
         case 'k':
-            if (mv_parse_size(optarg, &po.pull.chunk_size, &err) < 0 || !po.pull.chunk_size) {
+            if (mv_parse_size(optarg, &po.chunk_size, &err) < 0 || !po.chunk_size) {
                 if (!err.msg[0])
                     mv_error_set(&err, -EINVAL, "--chunk-size must be above 0");
                 mv_error_wrap(&err, "--chunk-size");
@@ -94,7 +92,7 @@ static int pull_main(const cli_global *g, int argc, char **argv)
             }
             break;
         case 'p':
-            po.pull.plain_http = true;
+            po.plain_http = true;
             break;
         case 'i':
             strv_push(&include, &ni, optarg);
@@ -103,10 +101,10 @@ static int pull_main(const cli_global *g, int argc, char **argv)
             strv_push(&exclude, &nx, optarg);
             break;
         case 's':
-            po.subpath = optarg;
+            args.subpath = optarg;
             break;
         case 'P':
-            if (cache_pull_policy_parse(optarg, &po.policy, &err) < 0) {
+            if (cache_pull_policy_parse(optarg, &args.policy, &err) < 0) {
                 cli_error("modelpull", &err);
                 return 2;
             }
@@ -129,34 +127,33 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *reference = argv[optind];
-    po.include = (const char *const *)include;
-    po.exclude = (const char *const *)exclude;
-
-    pull_config *cfg = NULL;
-    pull_creds *creds = NULL;
-    if (pull_config_load(g->config_path, g->config_named, &cfg, &err) < 0 ||
-        pull_creds_load_default(&creds, &err) < 0) {
-        pull_config_free(cfg);
+    args.reference = argv[optind];
+    args.include = (const char *const *)include;
+    args.exclude = (const char *const *)exclude;
+    args.subpath_what = "--subpath";
+    _cleanup_cache_request_ cache_request *rq = NULL;
+    if (cache_request_parse(&args, &rq, &err) < 0) {
         cli_error("modelpull", &err);
         return 1;
     }
-    po.pull.config = cfg;
-    po.pull.creds = creds;
+    _cleanup_(cache_registry_freep) cache_registry *reg = NULL;
+    if (cache_registry_load(g->config_path, g->config_named, 0, &reg, &err) < 0) {
+        cli_error("modelpull", &err);
+        return 1;
+    }
+    rq->registry = reg;
+    rq->pull = po;
     mv_progress *prog = mv_progress_new(pmode, stderr);
-    po.pull.on_event = on_pull_event;
-    po.pull.event_ctx = prog;
+    rq->pull.on_event = on_pull_event;
+    rq->pull.event_ctx = prog;
 
     int rc = 1;
     _cleanup_cache_ cache *c = NULL;
     cache_pull_result res = {0};
-    if (cache_open(g->cache_dir, NULL, &c, &err) == 0 &&
-        cache_pull(c, reference, &po, &res, &err) == 0)
+    if (cache_open(g->cache_dir, NULL, &c, &err) == 0 && cache_pull(c, rq, &res, &err) == 0)
         rc = 0;
     mv_progress_finish(prog);
     mv_progress_free(prog);
-    pull_creds_free(creds);
-    pull_config_free(cfg);
     if (rc != 0) {
         cli_error("modelpull", &err);
         return rc;

@@ -80,10 +80,9 @@ typedef struct csi_plugin {
     const char *cache_dir;
     char *state_dir; /* <cache>/csi: one record per published target */
     cache_options cache_opts;
-    const pull_config *config;
-    const pull_creds *default_creds; /* the node's docker config chain; may be NULL */
-    int connections;                 /* pull connection budget; 0 = library default */
-    unsigned publish_timeout;        /* seconds a publish waits for its pull */
+    const cache_registry *registry; /* registry config and the node's default credentials */
+    int connections;                /* pull connection budget; 0 = library default */
+    unsigned publish_timeout;       /* seconds a publish waits for its pull */
 
     /* set once by recovery, then read-only */
     cache *cache;
@@ -217,24 +216,16 @@ int csi_recover(csi_plugin *p, mv_error *err);
 /* Shared background pulls (jobs.c)                                         */
 /* ------------------------------------------------------------------------ */
 
-/* What to pull. Strings are copied; creds is taken over by csi_job_get. */
-typedef struct csi_pull_spec {
-    const char *reference;
-    cache_pull_policy policy;
-    const char *include; /* comma-separated or "" */
-    const char *exclude;
-    const char *subpath;           /* "" for the whole model */
-    pull_creds *creds;             /* NULL: the node's default credentials */
-    char creds_id[OCI_DIGEST_MAX]; /* digest of the secret, "" without one */
-} csi_pull_spec;
-
 typedef struct csi_job csi_job;
 
-/* Finds the running pull for the same (reference, policy, filters, creds) or
- * starts one in the background. *joined tells which. The caller holds a
- * reference until csi_job_release; the pull itself runs to its end whether
- * or not anybody still waits. */
-int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined, mv_error *err);
+/* Finds the running pull for the same request (normalised reference,
+ * policy, filters) and credentials (creds_id: the digest of the pod's
+ * secret, "" without one), or starts one in the background. *joined tells
+ * which. *rq is taken over (set to NULL) whatever the outcome. The caller
+ * holds a reference until csi_job_release; the pull itself runs to its end
+ * whether or not anybody still waits. */
+int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,
+                bool *joined, mv_error *err);
 /* Waits until the pull ends or deadline_ns (CLOCK_MONOTONIC) passes:
  * true when it ended. */
 bool csi_job_wait(csi_job *j, int64_t deadline_ns);

@@ -1,5 +1,6 @@
 /* jobs.c — shared background pulls. A publish never pulls on its own call
- * thread: it joins the job for (reference, policy, filters, credentials),
+ * thread: it joins the job for (normalised reference, policy, filters,
+ * credentials), however the reference was spelled,
  * starting one when none runs, and waits for it with a deadline. The job
  * runs to its end on its own thread, so a kubelet that gives up after two
  * minutes and retries finds the same pull still going, and sixteen pods
@@ -19,12 +20,8 @@ struct csi_job {
 
     /* the pull */
     csi_plugin *plugin;
-    char *reference;
-    cache_pull_policy policy;
-    char **include;
-    char **exclude;
-    char *subpath;
-    pull_creds *creds;
+    char *reference;   /* normalised, for the log */
+    cache_request *rq; /* freed as soon as the pull ends: it holds the secret */
 
     /* the outcome, written once before done */
     int result;
@@ -48,41 +45,11 @@ static void jobs_init(void)
     pthread_condattr_destroy(&a);
 }
 
-/* "a, b,,c" -> {"a", "b", "c", NULL}; NULL for none. */
-static char **split_globs(const char *s)
-{
-    if (!s || !*s)
-        return NULL;
-    char **v = mv_xcalloc(strlen(s) + 2, sizeof(char *));
-    size_t n = 0;
-    for (const char *p = s; *p;) {
-        const char *end = strchr(p, ',');
-        if (!end)
-            end = p + strlen(p);
-        const char *a = p, *b = end;
-        while (a < b && (*a == ' ' || *a == '\t'))
-            a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-            b--;
-        if (b > a)
-            v[n++] = mv_xstrndup(a, (size_t)(b - a));
-        p = *end ? end + 1 : end;
-    }
-    if (n == 0) {
-        free(v);
-        return NULL;
-    }
-    return v;
-}
-
 static void job_free(csi_job *j)
 {
     free(j->key);
     free(j->reference);
-    mv_strvfreep(&j->include);
-    mv_strvfreep(&j->exclude);
-    free(j->subpath);
-    pull_creds_free(j->creds);
+    cache_request_free(j->rq);
     cache_pull_result_clear(&j->res);
     free(j);
 }
@@ -94,16 +61,16 @@ static void job_unref_locked(csi_job *j)
         job_free(j);
 }
 
-static void on_pull_event(void *ctx, const pull_event *ev)
+static void on_pull_event(void *ctx, const cache_pull_event *ev)
 {
     csi_job *j = ctx;
-    if (ev->kind == PULL_EV_BLOB_START) {
+    if (ev->kind == CACHE_EV_BLOB_START) {
         atomic_fetch_add(&j->blobs_started, 1);
-    } else if (ev->kind == PULL_EV_BLOB_DONE) {
+    } else if (ev->kind == CACHE_EV_BLOB_DONE) {
         atomic_fetch_add(&j->blobs_done, 1);
-    } else if (ev->kind == PULL_EV_RETRY) {
+    } else if (ev->kind == CACHE_EV_RETRY) {
         mv_log("warn", "pull_retry", "reference", j->reference, "blob", ev->digest, "reason",
-                ev->message);
+               ev->message);
     }
 }
 
@@ -111,39 +78,34 @@ static void *job_main(void *arg)
 {
     csi_job *j = arg;
     csi_plugin *p = j->plugin;
-    cache_pull_opts o = {0};
-    o.pull.config = p->config;
-    o.pull.creds = j->creds ? j->creds : p->default_creds;
-    o.pull.connections = p->connections;
-    o.pull.on_event = on_pull_event;
-    o.pull.event_ctx = j;
-    o.pull.cancel = &j->cancel;
-    o.policy = j->policy;
-    o.include = (const char *const *)j->include;
-    o.exclude = (const char *const *)j->exclude;
-    o.subpath = j->subpath[0] ? j->subpath : NULL;
+    cache_request *rq = j->rq;
+    rq->registry = p->registry; /* rq->creds, a pod's secret, takes precedence */
+    rq->pull.connections = p->connections;
+    rq->pull.on_event = on_pull_event;
+    rq->pull.event_ctx = j;
+    rq->pull.cancel = &j->cancel;
 
     mv_log("info", "pull_start", "reference", j->reference);
     int64_t t0 = csi_now_ns();
     mv_error err = MV_ERROR_INIT;
     cache_pull_result res = {0};
-    int r = cache_pull(p->cache, j->reference, &o, &res, &err);
+    int r = cache_pull(p->cache, rq, &res, &err);
     double secs = (double)(csi_now_ns() - t0) / 1e9;
 
     /* The credentials served this pull only. */
-    pull_creds_free(j->creds);
-    j->creds = NULL;
+    cache_request_free(j->rq);
+    j->rq = NULL;
 
     char dur[32], bytes[32];
     snprintf(dur, sizeof(dur), "%.3f", secs);
     snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)res.bytes_downloaded);
     if (r < 0) {
         mv_log("warn", "pull_failed", "reference", j->reference, "seconds", dur, "code",
-                csi_code_name(csi_code_from_errno(r)), "error", err.msg);
+               csi_code_name(csi_code_from_errno(r)), "error", err.msg);
         csi_metrics_pull(csi_code_from_errno(r), secs, 0, 0, false);
     } else {
         mv_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
-                "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
+               "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
         uint64_t mirror = res.bytes_from_mirror;
         uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
         csi_metrics_pull(CSI_OK, secs, origin, mirror, res.cache_hit);
@@ -200,8 +162,8 @@ static void gc_once(csi_plugin *p)
         snprintf(after, sizeof(after), "%llu", (unsigned long long)res.bytes_after);
         snprintf(trees, sizeof(trees), "%zu", res.trees_removed);
         mv_log(res.target_reached ? "info" : "warn", "gc", "bytes_before", before, "bytes_after",
-                after, "trees_removed", trees, "target_reached",
-                res.target_reached ? "true" : "false");
+               after, "trees_removed", trees, "target_reached",
+               res.target_reached ? "true" : "false");
     }
     csi_metrics_update_cache(p->cache);
 }
@@ -231,22 +193,43 @@ void csi_cache_maintain(csi_plugin *p)
     pthread_mutex_unlock(&gc_lock);
 }
 
-/* Identifies what a job produces. The credentials enter only as a digest,
- * so one tenant's secret never serves another's pull. */
-static char *job_key(const csi_pull_spec *s)
+/* Appends the globs of v to key, \x02 before each. */
+static void key_globs(char **key, char *const *v)
 {
-    static const char *const policies[] = {"IfNotPresent", "Always", "Never"};
-    const char *policy = (unsigned)s->policy < 3 ? policies[s->policy] : "?";
-    /* The fields cannot hold NUL, so NUL separates them unambiguously;
-     * written as \x01 to keep the key a C string. */
-    return mv_xasprintf("%s\x01%s\x01%s\x01%s\x01%s\x01%s", s->reference, policy, s->include,
-                        s->exclude, s->subpath, s->creds_id);
+    for (; v && *v; v++) {
+        char *k = mv_xasprintf("%s\x02%s", *key, *v);
+        free(*key);
+        *key = k;
+    }
 }
 
-int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined, mv_error *err)
+/* Identifies what a job produces: the normalised reference, so that
+ * "host/m" and "host/m:latest" share a pull, and the filter. The
+ * credentials enter only as a digest, so one tenant's secret never serves
+ * another's pull. */
+static char *job_key(const cache_request *rq, const char *creds_id)
+{
+    static const char *const policies[] = {"IfNotPresent", "Always", "Never"};
+    const char *policy = (unsigned)rq->policy < 3 ? policies[rq->policy] : "?";
+    /* The fields cannot hold NUL, so NUL separates them unambiguously;
+     * written as \x01 (fields) and \x02 (globs) to keep the key a C string. */
+    char *key = mv_xasprintf("%s\x01%s\x01%s\x01%s", rq->reference, policy,
+                             rq->subpath ? rq->subpath : "", creds_id ? creds_id : "");
+    char *k = mv_xasprintf("%s\x01include", key);
+    free(key);
+    key_globs(&k, rq->include);
+    key = mv_xasprintf("%s\x01exclude", k);
+    free(k);
+    key_globs(&key, rq->exclude);
+    return key;
+}
+
+int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,
+                bool *joined, mv_error *err)
 {
     pthread_once(&jobs_once, jobs_init);
-    _cleanup_free_ char *key = job_key(spec);
+    _cleanup_(cache_request_freep) cache_request *req = MV_STEAL(*rq);
+    _cleanup_free_ char *key = job_key(req, creds_id);
 
     pthread_mutex_lock(&jobs_lock);
     if (jobs_stopping) {
@@ -257,8 +240,6 @@ int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined,
         if (strcmp(j->key, key) == 0) {
             j->refs++;
             pthread_mutex_unlock(&jobs_lock);
-            pull_creds_free(spec->creds);
-            spec->creds = NULL;
             *out = j;
             *joined = true;
             return 0;
@@ -269,12 +250,8 @@ int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined,
     j->key = MV_STEAL(key);
     j->refs = 2; /* the thread's and the caller's */
     j->plugin = p;
-    j->reference = mv_xstrdup(spec->reference);
-    j->policy = spec->policy;
-    j->include = split_globs(spec->include);
-    j->exclude = split_globs(spec->exclude);
-    j->subpath = mv_xstrdup(spec->subpath ? spec->subpath : "");
-    j->creds = MV_STEAL(spec->creds);
+    j->reference = mv_xstrdup(req->reference);
+    j->rq = MV_STEAL(req);
     atomic_init(&j->blobs_started, 0);
     atomic_init(&j->blobs_done, 0);
 
@@ -287,8 +264,9 @@ int csi_job_get(csi_plugin *p, csi_pull_spec *spec, csi_job **out, bool *joined,
     pthread_attr_destroy(&attr);
     if (r != 0) {
         pthread_mutex_unlock(&jobs_lock);
+        int rc = mv_error_errno(err, -r, "start pull of %s", j->reference);
         job_free(j);
-        return mv_error_errno(err, -r, "start pull of %s", spec->reference);
+        return rc;
     }
     j->next = jobs_running;
     jobs_running = j;

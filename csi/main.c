@@ -2,6 +2,7 @@
  * start-up (metrics, cache recovery in the background so Probe can answer
  * "not ready" meanwhile) and the gRPC server until SIGTERM. */
 #include <getopt.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -25,11 +26,12 @@ static void usage(FILE *f)
             "  --max-size SIZE         cache size GC aims for, e.g. 200G (default unlimited)\n"
             "  --high-watermark PCT    disk use that starts automatic GC (default 90)\n"
             "  --low-watermark PCT     disk use where GC stops (default 80)\n"
-            "  --connections N         connections per pull (default 16)\n"
+            "  --connections N         connections per pull, %d to %d (default %d)\n"
             "  --version               print the version and exit\n"
             "  -h, --help              this help\n",
-            CACHE_DEFAULT_ROOT, PULL_DEFAULT_CONFIG, CSI_DEFAULT_METRICS_ADDR,
-            CSI_DEFAULT_PUBLISH_TIMEOUT);
+            CACHE_DEFAULT_ROOT, CACHE_DEFAULT_CONFIG, CSI_DEFAULT_METRICS_ADDR,
+            CSI_DEFAULT_PUBLISH_TIMEOUT, CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX,
+            CACHE_CONNECTIONS_DEFAULT);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -70,122 +72,149 @@ static void *recover_thread(void *arg)
     return NULL;
 }
 
-enum {
-    OPT_ENDPOINT = 256,
-    OPT_NODE_ID,
-    OPT_CACHE,
-    OPT_CONFIG,
-    OPT_METRICS,
-    OPT_TIMEOUT,
-    OPT_MAX_SIZE,
-    OPT_HIGH,
-    OPT_LOW,
-    OPT_CONNECTIONS,
-    OPT_VERSION,
-};
+/* The flags, once: name, where the value goes, and how it is checked. */
+typedef struct csi_flags {
+    const char *endpoint, *node_id, *cache_dir, *config_path, *metrics_addr;
+    bool config_named;
+} csi_flags;
 
-int main(int argc, char **argv)
+typedef enum {
+    F_STR,      /* const char * in csi_flags */
+    F_CONFIG,   /* the same, and the user named it */
+    F_UNSIGNED, /* unsigned in csi_plugin, from lo to hi */
+    F_INT,      /* int in csi_plugin, from lo to hi */
+    F_SIZE,     /* uint64_t in csi_plugin, a size ("200G") */
+    F_CONNECTIONS,
+    F_VERSION,
+    F_HELP,
+} flag_kind;
+
+typedef struct flag_def {
+    const char *name;
+    flag_kind kind;
+    size_t off;           /* where the value goes (see flag_kind) */
+    unsigned long lo, hi; /* F_UNSIGNED, F_INT */
+} flag_def;
+
+/* clang-format off */
+#define FLAG_STR(n, field)               {n, F_STR, offsetof(csi_flags, field), 0, 0}
+#define FLAG_NUM(n, kind, field, lo, hi) {n, kind, offsetof(csi_plugin, field), lo, hi}
+
+static const flag_def flag_defs[] = {
+    FLAG_STR("endpoint", endpoint),
+    FLAG_STR("node-id", node_id),
+    FLAG_STR("cache", cache_dir),
+    {"config", F_CONFIG, offsetof(csi_flags, config_path), 0, 0},
+    FLAG_STR("metrics-addr", metrics_addr),
+    FLAG_NUM("publish-timeout", F_UNSIGNED, publish_timeout, 1, 86400),
+    FLAG_NUM("max-size", F_SIZE, cache_opts.max_size, 0, 0),
+    FLAG_NUM("high-watermark", F_INT, cache_opts.high_watermark_pct, 1, 100),
+    FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, 1, 100),
+    FLAG_NUM("connections", F_CONNECTIONS, connections, 0, 0),
+    {"version", F_VERSION, 0, 0, 0},
+    {"help", F_HELP, 0, 0, 0},
+};
+/* clang-format on */
+#define N_FLAGS (sizeof(flag_defs) / sizeof(flag_defs[0]))
+
+/* Stores one flag's value. Returns -1 to go on, else the exit code. */
+static int apply_flag(const flag_def *d, const char *arg, csi_flags *f, csi_plugin *p)
 {
-    static const struct option opts[] = {
-        {"endpoint", required_argument, NULL, OPT_ENDPOINT},
-        {"node-id", required_argument, NULL, OPT_NODE_ID},
-        {"cache", required_argument, NULL, OPT_CACHE},
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"metrics-addr", required_argument, NULL, OPT_METRICS},
-        {"publish-timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"max-size", required_argument, NULL, OPT_MAX_SIZE},
-        {"high-watermark", required_argument, NULL, OPT_HIGH},
-        {"low-watermark", required_argument, NULL, OPT_LOW},
-        {"connections", required_argument, NULL, OPT_CONNECTIONS},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *endpoint = NULL, *node_id = NULL, *cache_dir = CACHE_DEFAULT_ROOT;
-    const char *config_path = PULL_DEFAULT_CONFIG, *metrics_addr = CSI_DEFAULT_METRICS_ADDR;
-    bool config_named = false;
-    csi_plugin p = {.publish_timeout = CSI_DEFAULT_PUBLISH_TIMEOUT};
-    unsigned long v = 0; /* fail() is variadic: analyzers cannot see it returns 2 */
+    char *fb = (char *)f, *pb = (char *)p;
     mv_error err = MV_ERROR_INIT;
+    unsigned long v = 0;
+    switch (d->kind) {
+    case F_CONFIG:
+        f->config_named = true;
+        *(const char **)(fb + d->off) = arg;
+        return -1;
+    case F_STR:
+        *(const char **)(fb + d->off) = arg;
+        return -1;
+    case F_UNSIGNED:
+    case F_INT: {
+        char flag[32];
+        snprintf(flag, sizeof(flag), "--%s", d->name);
+        if (parse_uint(flag, arg, d->lo, d->hi, &v))
+            return 2;
+        if (d->kind == F_UNSIGNED)
+            *(unsigned *)(pb + d->off) = (unsigned)v;
+        else
+            *(int *)(pb + d->off) = (int)v;
+        return -1;
+    }
+    case F_SIZE:
+        if (mv_parse_size(arg, (uint64_t *)(pb + d->off), &err) < 0)
+            return fail("--%s: %s", d->name, err.msg);
+        return -1;
+    case F_CONNECTIONS:
+        if (cache_connections_parse("--connections", arg, (int *)(pb + d->off), &err) < 0)
+            return fail("%s", err.msg);
+        return -1;
+    case F_VERSION:
+        printf("modelvol-csi %s\n", MV_VERSION);
+        return 0;
+    case F_HELP:
+        usage(stdout);
+        return 0;
+    }
+    return 2;
+}
+
+/* Fills f and p from argv. Returns -1 to go on, else the exit code. */
+static int parse_flags(int argc, char **argv, csi_flags *f, csi_plugin *p)
+{
+    struct option opts[N_FLAGS + 1];
+    for (size_t i = 0; i < N_FLAGS; i++)
+        opts[i] = (struct option){flag_defs[i].name,
+                                  flag_defs[i].kind >= F_VERSION ? no_argument : required_argument,
+                                  NULL, (int)(256 + i)};
+    opts[N_FLAGS] = (struct option){NULL, 0, NULL, 0};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_ENDPOINT:
-            endpoint = optarg;
-            break;
-        case OPT_NODE_ID:
-            node_id = optarg;
-            break;
-        case OPT_CACHE:
-            cache_dir = optarg;
-            break;
-        case OPT_CONFIG:
-            config_path = optarg;
-            config_named = true;
-            break;
-        case OPT_METRICS:
-            metrics_addr = optarg;
-            break;
-        case OPT_TIMEOUT:
-            if (parse_uint("--publish-timeout", optarg, 1, 86400, &v))
-                return 2;
-            p.publish_timeout = (unsigned)v;
-            break;
-        case OPT_MAX_SIZE:
-            if (mv_parse_size(optarg, &p.cache_opts.max_size, &err) < 0)
-                return fail("--max-size: %s", err.msg);
-            break;
-        case OPT_HIGH:
-            if (parse_uint("--high-watermark", optarg, 1, 100, &v))
-                return 2;
-            p.cache_opts.high_watermark_pct = (int)v;
-            break;
-        case OPT_LOW:
-            if (parse_uint("--low-watermark", optarg, 1, 100, &v))
-                return 2;
-            p.cache_opts.low_watermark_pct = (int)v;
-            break;
-        case OPT_CONNECTIONS:
-            if (parse_uint("--connections", optarg, 1, 256, &v))
-                return 2;
-            p.connections = (int)v;
-            break;
-        case OPT_VERSION:
-            printf("modelvol-csi %s\n", MV_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
+        if (c == 'h')
+            c = 256 + (int)N_FLAGS - 1;
+        if (c < 256 || c >= 256 + (int)N_FLAGS) {
             usage(stderr);
             return 2;
         }
+        int rc = apply_flag(&flag_defs[c - 256], optarg, f, p);
+        if (rc >= 0)
+            return rc;
     }
     if (optind < argc)
         return fail("unexpected argument \"%s\" (see --help)", argv[optind]);
-    if (!endpoint)
+    if (!f->endpoint)
         return fail("--endpoint is required, e.g. --endpoint unix:///csi/csi.sock");
-    if (!node_id || !*node_id)
+    if (!f->node_id || !*f->node_id)
         return fail("--node-id is required (the Kubernetes node name)");
-    if (p.cache_opts.high_watermark_pct && p.cache_opts.low_watermark_pct &&
-        p.cache_opts.low_watermark_pct >= p.cache_opts.high_watermark_pct)
+    if (p->cache_opts.high_watermark_pct && p->cache_opts.low_watermark_pct &&
+        p->cache_opts.low_watermark_pct >= p->cache_opts.high_watermark_pct)
         return fail("--low-watermark must be below --high-watermark");
+    return -1;
+}
 
-    _cleanup_(pull_config_freep) pull_config *config = NULL;
-    if (pull_config_load(config_path, config_named, &config, &err) < 0)
+int main(int argc, char **argv)
+{
+    csi_flags f = {.cache_dir = CACHE_DEFAULT_ROOT,
+                   .config_path = CACHE_DEFAULT_CONFIG,
+                   .metrics_addr = CSI_DEFAULT_METRICS_ADDR};
+    csi_plugin p = {.publish_timeout = CSI_DEFAULT_PUBLISH_TIMEOUT};
+    int rc = parse_flags(argc, argv, &f, &p);
+    if (rc >= 0)
+        return rc;
+
+    mv_error err = MV_ERROR_INIT;
+    _cleanup_(cache_registry_freep) cache_registry *registry = NULL;
+    if (cache_registry_load(f.config_path, f.config_named, CACHE_REGISTRY_CREDS_OPTIONAL, &registry,
+                            &err) < 0)
         return fail("%s", err.msg);
-    _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
-    if (pull_creds_load_default(&creds, &err) < 0) {
-        mv_log("warn", "default_credentials_unavailable", "error", err.msg);
-        creds = NULL;
-    }
 
-    p.node_id = node_id;
-    p.cache_dir = cache_dir;
-    _cleanup_free_ char *state_dir = mv_xasprintf("%s/%s", cache_dir, CSI_STATE_SUBDIR);
+    p.node_id = f.node_id;
+    p.cache_dir = f.cache_dir;
+    _cleanup_free_ char *state_dir = mv_xasprintf("%s/%s", f.cache_dir, CSI_STATE_SUBDIR);
     p.state_dir = state_dir;
-    p.config = config;
-    p.default_creds = creds;
+    p.registry = registry;
     atomic_init(&p.ready, false);
     for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
         pthread_mutex_init(&p.target_locks[i], NULL);
@@ -199,18 +228,18 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (strcmp(metrics_addr, "off") != 0 && csi_metrics_start(metrics_addr, &p, &err) < 0)
+    if (strcmp(f.metrics_addr, "off") != 0 && csi_metrics_start(f.metrics_addr, &p, &err) < 0)
         return fail("%s", err.msg);
-    mv_log("info", "starting", "version", MV_VERSION, "node_id", node_id, "cache", cache_dir,
-            "metrics", metrics_addr);
+    mv_log("info", "starting", "version", MV_VERSION, "node_id", f.node_id, "cache", f.cache_dir,
+           "metrics", f.metrics_addr);
 
     pthread_t rt;
     if (pthread_create(&rt, NULL, recover_thread, &p) != 0)
         return fail("cannot start the recovery thread");
 
-    int r = csi_server_run(&p, endpoint, &stop, &err);
+    int r = csi_server_run(&p, f.endpoint, &stop, &err);
     if (r < 0)
-        mv_log("error", "server_failed", "endpoint", endpoint, "error", err.msg);
+        mv_log("error", "server_failed", "endpoint", f.endpoint, "error", err.msg);
 
     /* Waits for cache_open: it is bounded by the cache's own recovery. */
     pthread_join(rt, NULL);

@@ -129,24 +129,24 @@ static csi_code check_capability(const Csi__V1__VolumeCapability *cap, bool read
 
 /* ---- publish ---------------------------------------------------------------- */
 
-/* Everything a publish was asked for, parsed and checked. */
+/* Everything a publish was asked for, parsed and checked. The strings are
+ * kept as given for the target's record; rq is what the pull gets. */
 typedef struct publish_args {
     const char *volume_id;
     const char *target;
     const char *reference;
     const char *policy_name;
-    cache_pull_policy policy;
     const char *include;
     const char *exclude;
-    char *subpath; /* normalised, "" for the whole model */
-    pull_creds *creds;
+    char *subpath;     /* normalised, "" for the whole model */
+    cache_request *rq; /* with the pod's secret, if any; handed to the job */
     char creds_id[OCI_DIGEST_MAX];
 } publish_args;
 
 static void publish_args_clear(publish_args *a)
 {
     free(a->subpath);
-    pull_creds_free(a->creds);
+    cache_request_free(a->rq);
     memset(a, 0, sizeof(*a));
 }
 
@@ -188,19 +188,16 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         /* A pre-provisioned PV: its volumeHandle is the reference. */
         ref = req->volume_id;
     }
-    oci_ref *parsed = NULL;
     mv_error err = MV_ERROR_INIT;
-    if (oci_ref_parse(ref, &parsed, &err) < 0)
-        return csi_status_set(st, CSI_INVALID_ARGUMENT, "%s%s",
-                              ref == req->volume_id ? "volume_id is not a model reference: " : "",
-                              err.msg);
-    oci_ref_free(parsed);
-    a->reference = ref;
-
+    cache_request_args args = {
+        .reference = ref,
+        .reference_what = ref == req->volume_id ? "volume_id is not a model reference" : NULL,
+        .subpath_what = "volumeAttributes.path",
+    };
     a->policy_name = ctx_get(ctx, n, CTX_POLICY);
     if (!a->policy_name || !*a->policy_name)
         a->policy_name = "IfNotPresent";
-    if (cache_pull_policy_parse(a->policy_name, &a->policy, &err) < 0)
+    if (cache_pull_policy_parse(a->policy_name, &args.policy, &err) < 0)
         return csi_status_set(st, CSI_INVALID_ARGUMENT,
                               "volumeAttributes.pullPolicy \"%.64s\" is not IfNotPresent, Always "
                               "or Never",
@@ -211,15 +208,20 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         a->include = "";
     if (!a->exclude)
         a->exclude = "";
+    args.include_csv = a->include;
+    args.exclude_csv = a->exclude;
     const char *path = ctx_get(ctx, n, CTX_PATH);
     if (path && *path && strcmp(path, "/") != 0 && strcmp(path, ".") != 0) {
         while (*path == '/')
             path++; /* "/weights" means the model's weights directory */
-        if (oci_path_normalize(path, &a->subpath, &err) < 0)
-            return csi_status_set(st, CSI_INVALID_ARGUMENT, "volumeAttributes.path: %s", err.msg);
-    } else {
-        a->subpath = mv_xstrdup("");
+        if (!*path) /* "//": not the root spelled as "/" */
+            return csi_status_set(st, CSI_INVALID_ARGUMENT, "volumeAttributes.path: empty path");
+        args.subpath = path;
     }
+    if (cache_request_parse(&args, &a->rq, &err) < 0)
+        return csi_status_set(st, CSI_INVALID_ARGUMENT, "%s", err.msg);
+    a->reference = ref;
+    a->subpath = mv_xstrdup(a->rq->subpath ? a->rq->subpath : "");
 
     for (size_t i = 0; i < req->n_secrets; i++) {
         const Csi__V1__NodePublishVolumeRequest__SecretsEntry *s = req->secrets[i];
@@ -227,9 +229,9 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
             continue;
         const char *v = s->value ? s->value : "";
         /* A map key sent twice: the last one wins, as in protobuf maps. */
-        pull_creds_free(a->creds);
-        a->creds = NULL;
-        if (pull_creds_parse(v, strlen(v), &a->creds, &err) < 0)
+        cache_creds_free(a->rq->creds);
+        a->rq->creds = NULL;
+        if (cache_creds_parse(v, strlen(v), &a->rq->creds, &err) < 0)
             return csi_status_set(st, CSI_INVALID_ARGUMENT,
                                   "nodePublishSecretRef: key %s is not a docker config: %s",
                                   CSI_SECRET_DOCKERCONFIGJSON, err.msg);
@@ -354,22 +356,12 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     if (r != -ENOENT)
         return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
 
-    csi_pull_spec spec = {
-        .reference = a->reference,
-        .policy = a->policy,
-        .include = a->include,
-        .exclude = a->exclude,
-        .subpath = a->subpath,
-    };
-    spec.creds = MV_STEAL(a->creds); /* the job owns the secret now */
-    memcpy(spec.creds_id, a->creds_id, sizeof(spec.creds_id));
     csi_job *job = NULL;
     bool joined = false;
-    if (csi_job_get(p, &spec, &job, &joined, &err) < 0) {
-        pull_creds_free(spec.creds);
+    /* The job owns the request, and with it the secret, from here on. */
+    if (csi_job_get(p, &a->rq, a->creds_id, &job, &joined, &err) < 0)
         return csi_status_set(st, csi_code_from_errno(err.code), "pull %s: %s", a->reference,
                               err.msg);
-    }
     if (joined)
         mv_log("info", "pull_joined", "reference", a->reference, "target", a->target);
 
@@ -412,7 +404,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         char ms[32];
         ms_since(t0, ms);
         mv_log("info", "published", "target", a->target, "reference", a->reference, "tree",
-                res->tree_id, "volume_id", a->volume_id, "ms", ms);
+               res->tree_id, "volume_id", a->volume_id, "ms", ms);
     }
     csi_job_release(job);
     return c;
@@ -435,7 +427,7 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
         csi_reply_pack(reply, &resp.base);
     } else {
         mv_log(c == CSI_INTERNAL ? "error" : "warn", "publish_failed", "target", req->target_path,
-                "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
+               "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
         st->logged = true;
     }
     csi_metrics_publish(c);
@@ -464,7 +456,7 @@ static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record *
         }
         /* Not ours and not empty: leave it alone. */
         mv_log("warn", "unpublish_left_directory", "target", target, "reason",
-                "not empty and never published here");
+               "not empty and never published here");
     }
     if (!*rec)
         return CSI_OK;
@@ -499,7 +491,7 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
     if (c != CSI_OK)
         return c;
     mv_log("info", "unpublished", "target", target, "volume_id", req->volume_id, "reference",
-            rec ? rec->reference : NULL, "known", rec ? "true" : "false");
+           rec ? rec->reference : NULL, "known", rec ? "true" : "false");
     Csi__V1__NodeUnpublishVolumeResponse resp = CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT;
     csi_reply_pack(reply, &resp.base);
     return CSI_OK;

@@ -52,19 +52,33 @@ static void endpoint_from_mirror(pull_client *c, const char *m, pull_endpoint *e
     }
 }
 
+int pull_connections_parse(const char *what, const char *s, int *out, mv_error *err)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !*s || *end || s[0] == '-' || v < PULL_CONNECTIONS_MIN || v > PULL_CONNECTIONS_MAX)
+        return mv_error_set(err, -EINVAL, "%s \"%s\": expected a number from %d to %d", what,
+                            MV_QUOTED(s), PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX);
+    *out = (int)v;
+    return 0;
+}
+
 int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **out, mv_error *err)
 {
     *out = NULL;
     if (!ref || !ref->registry || !ref->repository)
         return mv_error_set(err, -EINVAL, "pull client: incomplete reference");
+    if (opt && opt->connections != 0 &&
+        (opt->connections < PULL_CONNECTIONS_MIN || opt->connections > PULL_CONNECTIONS_MAX))
+        return mv_error_set(err, -EINVAL, "pull client: %d connections: expected %d to %d",
+                            opt->connections, PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX);
     pthread_once(&curl_once, curl_init_once);
     pull_client *c = mv_xcalloc(1, sizeof(*c));
     if (opt)
         c->opt = *opt;
-    if (c->opt.connections <= 0)
-        c->opt.connections = PULL_DEFAULT_CONNECTIONS;
-    if (c->opt.connections > 256)
-        c->opt.connections = 256;
+    if (c->opt.connections == 0)
+        c->opt.connections = PULL_CONNECTIONS_DEFAULT;
     if (!c->opt.chunk_size)
         c->opt.chunk_size = PULL_DEFAULT_CHUNK;
     if (c->opt.chunk_size < (uint64_t)64 * 1024)

@@ -218,3 +218,37 @@ const pull_host_config *pull_config_host(const pull_config *cfg, const char *hos
                 return &cfg->hosts[i];
     return NULL;
 }
+
+/* ---- the registry context ------------------------------------------------ */
+
+int pull_context_load(const char *config_path, bool config_named, unsigned flags,
+                      pull_context **out, mv_error *err)
+{
+    *out = NULL;
+    _cleanup_pull_context_ pull_context *ctx = mv_xcalloc(1, sizeof(*ctx));
+    int r = pull_config_load(config_path ? config_path : PULL_DEFAULT_CONFIG,
+                             config_path && config_named, &ctx->config, err);
+    if (r < 0)
+        return r;
+    mv_error cerr = MV_ERROR_INIT;
+    r = pull_creds_load_default(&ctx->creds, &cerr);
+    if (r < 0) {
+        if (!(flags & PULL_CONTEXT_CREDS_OPTIONAL)) {
+            mv_error_copy(err, &cerr);
+            return r;
+        }
+        mv_log("warn", "default_credentials_unavailable", "error", cerr.msg);
+        ctx->creds = NULL;
+    }
+    *out = MV_STEAL(ctx);
+    return 0;
+}
+
+void pull_context_free(pull_context *ctx)
+{
+    if (!ctx)
+        return;
+    pull_config_free(ctx->config);
+    pull_creds_free(ctx->creds);
+    free(ctx);
+}

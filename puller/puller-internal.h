@@ -12,12 +12,11 @@
 #include <string.h>
 #include <time.h>
 
-#define PULL_DEFAULT_CONNECTIONS 16
-#define PULL_DEFAULT_CHUNK       (16ull << 20)
-#define PULL_DEFAULT_THRESHOLD   (32ull << 20)
-#define PULL_DEFAULT_STALL       30
-#define PULL_DEFAULT_RETRIES     6
-#define PULL_USER_AGENT          "modelvol/" MV_VERSION
+#define PULL_DEFAULT_CHUNK     (16ull << 20)
+#define PULL_DEFAULT_THRESHOLD (32ull << 20)
+#define PULL_DEFAULT_STALL     30
+#define PULL_DEFAULT_RETRIES   6
+#define PULL_USER_AGENT        "modelvol/" MV_VERSION
 /* Response bodies pull_http_do keeps when the caller does not say. */
 #define PULL_HTTP_BODY_DEFAULT (64u << 10)
 

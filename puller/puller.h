@@ -47,6 +47,33 @@ void pull_creds_free(pull_creds *creds);
 MV_DEFINE_FREEP(pull_creds, pull_creds_freep, pull_creds_free)
 #define _cleanup_pull_creds_ _cleanup_(pull_creds_freep)
 
+/* ------------------------------------------------------------------------ */
+/* The registry context: what every front end loads once at start          */
+/* ------------------------------------------------------------------------ */
+
+/* The registry configuration and the node's default credentials, loaded
+ * together by modelvol-csi, modelpull and modelpush. */
+typedef struct pull_context {
+    pull_config *config; /* never NULL after a successful load */
+    pull_creds *creds;   /* the docker config chain; NULL when optional and unreadable */
+} pull_context;
+
+enum {
+    /* Default credentials that cannot be loaded are logged (warn,
+     * default_credentials_unavailable) and the context goes on anonymous,
+     * instead of failing the load: a daemon still serves public models. */
+    PULL_CONTEXT_CREDS_OPTIONAL = 1u << 0,
+};
+
+/* Loads the registry config at config_path (NULL: PULL_DEFAULT_CONFIG; see
+ * pull_config_load for config_named) and the default credentials
+ * (pull_creds_load_default). */
+int pull_context_load(const char *config_path, bool config_named, unsigned flags,
+                      pull_context **out, mv_error *err);
+void pull_context_free(pull_context *ctx);
+MV_DEFINE_FREEP(pull_context, pull_context_freep, pull_context_free)
+#define _cleanup_pull_context_ _cleanup_(pull_context_freep)
+
 /* A parsed WWW-Authenticate challenge. Exposed for tests and fuzzing. */
 typedef struct pull_challenge {
     char *scheme; /* "Bearer" or "Basic" */
@@ -67,24 +94,35 @@ typedef enum {
     PULL_EV_BLOB_START,
     PULL_EV_BLOB_PROGRESS, /* bytes written for a blob */
     PULL_EV_BLOB_DONE,
-    PULL_EV_RETRY,         /* a transient failure is being retried */
+    PULL_EV_RETRY, /* a transient failure is being retried */
 } pull_event_kind;
 
 typedef struct pull_event {
     pull_event_kind kind;
     const char *digest;
-    uint64_t done;  /* bytes of this blob present so far */
-    uint64_t total; /* size of this blob */
+    uint64_t done;       /* bytes of this blob present so far */
+    uint64_t total;      /* size of this blob */
     const char *message; /* PULL_EV_RETRY: why; never holds secrets */
 } pull_event;
 
 typedef void (*pull_event_fn)(void *ctx, const pull_event *ev);
 
+/* The connection budget of one pull, for every front end (modelpull
+ * --connections, modelvol-csi --connections) and the client alike. */
+#define PULL_CONNECTIONS_MIN     1
+#define PULL_CONNECTIONS_MAX     256
+#define PULL_CONNECTIONS_DEFAULT 16
+
+/* Parses a connection budget given as the option what ("--connections"):
+ * a decimal from PULL_CONNECTIONS_MIN to PULL_CONNECTIONS_MAX. */
+int pull_connections_parse(const char *what, const char *s, int *out, mv_error *err);
+
 typedef struct pull_options {
     const pull_config *config; /* may be NULL */
     const pull_creds *creds;   /* may be NULL: anonymous */
     bool plain_http;           /* --plain-http for this call */
-    int connections;           /* total connection budget; 0 = 16 */
+    int connections;           /* total connection budget; 0 = PULL_CONNECTIONS_DEFAULT,
+                                  else PULL_CONNECTIONS_MIN..MAX (others are refused) */
     uint64_t chunk_size;       /* range size; 0 = 16 MiB */
     uint64_t range_threshold;  /* ranged above this size; 0 = 32 MiB */
     int stall_seconds;         /* no bytes for this long = transient; 0 = 30 */
@@ -95,8 +133,8 @@ typedef struct pull_options {
 } pull_options;
 
 typedef struct pull_stats {
-    uint64_t bytes_origin;    /* blob bytes received from the origin registry */
-    uint64_t bytes_mirror;    /* blob bytes received from mirrors */
+    uint64_t bytes_origin; /* blob bytes received from the origin registry */
+    uint64_t bytes_mirror; /* blob bytes received from mirrors */
     uint64_t requests;
     uint64_t retries;
 } pull_stats;
@@ -164,8 +202,8 @@ int pull_blob_mount(pull_client *c, const char *digest, const char *from_repo, b
                     mv_error *err);
 
 typedef struct pull_upload_opts {
-    uint64_t chunk_size;   /* PATCH chunk size; 0 = 64 MiB */
-    bool monolithic;       /* force a single PUT */
+    uint64_t chunk_size;     /* PATCH chunk size; 0 = 64 MiB */
+    bool monolithic;         /* force a single PUT */
     const char *resume_path; /* where to record the upload session for resume; may be NULL */
 } pull_upload_opts;
 

@@ -146,13 +146,8 @@ static void report_summary(mv_progress *prog, const push_upload_stats *st, bool 
 static int upload(const push_request *rq, const oci_ref *ref, const push_pack *p, const char *from,
                   const char *state_dir, const char *const *tags, mv_error *err)
 {
-    _cleanup_(pull_config_freep) pull_config *cfg = NULL;
-    _cleanup_(pull_creds_freep) pull_creds *creds = NULL;
-    int r = pull_config_load(rq->registry_config ? rq->registry_config : PULL_DEFAULT_CONFIG,
-                             rq->registry_config != NULL, &cfg, err);
-    if (r < 0)
-        return r;
-    r = pull_creds_load_default(&creds, err);
+    _cleanup_pull_context_ pull_context *reg = NULL;
+    int r = pull_context_load(rq->registry_config, rq->registry_config != NULL, 0, &reg, err);
     if (r < 0)
         return r;
     if (rq->on_upload)
@@ -164,8 +159,8 @@ static int upload(const push_request *rq, const oci_ref *ref, const push_pack *p
     report_packed(rq->progress, p, total);
     push_upload_opts uo = {
         .ref = ref,
-        .pull = {.config = cfg,
-                 .creds = creds,
+        .pull = {.config = reg->config,
+                 .creds = reg->creds,
                  .plain_http = rq->plain_http,
                  .max_retries = rq->retries,
                  .cancel = rq->cancel},

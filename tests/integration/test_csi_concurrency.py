@@ -8,7 +8,9 @@ so an 8 MiB model takes seconds. Root, real registry, real mounts.
   * the plugin's own budget (--publish-timeout) answers DEADLINE_EXCEEDED
     with a reason, and the pull goes on;
   * a kubelet-style retry after a client deadline shorter than the pull joins
-    the running pull instead of starting another."""
+    the running pull instead of starting another;
+  * two spellings of one model (host/repo and host/repo:latest) share one
+    pull: jobs are keyed by the normalised reference."""
 import os
 import re
 import shutil
@@ -30,11 +32,11 @@ RATE = "1m"  # per storage connection: about 8 s for the model
 BUDGET = 3   # --publish-timeout
 
 
-def push_big(reg, work, repo):
+def push_big(reg, work, repo, tag="v1"):
     path = os.path.join(work, repo.replace("/", "_") + ".safetensors")
     with open(path, "wb") as f:
         f.write(os.urandom(SIZE))
-    reg.push_model(repo, "v1", {"model.safetensors": path, "config.json": b'{"big": true}'})
+    reg.push_model(repo, tag, {"model.safetensors": path, "config.json": b'{"big": true}'})
     return csiclient.sha256_file(path)
 
 
@@ -137,6 +139,58 @@ def budget_and_retry(t, d, ng, work, digest2):
     t.code("unpublish the retried volume", SC.OK, c.unpublish, tg)
 
 
+def spellings_coalesce(t, d, ng, work, digest4):
+    """host/repo and host/repo:latest differ as strings and name one model:
+    a publish of the second joins the pull the first started."""
+    c = d.client
+    short = f"{ng.addr}/models/big4"
+    full = f"{short}:latest"  # what both normalise to
+    targets = {short: os.path.join(work, "pods", "short", "mount"),
+               full: os.path.join(work, "pods", "full", "mount")}
+    results = {}
+
+    def publish(ref, vol):
+        try:
+            results[ref] = c.publish_like_kubelet(targets[ref], ref, call_timeout=30,
+                                                  volume_id=vol)
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[ref] = e
+
+    for tg in targets.values():
+        os.makedirs(os.path.dirname(tg))
+    first = threading.Thread(target=publish, args=(short, "vol-short"))
+    first.start()
+    deadline = time.monotonic() + 30
+    while f"event=pull_start reference={full}" not in d.read_log() and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    t.check("the short spelling's pull started under the normalised reference",
+            f"event=pull_start reference={full}" in d.read_log())
+    second = threading.Thread(target=publish, args=(full, "vol-full"))
+    second.start()
+    first.join(timeout=300)
+    second.join(timeout=300)
+
+    t.check("both spellings published", all(isinstance(r, int) for r in results.values()),
+            repr(results))
+    t.check("both targets mounted", all(csiclient.mountinfo_line(tg) for tg in targets.values()))
+    log = d.read_log()
+    spelled = rf"reference={re.escape(short)}(:latest)?(\s|$)"
+    events = re.findall(rf"event=(pull_start|pull_done) {spelled}", log)
+    kinds = [e[0] for e in events]
+    # Retries after the download ended start cache-hit pulls; what must
+    # happen once is a pull running while the download runs.
+    before_done = kinds[:kinds.index("pull_done")] if "pull_done" in kinds else kinds
+    t.check("one pull ran for both spellings", before_done.count("pull_start") == 1, str(kinds))
+    t.check("the fully spelled publish joined it", f"event=pull_joined reference={full}" in log)
+    downloads = re.findall(rf"event=pull_done {spelled}.*cache_hit=false", log)
+    t.check("one downloading pull for both spellings", len(downloads) == 1, str(len(downloads)))
+    t.check("the blob was served exactly once for both spellings",
+            served(ng, digest4) == SIZE, f"{served(ng, digest4)} bytes for {SIZE}")
+    t.code("unpublish the short spelling", SC.OK, c.unpublish, targets[short], "vol-short")
+    t.code("unpublish the full spelling", SC.OK, c.unpublish, targets[full], "vol-full")
+
+
 def sigterm_during_pull(t, d, ng, work):
     """SIGTERM while a publish waits for a slow pull: the pull is cancelled,
     the call answered, the daemon exits 0 promptly and removes its socket."""
@@ -175,6 +229,7 @@ def main():
             digest = push_big(reg, work, "models/big")
             digest2 = push_big(reg, work, "models/big2")
             push_big(reg, work, "models/big3")
+            digest4 = push_big(reg, work, "models/big4", tag="latest")
             with Nginx(work, reg.addr, redirect_blobs=True, storage_rate=RATE) as ng:
                 d = Daemon(work, os.path.join(work, "cache"), node_id="conc-node",
                            args=["--publish-timeout", str(BUDGET)])
@@ -182,6 +237,7 @@ def main():
                 try:
                     sixteen_at_once(t, d, reg, ng, work, digest)
                     budget_and_retry(t, d, ng, work, digest2)
+                    spellings_coalesce(t, d, ng, work, digest4)
                     sigterm_during_pull(t, d, ng, work)
                 finally:
                     d.stop()

@@ -58,13 +58,24 @@ static void store_model(cache *c, const tfile *f, size_t n, char out[OCI_DIGEST_
     ct_blob(c, m, strlen(m), out);
 }
 
-static int pull_never(cache *c, const char *digest, const cache_pull_opts *base,
+/* cache_pull of the request a front end would build from a. */
+static int pull_args(cache *c, const cache_request_args *a, cache_pull_result *res, mv_error *e)
+{
+    _cleanup_cache_request_ cache_request *rq = NULL;
+    int r = cache_request_parse(a, &rq, e);
+    if (r == 0)
+        r = cache_pull(c, rq, res, e);
+    return r;
+}
+
+static int pull_never(cache *c, const char *digest, const cache_request_args *base,
                       cache_pull_result *res, mv_error *e)
 {
-    cache_pull_opts o = base ? *base : (cache_pull_opts){0};
+    cache_request_args o = base ? *base : (cache_request_args){0};
     o.policy = CACHE_PULL_NEVER;
     _cleanup_free_ char *ref = mv_xasprintf(REPO "@%s", digest);
-    int r = cache_pull(c, ref, &o, res, e);
+    o.reference = ref;
+    int r = pull_args(c, &o, res, e);
     if (r < 0)
         fprintf(stderr, "pull: %s\n", e->msg);
     return r;
@@ -176,7 +187,7 @@ MV_TEST(modelpack_tree_links_filters_subpath)
     /* A filter is a different tree, holding only what it selects. */
     static const char *const inc[] = {"*.json", NULL};
     static const char *const exc[] = {"tok/*", NULL};
-    cache_pull_opts o = {.include = inc, .exclude = exc};
+    cache_request_args o = {.include = inc, .exclude = exc};
     cache_pull_result r3 = {0};
     CHECK_INT(pull_never(c, md, &o, &r3, &e), 0);
     CHECK(strcmp(r3.tree_id, r1.tree_id) != 0);
@@ -184,14 +195,14 @@ MV_TEST(modelpack_tree_links_filters_subpath)
     _cleanup_free_ char *cj = path_in(r3.tree_path, "config.json");
     CHECK(ct_exists(cj));
 
-    cache_pull_opts os = {.subpath = "tok"};
+    cache_request_args os = {.subpath = "tok"};
     cache_pull_result r4 = {0};
     CHECK_INT(pull_never(c, md, &os, &r4, &e), 0);
     _cleanup_free_ char *tj = path_in(r4.tree_path, "tokenizer.json");
     CHECK(ct_exists(tj));
     CHECK_INT(ct_count(r4.tree_path), 1);
 
-    cache_pull_opts bad = {.subpath = "../etc"};
+    cache_request_args bad = {.subpath = "../etc"};
     cache_pull_result r5 = {0};
     CHECK(pull_never(c, md, &bad, &r5, &e) < 0);
     cache_pull_result_clear(&r1);
@@ -241,8 +252,9 @@ MV_TEST(modelpack_tar_layer)
         ct_blob(c, m, strlen(m), md);
         cache_pull_result r = {0};
         _cleanup_free_ char *ref = mv_xasprintf(REPO "@%s", md);
-        cache_pull_opts never = {.policy = CACHE_PULL_NEVER};
-        int rr = cache_pull(c, ref, &never, &r, &e);
+        cache_request_args never = {.policy = CACHE_PULL_NEVER};
+        never.reference = ref;
+        int rr = pull_args(c, &never, &r, &e);
         if (!good) {
             CHECK_INT(rr, -EBADMSG); /* the config's diffId does not match the tar */
             CHECK_CONTAINS(e.msg, td);
@@ -255,7 +267,7 @@ MV_TEST(modelpack_tar_layer)
         CHECK_INT(ct_count(r.tree_path ? r.tree_path : "/nonexistent"), 2);
         cache_pull_result_clear(&r);
         static const char *const inc[] = {"*.bin", NULL};
-        cache_pull_opts o = {.include = inc};
+        cache_request_args o = {.include = inc};
         CHECK_INT(pull_never(c, md, &o, &r, &e), 0);
         CHECK_INT(ct_count(r.tree_path ? r.tree_path : "/nonexistent"), 1);
         cache_pull_result_clear(&r);
@@ -274,20 +286,20 @@ MV_TEST(tag_cache_and_never_policy)
     tfile f[] = {{"a.json", "{}", 2}};
     char md[OCI_DIGEST_MAX];
     store_model(c, f, 1, md);
-    cache_pull_opts o = {.policy = CACHE_PULL_NEVER};
+    cache_request_args o = {.reference = REPO ":v1", .policy = CACHE_PULL_NEVER};
     cache_pull_result r = {0};
-    CHECK_INT(cache_pull(c, REPO ":v1", &o, &r, &e), -ENOENT);
+    CHECK_INT(pull_args(c, &o, &r, &e), -ENOENT);
     CHECK_CONTAINS(e.msg, "pull " REPO ":v1");
     CHECK_CONTAINS(e.msg, "pull policy is Never");
 
     CHECK_INT(cache_tag_put(c, REPO ":v1", md, md, &e), 0);
-    CHECK_INT(cache_pull(c, REPO ":v1", &o, &r, &e), 0);
+    CHECK_INT(pull_args(c, &o, &r, &e), 0);
     CHECK_STR(r.manifest_digest, md);
     cache_pull_result_clear(&r);
     /* IfNotPresent with the tree there: no registry round trip (port 9 is
      * closed, so a request would fail). */
     o.policy = CACHE_PULL_IF_NOT_PRESENT;
-    CHECK_INT(cache_pull(c, REPO ":v1", &o, &r, &e), 0);
+    CHECK_INT(pull_args(c, &o, &r, &e), 0);
     CHECK(r.cache_hit);
     cache_pull_result_clear(&r);
     ct_rmtree(dir);
@@ -393,7 +405,7 @@ MV_TEST(modelcar_whiteouts)
     cache_pull_result_clear(&r);
 
     /* An image without /models needs an explicit subpath. */
-    cache_pull_opts o = {.subpath = "bin"};
+    cache_request_args o = {.subpath = "bin"};
     CHECK_INT(pull_never(c, md, &o, &r, &e), 0);
     cache_pull_result_clear(&r);
     o.subpath = "nope";

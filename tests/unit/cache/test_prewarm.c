@@ -193,7 +193,7 @@ static bool pinned(cache *c, const char *ref, const char *tree_id)
 static cache_prewarm_opts never_opts(seen *s)
 {
     return (cache_prewarm_opts){
-        .pull.policy = CACHE_PULL_NEVER, .parallel = 2, .stop_fd = -1, .report = on_event, .ud = s};
+        .policy = CACHE_PULL_NEVER, .parallel = 2, .stop_fd = -1, .report = on_event, .ud = s};
 }
 
 MV_TEST(reconcile_pins_and_drops_stale_pins)
