@@ -93,7 +93,32 @@ typedef struct csi_plugin {
      * common case under load, proceed side by side; one plugin-wide lock
      * queued 50 callers behind each other's fsyncs and mounts. */
     pthread_mutex_t target_locks[CSI_TARGET_LOCKS];
+
+    /* Background pulls (jobs.c), under jobs.lock. */
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* a job ended or a waiter left; CLOCK_MONOTONIC */
+        struct csi_job *running;
+        int threads;
+        bool stopping;
+    } jobs;
+
+    /* gRPC calls in flight (server.c), under calls.lock. */
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int running;
+    } calls;
+
+    struct csi_metrics *metrics; /* counters and the /metrics server (metrics.c) */
 } csi_plugin;
+
+/* Sets up the state p's calls share (locks, the job table, the counters);
+ * its configuration fields may be filled before or after. Every plugin,
+ * the daemon's, a test's or the fuzzer's, starts here. */
+void csi_plugin_init(csi_plugin *p);
+/* Tears it down once no call or job runs. Does not close p->cache. */
+void csi_plugin_destroy(csi_plugin *p);
 
 /* The lock for calls on target path `target` (see csi_plugin). */
 pthread_mutex_t *csi_target_lock(csi_plugin *p, const char *target);
@@ -239,21 +264,25 @@ void csi_job_release(csi_job *j);
 void csi_cache_maintain(csi_plugin *p);
 /* Shutdown: refuses new pulls, asks every running one to stop, then waits
  * up to secs for them to end. Returns how many still run. */
-int csi_jobs_shutdown(int secs);
+int csi_jobs_shutdown(csi_plugin *p, int secs);
 
 /* ------------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                      */
 /* ------------------------------------------------------------------------ */
 
-int csi_metrics_start(const char *addr, csi_plugin *p, mv_error *err);
-void csi_metrics_stop(void);
-void csi_metrics_pull(csi_code result, double seconds, uint64_t bytes_origin, uint64_t bytes_mirror,
-                      bool cache_hit);
-void csi_metrics_publish(csi_code result);
+typedef struct csi_metrics csi_metrics;
+csi_metrics *csi_metrics_new(void);
+void csi_metrics_free(csi_metrics *m);
+/* Serves /metrics and /healthz for p on addr ("127.0.0.1:9808", ":9808"). */
+int csi_metrics_start(csi_plugin *p, const char *addr, mv_error *err);
+void csi_metrics_stop(csi_plugin *p);
+void csi_metrics_pull(csi_metrics *m, csi_code result, double seconds, uint64_t bytes_origin,
+                      uint64_t bytes_mirror, bool cache_hit);
+void csi_metrics_publish(csi_metrics *m, csi_code result);
 /* Re-measures the cache's size and its file system's use. */
-void csi_metrics_update_cache(cache *c);
-/* The /metrics page; caller frees. */
-char *csi_metrics_render(void);
+void csi_metrics_update_cache(csi_metrics *m, cache *c);
+/* The /metrics page of p; caller frees. */
+char *csi_metrics_render(csi_plugin *p);
 
 /* ------------------------------------------------------------------------ */
 /* gRPC server (server.c)                                                   */

@@ -12,7 +12,7 @@
 struct csi_job {
     csi_job *next; /* in the table while running */
     char *key;
-    int refs; /* the thread's and each waiter's; under jobs_lock */
+    int refs; /* the thread's and each waiter's; under jobs.lock */
     bool done;
     volatile int cancel;
     atomic_uint blobs_started;
@@ -29,22 +29,6 @@ struct csi_job {
     cache_pull_result res;
 };
 
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t jobs_cond; /* a job ended or a waiter left; CLOCK_MONOTONIC */
-static pthread_once_t jobs_once = PTHREAD_ONCE_INIT;
-static csi_job *jobs_running;
-static int jobs_threads;
-static bool jobs_stopping;
-
-static void jobs_init(void)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&jobs_cond, &a);
-    pthread_condattr_destroy(&a);
-}
-
 static void job_free(csi_job *j)
 {
     free(j->key);
@@ -54,7 +38,7 @@ static void job_free(csi_job *j)
     free(j);
 }
 
-/* Drops a reference; under jobs_lock. */
+/* Drops a reference; under jobs.lock. */
 static void job_unref_locked(csi_job *j)
 {
     if (--j->refs == 0)
@@ -102,39 +86,39 @@ static void *job_main(void *arg)
     if (r < 0) {
         mv_log("warn", "pull_failed", "reference", j->reference, "seconds", dur, "code",
                csi_code_name(csi_code_from_errno(r)), "error", err.msg);
-        csi_metrics_pull(csi_code_from_errno(r), secs, 0, 0, false);
+        csi_metrics_pull(p->metrics, csi_code_from_errno(r), secs, 0, 0, false);
     } else {
         mv_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
                "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
         uint64_t mirror = res.bytes_from_mirror;
         uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
-        csi_metrics_pull(CSI_OK, secs, origin, mirror, res.cache_hit);
+        csi_metrics_pull(p->metrics, CSI_OK, secs, origin, mirror, res.cache_hit);
     }
-    pthread_mutex_lock(&jobs_lock);
+    pthread_mutex_lock(&p->jobs.lock);
     j->result = r;
     mv_error_copy(&j->err, &err);
     j->res = res;
     j->done = true;
     /* Out of the table: a later publish starts afresh (a cache hit). */
-    for (csi_job **pp = &jobs_running; *pp; pp = &(*pp)->next) {
+    for (csi_job **pp = &p->jobs.running; *pp; pp = &(*pp)->next) {
         if (*pp == j) {
             *pp = j->next;
             break;
         }
     }
-    pthread_cond_broadcast(&jobs_cond);
+    pthread_cond_broadcast(&p->jobs.cond);
 
     /* GC waits until the publishers waiting now have pinned the tree, or
      * it could collect it under them (bounded: a stuck caller does not
      * keep the cache from being collected). */
     int64_t until = csi_now_ns() + (int64_t)60 * 1000000000;
     struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
-    while (j->refs > 1 && !jobs_stopping)
-        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT)
+    while (j->refs > 1 && !p->jobs.stopping)
+        if (pthread_cond_timedwait(&p->jobs.cond, &p->jobs.lock, &ts) == ETIMEDOUT)
             break;
-    bool stopping = jobs_stopping;
+    bool stopping = p->jobs.stopping;
     job_unref_locked(j);
-    pthread_mutex_unlock(&jobs_lock);
+    pthread_mutex_unlock(&p->jobs.lock);
 
     /* Only a pull that added to the cache can push it over its limits. A
      * hit adds nothing, and the check walks the whole cache to size it:
@@ -142,10 +126,10 @@ static void *job_main(void *arg)
     if (r == 0 && !stopping && !res.cache_hit)
         csi_cache_maintain(p);
 
-    pthread_mutex_lock(&jobs_lock);
-    jobs_threads--;
-    pthread_cond_broadcast(&jobs_cond);
-    pthread_mutex_unlock(&jobs_lock);
+    pthread_mutex_lock(&p->jobs.lock);
+    p->jobs.threads--;
+    pthread_cond_broadcast(&p->jobs.cond);
+    pthread_mutex_unlock(&p->jobs.lock);
     return NULL;
 }
 
@@ -165,7 +149,7 @@ static void gc_once(csi_plugin *p)
                after, "trees_removed", trees, "target_reached",
                res.target_reached ? "true" : "false");
     }
-    csi_metrics_update_cache(p->cache);
+    csi_metrics_update_cache(p->metrics, p->cache);
 }
 
 void csi_cache_maintain(csi_plugin *p)
@@ -227,19 +211,18 @@ static char *job_key(const cache_request *rq, const char *creds_id)
 int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,
                 bool *joined, mv_error *err)
 {
-    pthread_once(&jobs_once, jobs_init);
     _cleanup_(cache_request_freep) cache_request *req = MV_STEAL(*rq);
     _cleanup_free_ char *key = job_key(req, creds_id);
 
-    pthread_mutex_lock(&jobs_lock);
-    if (jobs_stopping) {
-        pthread_mutex_unlock(&jobs_lock);
+    pthread_mutex_lock(&p->jobs.lock);
+    if (p->jobs.stopping) {
+        pthread_mutex_unlock(&p->jobs.lock);
         return mv_error_set(err, -ECANCELED, "the plugin is shutting down");
     }
-    for (csi_job *j = jobs_running; j; j = j->next) {
+    for (csi_job *j = p->jobs.running; j; j = j->next) {
         if (strcmp(j->key, key) == 0) {
             j->refs++;
-            pthread_mutex_unlock(&jobs_lock);
+            pthread_mutex_unlock(&p->jobs.lock);
             *out = j;
             *joined = true;
             return 0;
@@ -263,15 +246,15 @@ int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job
     int r = pthread_create(&t, &attr, job_main, j);
     pthread_attr_destroy(&attr);
     if (r != 0) {
-        pthread_mutex_unlock(&jobs_lock);
+        pthread_mutex_unlock(&p->jobs.lock);
         int rc = mv_error_errno(err, -r, "start pull of %s", j->reference);
         job_free(j);
         return rc;
     }
-    j->next = jobs_running;
-    jobs_running = j;
-    jobs_threads++;
-    pthread_mutex_unlock(&jobs_lock);
+    j->next = p->jobs.running;
+    p->jobs.running = j;
+    p->jobs.threads++;
+    pthread_mutex_unlock(&p->jobs.lock);
     *out = j;
     *joined = false;
     return 0;
@@ -280,13 +263,14 @@ int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job
 bool csi_job_wait(csi_job *j, int64_t deadline_ns)
 {
     struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
-    pthread_mutex_lock(&jobs_lock);
+    csi_plugin *p = j->plugin;
+    pthread_mutex_lock(&p->jobs.lock);
     while (!j->done) {
-        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&p->jobs.cond, &p->jobs.lock, &ts) == ETIMEDOUT)
             break;
     }
     bool done = j->done;
-    pthread_mutex_unlock(&jobs_lock);
+    pthread_mutex_unlock(&p->jobs.lock);
     return done;
 }
 
@@ -308,31 +292,31 @@ void csi_job_release(csi_job *j)
 {
     if (!j)
         return;
-    pthread_mutex_lock(&jobs_lock);
+    csi_plugin *p = j->plugin;
+    pthread_mutex_lock(&p->jobs.lock);
     job_unref_locked(j);
-    pthread_cond_broadcast(&jobs_cond); /* the job may wait for its waiters */
-    pthread_mutex_unlock(&jobs_lock);
+    pthread_cond_broadcast(&p->jobs.cond); /* the job may wait for its waiters */
+    pthread_mutex_unlock(&p->jobs.lock);
 }
 
-int csi_jobs_shutdown(int secs)
+int csi_jobs_shutdown(csi_plugin *p, int secs)
 {
-    pthread_once(&jobs_once, jobs_init);
     int64_t deadline = csi_now_ns() + (int64_t)secs * 1000000000;
     struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
-    pthread_mutex_lock(&jobs_lock);
-    jobs_stopping = true;
-    for (csi_job *j = jobs_running; j; j = j->next)
+    pthread_mutex_lock(&p->jobs.lock);
+    p->jobs.stopping = true;
+    for (csi_job *j = p->jobs.running; j; j = j->next)
         j->cancel = 1;
-    pthread_cond_broadcast(&jobs_cond);
-    while (jobs_threads > 0) {
-        if (pthread_cond_timedwait(&jobs_cond, &jobs_lock, &ts) == ETIMEDOUT) {
+    pthread_cond_broadcast(&p->jobs.cond);
+    while (p->jobs.threads > 0) {
+        if (pthread_cond_timedwait(&p->jobs.cond, &p->jobs.lock, &ts) == ETIMEDOUT) {
             char n[16];
-            snprintf(n, sizeof(n), "%d", jobs_threads);
+            snprintf(n, sizeof(n), "%d", p->jobs.threads);
             mv_log("warn", "pulls_still_running", "count", n);
             break;
         }
     }
-    int left = jobs_threads;
-    pthread_mutex_unlock(&jobs_lock);
+    int left = p->jobs.threads;
+    pthread_mutex_unlock(&p->jobs.lock);
     return left;
 }

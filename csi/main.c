@@ -215,9 +215,7 @@ int main(int argc, char **argv)
     _cleanup_free_ char *state_dir = mv_xasprintf("%s/%s", f.cache_dir, CSI_STATE_SUBDIR);
     p.state_dir = state_dir;
     p.registry = registry;
-    atomic_init(&p.ready, false);
-    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
-        pthread_mutex_init(&p.target_locks[i], NULL);
+    csi_plugin_init(&p);
 
     /* Every thread (gRPC's included) inherits this mask; only the server's
      * stop thread takes the signals, with sigwait. */
@@ -228,7 +226,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (strcmp(f.metrics_addr, "off") != 0 && csi_metrics_start(f.metrics_addr, &p, &err) < 0)
+    if (strcmp(f.metrics_addr, "off") != 0 && csi_metrics_start(&p, f.metrics_addr, &err) < 0)
         return fail("%s", err.msg);
     mv_log("info", "starting", "version", MV_VERSION, "node_id", f.node_id, "cache", f.cache_dir,
            "metrics", f.metrics_addr);
@@ -243,11 +241,14 @@ int main(int argc, char **argv)
 
     /* Waits for cache_open: it is bounded by the cache's own recovery. */
     pthread_join(rt, NULL);
-    int left = csi_jobs_shutdown(30);
-    csi_metrics_stop();
-    if (left == 0 && p.cache)
-        cache_close(p.cache);
-    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
-        pthread_mutex_destroy(&p.target_locks[i]);
+    int left = csi_jobs_shutdown(&p, 30);
+    csi_metrics_stop(&p);
+    /* A pull still running after the grace period keeps its cache and its
+     * plugin: the process exits around it. */
+    if (left == 0) {
+        if (p.cache)
+            cache_close(p.cache);
+        csi_plugin_destroy(&p);
+    }
     return r < 0 ? 1 : 0;
 }

@@ -15,8 +15,8 @@
 static const double duration_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600};
 #define N_BUCKETS (sizeof(duration_buckets) / sizeof(duration_buckets[0]))
 
-static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
+struct csi_metrics {
+    pthread_mutex_t lock;
     uint64_t pulls[N_CODES];
     uint64_t publishes[N_CODES];
     uint64_t bytes_origin;
@@ -28,54 +28,67 @@ static struct {
     uint64_t cache_bytes;
     int disk_pct;
     bool cache_bytes_known;
-} m;
+    struct MHD_Daemon *mhd;
+};
 
-static struct MHD_Daemon *mhd;
-static csi_plugin *metrics_plugin;
+csi_metrics *csi_metrics_new(void)
+{
+    csi_metrics *m = mv_xcalloc(1, sizeof(*m));
+    pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+void csi_metrics_free(csi_metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
 
 static unsigned code_index(csi_code c)
 {
     return (unsigned)c < N_CODES ? (unsigned)c : CSI_UNKNOWN;
 }
 
-void csi_metrics_pull(csi_code result, double seconds, uint64_t bytes_origin, uint64_t bytes_mirror,
-                      bool cache_hit)
+void csi_metrics_pull(csi_metrics *m, csi_code result, double seconds, uint64_t bytes_origin,
+                      uint64_t bytes_mirror, bool cache_hit)
 {
-    pthread_mutex_lock(&metrics_lock);
-    m.pulls[code_index(result)]++;
-    m.bytes_origin += bytes_origin;
-    m.bytes_mirror += bytes_mirror;
+    pthread_mutex_lock(&m->lock);
+    m->pulls[code_index(result)]++;
+    m->bytes_origin += bytes_origin;
+    m->bytes_mirror += bytes_mirror;
     if (cache_hit)
-        m.cache_hits++;
+        m->cache_hits++;
     size_t i = 0;
     while (i < N_BUCKETS && seconds > duration_buckets[i])
         i++;
     if (i < N_BUCKETS)
-        m.duration_bucket[i]++;
-    m.duration_count++;
-    m.duration_sum += seconds;
-    pthread_mutex_unlock(&metrics_lock);
+        m->duration_bucket[i]++;
+    m->duration_count++;
+    m->duration_sum += seconds;
+    pthread_mutex_unlock(&m->lock);
 }
 
-void csi_metrics_publish(csi_code result)
+void csi_metrics_publish(csi_metrics *m, csi_code result)
 {
-    pthread_mutex_lock(&metrics_lock);
-    m.publishes[code_index(result)]++;
-    pthread_mutex_unlock(&metrics_lock);
+    pthread_mutex_lock(&m->lock);
+    m->publishes[code_index(result)]++;
+    pthread_mutex_unlock(&m->lock);
 }
 
-void csi_metrics_update_cache(cache *c)
+void csi_metrics_update_cache(csi_metrics *m, cache *c)
 {
     uint64_t bytes = 0;
     int pct = 0;
     mv_error err = MV_ERROR_INIT;
     if (!c || cache_usage(c, &bytes, &pct, &err) < 0)
         return;
-    pthread_mutex_lock(&metrics_lock);
-    m.cache_bytes = bytes;
-    m.disk_pct = pct;
-    m.cache_bytes_known = true;
-    pthread_mutex_unlock(&metrics_lock);
+    pthread_mutex_lock(&m->lock);
+    m->cache_bytes = bytes;
+    m->disk_pct = pct;
+    m->cache_bytes_known = true;
+    pthread_mutex_unlock(&m->lock);
 }
 
 typedef struct sbuf {
@@ -99,34 +112,35 @@ static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char 
     }
 }
 
-char *csi_metrics_render(void)
+char *csi_metrics_render(csi_plugin *p)
 {
+    csi_metrics *m = p->metrics;
     sbuf b = {mv_xmalloc(4096), 0, 4096};
     b.s[0] = '\0';
-    pthread_mutex_lock(&metrics_lock);
+    pthread_mutex_lock(&m->lock);
     sb_printf(&b, "# HELP modelvol_pulls_total Model pulls run by the plugin, by result.\n"
                   "# TYPE modelvol_pulls_total counter\n");
-    sb_printf(&b, "modelvol_pulls_total{result=\"ok\"} %llu\n", (unsigned long long)m.pulls[0]);
+    sb_printf(&b, "modelvol_pulls_total{result=\"ok\"} %llu\n", (unsigned long long)m->pulls[0]);
     for (unsigned i = 1; i < N_CODES; i++)
-        if (m.pulls[i])
+        if (m->pulls[i])
             sb_printf(&b, "modelvol_pulls_total{result=\"%s\"} %llu\n", csi_code_label(i),
-                      (unsigned long long)m.pulls[i]);
+                      (unsigned long long)m->pulls[i]);
     sb_printf(&b,
               "# HELP modelvol_pull_bytes_total Blob bytes downloaded, by source.\n"
               "# TYPE modelvol_pull_bytes_total counter\n"
               "modelvol_pull_bytes_total{source=\"origin\"} %llu\n"
               "modelvol_pull_bytes_total{source=\"mirror\"} %llu\n",
-              (unsigned long long)m.bytes_origin, (unsigned long long)m.bytes_mirror);
+              (unsigned long long)m->bytes_origin, (unsigned long long)m->bytes_mirror);
     sb_printf(&b,
               "# HELP modelvol_cache_hits_total Pulls answered by a tree already in the cache.\n"
               "# TYPE modelvol_cache_hits_total counter\n"
               "modelvol_cache_hits_total %llu\n",
-              (unsigned long long)m.cache_hits);
+              (unsigned long long)m->cache_hits);
     sb_printf(&b, "# HELP modelvol_pull_duration_seconds Time from pull start to tree ready.\n"
                   "# TYPE modelvol_pull_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (size_t i = 0; i < N_BUCKETS; i++) {
-        cum += m.duration_bucket[i];
+        cum += m->duration_bucket[i];
         sb_printf(&b, "modelvol_pull_duration_seconds_bucket{le=\"%g\"} %llu\n",
                   duration_buckets[i], (unsigned long long)cum);
     }
@@ -134,9 +148,9 @@ char *csi_metrics_render(void)
               "modelvol_pull_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
               "modelvol_pull_duration_seconds_sum %.3f\n"
               "modelvol_pull_duration_seconds_count %llu\n",
-              (unsigned long long)m.duration_count, m.duration_sum,
-              (unsigned long long)m.duration_count);
-    if (m.cache_bytes_known)
+              (unsigned long long)m->duration_count, m->duration_sum,
+              (unsigned long long)m->duration_count);
+    if (m->cache_bytes_known)
         sb_printf(&b,
                   "# HELP modelvol_cache_bytes Bytes held in the node cache (hard links once).\n"
                   "# TYPE modelvol_cache_bytes gauge\n"
@@ -144,17 +158,17 @@ char *csi_metrics_render(void)
                   "# HELP modelvol_cache_disk_used_percent Use of the cache's file system.\n"
                   "# TYPE modelvol_cache_disk_used_percent gauge\n"
                   "modelvol_cache_disk_used_percent %d\n",
-                  (unsigned long long)m.cache_bytes, m.disk_pct);
+                  (unsigned long long)m->cache_bytes, m->disk_pct);
     sb_printf(&b, "# HELP modelvol_publishes_total NodePublishVolume calls, by result.\n"
                   "# TYPE modelvol_publishes_total counter\n");
     sb_printf(&b, "modelvol_publishes_total{result=\"ok\"} %llu\n",
-              (unsigned long long)m.publishes[0]);
+              (unsigned long long)m->publishes[0]);
     for (unsigned i = 1; i < N_CODES; i++)
-        if (m.publishes[i])
+        if (m->publishes[i])
             sb_printf(&b, "modelvol_publishes_total{result=\"%s\"} %llu\n", csi_code_label(i),
-                      (unsigned long long)m.publishes[i]);
-    pthread_mutex_unlock(&metrics_lock);
-    bool ready = metrics_plugin && atomic_load(&metrics_plugin->ready);
+                      (unsigned long long)m->publishes[i]);
+    pthread_mutex_unlock(&m->lock);
+    bool ready = atomic_load(&p->ready);
     sb_printf(&b,
               "# HELP modelvol_ready 1 once cache recovery has finished.\n"
               "# TYPE modelvol_ready gauge\n"
@@ -167,7 +181,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
 {
-    (void)cls;
+    csi_plugin *p = cls;
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
@@ -179,10 +193,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         body = mv_xstrdup("method not allowed\n");
     } else if (strcmp(url, "/metrics") == 0) {
-        body = csi_metrics_render();
+        body = csi_metrics_render(p);
         type = "text/plain; version=0.0.4; charset=utf-8";
     } else if (strcmp(url, "/healthz") == 0) {
-        bool ready = metrics_plugin && atomic_load(&metrics_plugin->ready);
+        bool ready = atomic_load(&p->ready);
         status = ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
         body = mv_xstrdup(ready ? "ok\n" : "starting: cache recovery in progress\n");
     } else {
@@ -239,27 +253,27 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *f
     return 0;
 }
 
-int csi_metrics_start(const char *addr, csi_plugin *p, mv_error *err)
+int csi_metrics_start(csi_plugin *p, const char *addr, mv_error *err)
 {
     struct sockaddr_storage ss;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     int r = parse_addr(addr, &ss, &flags, err);
     if (r < 0)
         return r;
-    metrics_plugin = p;
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                              : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    mhd = MHD_start_daemon(flags, port, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR,
-                           (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
-    if (!mhd)
+    p->metrics->mhd =
+        MHD_start_daemon(flags, port, NULL, NULL, answer, p, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!p->metrics->mhd)
         return mv_error_set(err, -EADDRINUSE, "metrics: cannot listen on %s", addr);
     return 0;
 }
 
-void csi_metrics_stop(void)
+void csi_metrics_stop(csi_plugin *p)
 {
-    if (mhd)
-        MHD_stop_daemon(mhd);
-    mhd = NULL;
+    if (p->metrics->mhd)
+        MHD_stop_daemon(p->metrics->mhd);
+    p->metrics->mhd = NULL;
 }

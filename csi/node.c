@@ -430,7 +430,7 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
                "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
         st->logged = true;
     }
-    csi_metrics_publish(c);
+    csi_metrics_publish(call->plugin->metrics, c);
     publish_args_clear(&a);
     return c;
 }

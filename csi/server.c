@@ -25,10 +25,6 @@ typedef struct server_call {
     grpc_completion_queue *cq; /* pluck queue bound to this call */
 } server_call;
 
-static pthread_mutex_t calls_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t calls_cond = PTHREAD_COND_INITIALIZER;
-static int calls_running;
-
 static server_call *server_call_new(csi_plugin *p)
 {
     server_call *c = mv_xcalloc(1, sizeof(*c));
@@ -113,7 +109,7 @@ static void serve_call(server_call *c)
     }
     if (st.code != CSI_OK && !st.logged)
         mv_log(st.code == CSI_INTERNAL ? "error" : "warn", "call_failed", "method", method, "code",
-                csi_code_name(st.code), "error", st.msg);
+               csi_code_name(st.code), "error", st.msg);
 
     grpc_byte_buffer *response = NULL;
     grpc_slice details = grpc_slice_from_copied_string(st.code == CSI_OK ? "" : st.msg);
@@ -142,40 +138,42 @@ static void serve_call(server_call *c)
 static void *call_thread(void *arg)
 {
     server_call *c = arg;
+    csi_plugin *p = c->plugin;
     serve_call(c);
     server_call_free(c);
-    pthread_mutex_lock(&calls_lock);
-    calls_running--;
-    pthread_cond_broadcast(&calls_cond);
-    pthread_mutex_unlock(&calls_lock);
+    pthread_mutex_lock(&p->calls.lock);
+    p->calls.running--;
+    pthread_cond_broadcast(&p->calls.cond);
+    pthread_mutex_unlock(&p->calls.lock);
     return NULL;
 }
 
 /* Bounds the threads: the accept loop waits while MAX_CALLS run. */
-static void wait_call_slot(void)
+static void wait_call_slot(csi_plugin *p)
 {
-    pthread_mutex_lock(&calls_lock);
-    while (calls_running >= MAX_CALLS)
-        pthread_cond_wait(&calls_cond, &calls_lock);
-    pthread_mutex_unlock(&calls_lock);
+    pthread_mutex_lock(&p->calls.lock);
+    while (p->calls.running >= MAX_CALLS)
+        pthread_cond_wait(&p->calls.cond, &p->calls.lock);
+    pthread_mutex_unlock(&p->calls.lock);
 }
 
 static bool start_call_thread(server_call *c)
 {
+    csi_plugin *p = c->plugin;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, CSI_CALL_STACK);
-    pthread_mutex_lock(&calls_lock);
-    calls_running++;
-    pthread_mutex_unlock(&calls_lock);
+    pthread_mutex_lock(&p->calls.lock);
+    p->calls.running++;
+    pthread_mutex_unlock(&p->calls.lock);
     pthread_t t;
     int r = pthread_create(&t, &attr, call_thread, c);
     pthread_attr_destroy(&attr);
     if (r != 0) {
-        pthread_mutex_lock(&calls_lock);
-        calls_running--;
-        pthread_mutex_unlock(&calls_lock);
+        pthread_mutex_lock(&p->calls.lock);
+        p->calls.running--;
+        pthread_mutex_unlock(&p->calls.lock);
         return false;
     }
     return true;
@@ -195,6 +193,7 @@ static void post_request(grpc_server *server, grpc_completion_queue *cq, csi_plu
 /* ---- stopping ------------------------------------------------------------ */
 
 typedef struct stopper {
+    csi_plugin *plugin;
     grpc_server *server;
     grpc_completion_queue *cq;
     const sigset_t *signals;
@@ -204,6 +203,7 @@ typedef struct stopper {
 static void *stop_thread(void *arg)
 {
     stopper *s = arg;
+    csi_plugin *p = s->plugin;
     int sig = 0;
     while (sigwait(s->signals, &sig) != 0)
         ;
@@ -212,15 +212,15 @@ static void *stop_thread(void *arg)
     /* Publishes waiting for pulls answer ABORTED once their pull stops;
      * give every call a moment to send its answer before cutting what is
      * left. */
-    csi_jobs_shutdown(30);
+    csi_jobs_shutdown(p, 30);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 5;
-    pthread_mutex_lock(&calls_lock);
-    while (calls_running > 0)
-        if (pthread_cond_timedwait(&calls_cond, &calls_lock, &until) == ETIMEDOUT)
+    pthread_mutex_lock(&p->calls.lock);
+    while (p->calls.running > 0)
+        if (pthread_cond_timedwait(&p->calls.cond, &p->calls.lock, &until) == ETIMEDOUT)
             break;
-    pthread_mutex_unlock(&calls_lock);
+    pthread_mutex_unlock(&p->calls.lock);
     grpc_server_cancel_all_calls(s->server);
     return NULL;
 }
@@ -288,7 +288,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
     grpc_server_start(server);
     mv_log("info", "listening", "endpoint", endpoint, "node_id", p->node_id);
 
-    stopper s = {.server = server, .cq = cq, .signals = stop_signals};
+    stopper s = {.plugin = p, .server = server, .cq = cq, .signals = stop_signals};
     pthread_t stop_tid;
     bool have_stopper = pthread_create(&stop_tid, NULL, stop_thread, &s) == 0;
     if (!have_stopper) {
@@ -316,7 +316,7 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
             server_call_free(c); /* the request posted before shutdown */
             continue;
         }
-        wait_call_slot();
+        wait_call_slot(p);
         if (!start_call_thread(c)) {
             mv_log("error", "call_thread_failed", "error", "pthread_create failed");
             server_call_free(c);
@@ -329,10 +329,10 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
         pthread_join(stop_tid, NULL);
 
     /* Every call thread answers (or sees its call cancelled) and ends. */
-    pthread_mutex_lock(&calls_lock);
-    while (calls_running > 0)
-        pthread_cond_wait(&calls_cond, &calls_lock);
-    pthread_mutex_unlock(&calls_lock);
+    pthread_mutex_lock(&p->calls.lock);
+    while (p->calls.running > 0)
+        pthread_cond_wait(&p->calls.cond, &p->calls.lock);
+    pthread_mutex_unlock(&p->calls.lock);
 
     grpc_server_destroy(server);
     grpc_completion_queue_destroy(cq);

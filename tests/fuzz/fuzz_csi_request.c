@@ -29,10 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!init) {
         csi_set_dry_run(true);
         mv_log_set_quiet(true);
-        for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
-            pthread_mutex_init(&plugin.target_locks[i], NULL);
         /* Not ready: publish and unpublish stop after their checks. */
-        atomic_init(&plugin.ready, false);
+        csi_plugin_init(&plugin);
         init = true;
     }
     if (size < 1)

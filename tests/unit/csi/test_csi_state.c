@@ -155,8 +155,7 @@ MV_TEST(target_locks_stable_and_spread)
 MV_TEST(dispatch_unknown_and_garbage)
 {
     static csi_plugin p = {.node_id = "unit-node", .publish_timeout = 1};
-    for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
-        pthread_mutex_init(&p.target_locks[i], NULL);
+    csi_plugin_init(&p);
     csi_set_dry_run(true);
     csi_call call = {.plugin = &p};
     csi_status st = {.code = CSI_OK};
