@@ -55,8 +55,27 @@ typedef struct csi_status {
 /* Sets the status and returns code. */
 csi_code csi_status_set(csi_status *st, csi_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Maps an mv_error code (see oci.h) to a gRPC code and copies the message. */
-csi_code csi_status_from_error(csi_status *st, const mv_error *err);
+/* How csi_fail reads an error. */
+typedef enum {
+    /* A pull, a pin, a record write: the error's code says what went wrong
+     * and maps by csi_code_from_errno (-ENOENT NOT_FOUND, -ENOSPC
+     * RESOURCE_EXHAUSTED, transport trouble UNAVAILABLE, ...). */
+    CSI_FAIL_MAPPED = 0,
+    /* The node's own machinery (a mount, a record read, an unpin): INTERNAL
+     * whatever the errno, since nothing the caller sends changes it. */
+    CSI_FAIL_NODE,
+    /* What the caller sent (a volume attribute, a secret): INVALID_ARGUMENT
+     * whatever the errno. */
+    CSI_FAIL_REQUEST,
+} csi_fail_kind;
+
+/* The one way an mv_error becomes what a call answers: the code as kind
+ * says, and the message "<fmt>: <err's chain>" (just the chain when fmt is
+ * NULL). Every handler failure that carries an mv_error goes through it. */
+csi_code csi_fail(csi_status *st, const mv_error *err, csi_fail_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The errno-style code to gRPC code table csi_fail uses (see mv.h for the
+ * codes); also the result label of the pull metrics. */
 csi_code csi_code_from_errno(int code);
 /* "INVALID_ARGUMENT"; "ok" style lower-case names for metric labels. */
 const char *csi_code_name(csi_code code);

@@ -61,10 +61,22 @@ csi_code csi_code_from_errno(int code)
     }
 }
 
-csi_code csi_status_from_error(csi_status *st, const mv_error *err)
+csi_code csi_fail(csi_status *st, const mv_error *err, csi_fail_kind kind, const char *fmt, ...)
 {
-    csi_code code = csi_code_from_errno(err->code);
-    return csi_status_set(st, code, "%s", err->msg[0] ? err->msg : "unknown error");
+    csi_code code = kind == CSI_FAIL_NODE      ? CSI_INTERNAL
+                    : kind == CSI_FAIL_REQUEST ? CSI_INVALID_ARGUMENT
+                                               : csi_code_from_errno(err->code);
+    if (code == CSI_OK) /* a failure must never answer OK */
+        code = CSI_INTERNAL;
+    const char *msg = err->msg[0] ? err->msg : "unknown error";
+    if (!fmt)
+        return csi_status_set(st, code, "%s", msg);
+    char ctx[MV_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof(ctx), fmt, ap);
+    va_end(ap);
+    return csi_status_set(st, code, "%s: %s", ctx, msg);
 }
 
 static const char *const code_names[] = {

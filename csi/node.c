@@ -219,7 +219,7 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         args.subpath = path;
     }
     if (cache_request_parse(&args, &a->rq, &err) < 0)
-        return csi_status_set(st, CSI_INVALID_ARGUMENT, "%s", err.msg);
+        return csi_fail(st, &err, CSI_FAIL_REQUEST, NULL);
     a->reference = ref;
     a->subpath = mv_xstrdup(a->rq->subpath ? a->rq->subpath : "");
 
@@ -232,9 +232,9 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         cache_creds_free(a->rq->creds);
         a->rq->creds = NULL;
         if (cache_creds_parse(v, strlen(v), &a->rq->creds, &err) < 0)
-            return csi_status_set(st, CSI_INVALID_ARGUMENT,
-                                  "nodePublishSecretRef: key %s is not a docker config: %s",
-                                  CSI_SECRET_DOCKERCONFIGJSON, err.msg);
+            return csi_fail(st, &err, CSI_FAIL_REQUEST,
+                            "nodePublishSecretRef: key %s is not a docker config",
+                            CSI_SECRET_DOCKERCONFIGJSON);
         /* Only a digest of the secret is kept, to tell pulls apart. */
         oci_digest_buf(OCI_DIGEST_SHA256, v, strlen(v), a->creds_id);
     }
@@ -271,11 +271,11 @@ static csi_code publish_existing(const csi_record *r, const publish_args *a, csi
     mv_error err = MV_ERROR_INIT;
     bool mounted = false;
     if (csi_is_mounted(a->target, &mounted, &err) < 0)
-        return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, NULL);
     if (mounted || csi_dry_run())
         return CSI_OK;
     if (csi_mount_ro_bind(r->tree_path, a->target, &err) < 0)
-        return csi_status_set(st, CSI_INTERNAL, "publish %s: %s", a->reference, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "publish %s", a->reference);
     return CSI_OK;
 }
 
@@ -288,8 +288,9 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
     if (cache_pin_volatile(p->cache, res->tree_id, owner, &err) < 0) {
         /* -ENOENT: GC took the tree between pull and pin; a retry pulls it
          * again. */
-        csi_code c = err.code == -ENOENT ? CSI_ABORTED : csi_code_from_errno(err.code);
-        return csi_status_set(st, c, "publish %s: %s", a->reference, err.msg);
+        if (err.code == -ENOENT)
+            err.code = -ECANCELED; /* answers ABORTED */
+        return csi_fail(st, &err, CSI_FAIL_MAPPED, "publish %s", a->reference);
     }
     csi_record rec = {
         .target = (char *)a->target,
@@ -307,15 +308,14 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
     if (p->state_dir && csi_state_save(p->state_dir, &rec, &err) < 0) {
         mv_error e2 = MV_ERROR_INIT;
         cache_unpin_volatile(p->cache, res->tree_id, owner, &e2);
-        return csi_status_set(st, csi_code_from_errno(err.code), "publish %s: %s", a->reference,
-                              err.msg);
+        return csi_fail(st, &err, CSI_FAIL_MAPPED, "publish %s", a->reference);
     }
     if (csi_mount_ro_bind(res->tree_path, a->target, &err) < 0) {
         mv_error e2 = MV_ERROR_INIT;
         if (p->state_dir)
             csi_state_remove(p->state_dir, a->target, &e2);
         cache_unpin_volatile(p->cache, res->tree_id, owner, &e2);
-        return csi_status_set(st, CSI_INTERNAL, "publish %s: %s", a->reference, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "publish %s", a->reference);
     }
     return CSI_OK;
 }
@@ -354,14 +354,13 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     }
     pthread_mutex_unlock(lock);
     if (r != -ENOENT)
-        return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, NULL);
 
     csi_job *job = NULL;
     bool joined = false;
     /* The job owns the request, and with it the secret, from here on. */
     if (csi_job_get(p, &a->rq, a->creds_id, &job, &joined, &err) < 0)
-        return csi_status_set(st, csi_code_from_errno(err.code), "pull %s: %s", a->reference,
-                              err.msg);
+        return csi_fail(st, &err, CSI_FAIL_MAPPED, "pull %s", a->reference);
     if (joined)
         mv_log("info", "pull_joined", "reference", a->reference, "target", a->target);
 
@@ -381,9 +380,11 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     const mv_error *perr = NULL;
     r = csi_job_result(job, &res, &perr);
     if (r < 0) {
-        csi_code c = csi_code_from_errno(perr->code ? perr->code : r);
+        mv_error e = *perr;
+        if (!e.code)
+            e.code = r;
         /* The cache's message already reads "pull <reference>: ...". */
-        csi_status_set(st, c, "%s", perr->msg);
+        csi_code c = csi_fail(st, &e, CSI_FAIL_MAPPED, NULL);
         csi_job_release(job);
         return c;
     }
@@ -396,7 +397,7 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     if (r == 0)
         c = publish_existing(rec, a, st);
     else if (r != -ENOENT)
-        c = csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+        c = csi_fail(st, &err, CSI_FAIL_NODE, NULL);
     else
         c = publish_new(p, a, res, st);
     pthread_mutex_unlock(lock);
@@ -445,14 +446,14 @@ static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record *
     mv_error err = MV_ERROR_INIT;
     int r = p->state_dir ? csi_state_load(p->state_dir, target, rec, &err) : -ENOENT;
     if (r < 0 && r != -ENOENT)
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
     if (csi_unmount(target, &err) < 0)
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
     if (!csi_dry_run() && rmdir(target) < 0 && errno != ENOENT) {
         int e = errno;
         if (*rec || e != ENOTEMPTY) {
             mv_error_errno(&err, -e, "unpublish: remove %s", target);
-            return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+            return csi_fail(st, &err, CSI_FAIL_NODE, NULL);
         }
         /* Not ours and not empty: leave it alone. */
         mv_log("warn", "unpublish_left_directory", "target", target, "reason",
@@ -462,9 +463,9 @@ static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record *
         return CSI_OK;
     _cleanup_free_ char *owner = mv_xasprintf(CSI_PIN_PREFIX "%s", target);
     if (cache_unpin_volatile(p->cache, (*rec)->tree_id, owner, &err) < 0 && err.code != -ENOENT)
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
     if (csi_state_remove(p->state_dir, target, &err) < 0)
-        return csi_status_set(st, CSI_INTERNAL, "unpublish %s: %s", target, err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
     return CSI_OK;
 }
 
@@ -524,14 +525,13 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
         return csi_status_set(st, CSI_NOT_FOUND, "volume %s is not published at %s", req->volume_id,
                               req->volume_path);
     if (r < 0)
-        return csi_status_set(st, CSI_INTERNAL, "%s", err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, NULL);
 
     /* The tree is immutable and is what the target shows: the cache
      * recorded its usage when it built it. */
     uint64_t bytes = 0, inodes = 0;
     if (cache_tree_usage(p->cache, rec->tree_id, &bytes, &inodes, &err) < 0)
-        return csi_status_set(st, CSI_INTERNAL, "volume stats for %s: %s", req->volume_path,
-                              err.msg);
+        return csi_fail(st, &err, CSI_FAIL_NODE, "volume stats for %s", req->volume_path);
     Csi__V1__VolumeUsage ub = CSI__V1__VOLUME_USAGE__INIT;
     ub.unit = CSI__V1__VOLUME_USAGE__UNIT__BYTES;
     ub.total = ub.used = (int64_t)bytes;
