@@ -167,6 +167,11 @@ const char *mv_quote(const char *s, char *buf, size_t len);
  * binary (K = KiB = KB = 1024), case-insensitive; a fraction needs a unit
  * and rounds down to a byte. -EINVAL for garbage or over UINT64_MAX. */
 int mv_parse_size(const char *s, uint64_t *out, mv_error *err);
+/* A whole decimal number in [min, max], for flags and settings: no sign,
+ * no blanks, no trailing text. -EINVAL with '<what> "<s>": expected a
+ * number from <min> to <max>'. */
+int mv_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                  mv_error *err);
 /* Formats bytes as "1.5 GiB" into buf. */
 const char *mv_format_size(uint64_t bytes, char *buf, size_t len);
 

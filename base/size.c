@@ -1,5 +1,6 @@
-/* size.c — byte counts as people write them on a command line ("64M",
- * "1.5GiB", "4096") and as we print them back ("1.5 GiB"). Units are binary. */
+/* size.c — numbers as people write them on a command line: byte counts
+ * ("64M", "1.5GiB", "4096", printed back as "1.5 GiB"; units are binary)
+ * and plain counts in a range ("--jobs 4"). */
 #include "mv.h"
 
 #include <ctype.h>
@@ -96,4 +97,17 @@ const char *mv_format_size(uint64_t bytes, char *buf, size_t len)
     else
         snprintf(buf, len, "%llu.%llu %s", t / 10, t % 10, units[u]);
     return buf;
+}
+
+int mv_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                  mv_error *err)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = s && *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
+    if (!end || *end || errno || v < min || v > max)
+        return mv_error_set(err, -EINVAL, "%s \"%s\": expected a number from %llu to %llu", what,
+                            MV_QUOTED(s), (unsigned long long)min, (unsigned long long)max);
+    *out = v;
+    return 0;
 }

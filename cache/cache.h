@@ -13,6 +13,10 @@
 
 typedef struct cache cache;
 
+/* Watermarks are percentages of the cache's file system in use. */
+#define CACHE_WATERMARK_MIN 1
+#define CACHE_WATERMARK_MAX 100
+
 typedef struct cache_options {
     uint64_t max_size;      /* GC target in bytes; 0 = unlimited */
     int high_watermark_pct; /* disk use that triggers automatic GC; 0 = 90 */

@@ -35,10 +35,9 @@ static int gc_main(const cli_global *g, int argc, char **argv)
                 o.max_size = 1; /* "0": remove everything that is not pinned */
             break;
         case 'l': {
-            char *end = NULL;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 1 || v > 100) {
-                mv_error_set(&err, -EINVAL, "--low-watermark \"%s\": expected 1 to 100", optarg);
+            uint64_t v = 0;
+            if (mv_parse_uint("--low-watermark", optarg, CACHE_WATERMARK_MIN, CACHE_WATERMARK_MAX,
+                              &v, &err) < 0) {
                 cli_error("modelpull", &err);
                 return 2;
             }

@@ -177,11 +177,10 @@ static void pw_usage(FILE *f)
  * not a number in min..max. */
 static bool pw_int(const char *flag, const char *s, int min, int max, int *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < min || v > max) {
-        fprintf(stderr, "modelpull: prewarm: %s \"%s\": want %d..%d\n", flag, s, min, max);
+    mv_error err = MV_ERROR_INIT;
+    uint64_t v = 0;
+    if (mv_parse_uint(flag, s, (uint64_t)min, (uint64_t)max, &v, &err) < 0) {
+        fprintf(stderr, "modelpull: prewarm: %s\n", err.msg);
         return false;
     }
     *out = (int)v;

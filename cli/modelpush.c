@@ -73,14 +73,14 @@ typedef struct push_args {
 /* getopt values of --weight, --config, ...: RULE plus the kind. */
 #define RULE 0x100
 
-static int parse_int(const char *flag, const char *s, long lo, long hi, int *out, mv_error *err)
+static int parse_int(const char *flag, const char *s, uint64_t lo, uint64_t hi, int *out,
+                     mv_error *err)
 {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi)
-        return mv_error_set(err, -EINVAL, "%s %s: expected %ld to %ld", flag, s, lo, hi);
-    *out = (int)v;
-    return 0;
+    uint64_t v = 0;
+    int r = mv_parse_uint(flag, s, lo, hi, &v, err);
+    if (r == 0)
+        *out = (int)v;
+    return r;
 }
 
 static int parse_args(int argc, char **argv, push_request *rq, push_args *a,

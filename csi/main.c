@@ -46,18 +46,6 @@ static int fail(const char *fmt, ...)
     return 2;
 }
 
-static int parse_uint(const char *flag, const char *s, unsigned long lo, unsigned long hi,
-                      unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || !*s || *end || v < lo || v > hi || s[0] == '-')
-        return fail("%s \"%s\": expected a number from %lu to %lu", flag, s, lo, hi);
-    *out = v;
-    return 0;
-}
-
 static void *recover_thread(void *arg)
 {
     csi_plugin *p = arg;
@@ -92,8 +80,8 @@ typedef enum {
 typedef struct flag_def {
     const char *name;
     flag_kind kind;
-    size_t off;           /* where the value goes (see flag_kind) */
-    unsigned long lo, hi; /* F_UNSIGNED, F_INT */
+    size_t off;      /* where the value goes (see flag_kind) */
+    uint64_t lo, hi; /* F_UNSIGNED, F_INT */
 } flag_def;
 
 /* clang-format off */
@@ -108,8 +96,10 @@ static const flag_def flag_defs[] = {
     FLAG_STR("metrics-addr", metrics_addr),
     FLAG_NUM("publish-timeout", F_UNSIGNED, publish_timeout, 1, 86400),
     FLAG_NUM("max-size", F_SIZE, cache_opts.max_size, 0, 0),
-    FLAG_NUM("high-watermark", F_INT, cache_opts.high_watermark_pct, 1, 100),
-    FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, 1, 100),
+    FLAG_NUM("high-watermark", F_INT, cache_opts.high_watermark_pct, CACHE_WATERMARK_MIN,
+             CACHE_WATERMARK_MAX),
+    FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, CACHE_WATERMARK_MIN,
+             CACHE_WATERMARK_MAX),
     FLAG_NUM("connections", F_CONNECTIONS, connections, 0, 0),
     {"version", F_VERSION, 0, 0, 0},
     {"help", F_HELP, 0, 0, 0},
@@ -122,7 +112,7 @@ static int apply_flag(const flag_def *d, const char *arg, csi_flags *f, csi_plug
 {
     char *fb = (char *)f, *pb = (char *)p;
     mv_error err = MV_ERROR_INIT;
-    unsigned long v = 0;
+    uint64_t v = 0;
     switch (d->kind) {
     case F_CONFIG:
         f->config_named = true;
@@ -135,8 +125,8 @@ static int apply_flag(const flag_def *d, const char *arg, csi_flags *f, csi_plug
     case F_INT: {
         char flag[32];
         snprintf(flag, sizeof(flag), "--%s", d->name);
-        if (parse_uint(flag, arg, d->lo, d->hi, &v))
-            return 2;
+        if (mv_parse_uint(flag, arg, d->lo, d->hi, &v, &err) < 0)
+            return fail("%s", err.msg);
         if (d->kind == F_UNSIGNED)
             *(unsigned *)(pb + d->off) = (unsigned)v;
         else

@@ -54,14 +54,11 @@ static void endpoint_from_mirror(pull_client *c, const char *m, pull_endpoint *e
 
 int pull_connections_parse(const char *what, const char *s, int *out, mv_error *err)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || !*s || *end || s[0] == '-' || v < PULL_CONNECTIONS_MIN || v > PULL_CONNECTIONS_MAX)
-        return mv_error_set(err, -EINVAL, "%s \"%s\": expected a number from %d to %d", what,
-                            MV_QUOTED(s), PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX);
-    *out = (int)v;
-    return 0;
+    uint64_t v = 0;
+    int r = mv_parse_uint(what, s, PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX, &v, err);
+    if (r == 0)
+        *out = (int)v;
+    return r;
 }
 
 int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **out, mv_error *err)
