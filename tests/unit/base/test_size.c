@@ -99,11 +99,38 @@ MV_TEST(format_then_parse_is_close)
     }
 }
 
+MV_TEST(parses_counts_in_range)
+{
+    uint64_t v = 0;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(mv_parse_uint("--jobs", "4", 1, 64, &v, &e), 0);
+    CHECK(v == 4);
+    CHECK_INT(mv_parse_uint("--jobs", "64", 1, 64, &v, &e), 0);
+    CHECK(v == 64);
+    CHECK_INT(mv_parse_uint("--n", "18446744073709551615", 0, UINT64_MAX, &v, &e), 0);
+    CHECK(v == UINT64_MAX);
+    static const char *const bad[] = {"0", "65", "", "-1", "+4", " 4", "4 ", "4x", "0x10",
+                                      "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 7;
+        mv_error_clear(&e);
+        CHECK_INT(mv_parse_uint("--jobs", bad[i], 1, 64, &v, &e), -EINVAL);
+        CHECK(v == 7);
+        CHECK(strstr(e.msg, "--jobs \"") == e.msg);
+        CHECK(strstr(e.msg, "expected a number from 1 to 64") != NULL);
+    }
+    /* The value is quoted safely: no control characters reach the message. */
+    mv_error_clear(&e);
+    CHECK_INT(mv_parse_uint("--jobs", "4\n\x1b", 1, 64, &v, &e), -EINVAL);
+    CHECK(strchr(e.msg, '\n') == NULL && strchr(e.msg, '\x1b') == NULL);
+}
+
 int main(void)
 {
     MV_RUN(parses_binary_units);
     MV_RUN(rejects_garbage_and_overflow);
     MV_RUN(formats_sizes);
     MV_RUN(format_then_parse_is_close);
+    MV_RUN(parses_counts_in_range);
     MV_DONE();
 }
