@@ -133,36 +133,36 @@ static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
             a->rules[a->n_rules++] = (push_rule){optarg, (model_kind)(ch - RULE)};
             break;
         case 't':
-            rq->tar = true;
+            rq->pack.tar = true;
             break;
         case 'z':
-            rq->zstd = true;
+            rq->pack.zstd = true;
             break;
         case 'M':
-            r = mv_parse_size(optarg, &rq->tar_max, err);
-            if (r == 0 && rq->tar_max == 0)
+            r = mv_parse_size(optarg, &rq->pack.tar_max, err);
+            if (r == 0 && rq->pack.tar_max == 0)
                 r = mv_error_set(err, -EINVAL, "--tar-max must be more than 0");
             break;
         case 'f':
             if (strcmp(optarg, "modelpack") == 0)
-                rq->format = PUSH_FORMAT_MODELPACK;
+                rq->pack.format = PUSH_FORMAT_MODELPACK;
             else if (strcmp(optarg, "oras") == 0)
-                rq->format = PUSH_FORMAT_ORAS;
+                rq->pack.format = PUSH_FORMAT_ORAS;
             else
                 r = mv_error_set(err, -EINVAL, "--format %s: expected modelpack or oras", optarg);
             break;
         case 'a':
-            rq->artifact_type = optarg;
+            rq->pack.artifact_type = optarg;
             break;
         case 'c':
-            r = push_parse_time(optarg, &rq->created, err);
-            rq->created_set = true;
+            r = push_parse_time(optarg, &rq->pack.created, err);
+            rq->pack.created_set = true;
             break;
         case 'n':
-            rq->name = optarg;
+            rq->pack.name = optarg;
             break;
         case 'v':
-            rq->version = optarg;
+            rq->pack.version = optarg;
             break;
         case 'T':
             if (!push_tag_valid(optarg))
@@ -234,12 +234,12 @@ static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
     }
     rq->dir = argv[optind];
     rq->ref = argv[optind + 1];
-    rq->rules = a->rules;
-    rq->n_rules = a->n_rules;
+    rq->pack.rules = a->rules;
+    rq->pack.n_rules = a->n_rules;
     rq->tags = a->tags;
     rq->n_tags = a->n_tags;
-    rq->excludes = a->excludes;
-    rq->n_excludes = a->n_excludes;
+    rq->pack.excludes = a->excludes;
+    rq->pack.n_excludes = a->n_excludes;
     return 0;
 }
 

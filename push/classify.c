@@ -97,8 +97,8 @@ static bool glob_matches(const char *glob, const char *rel)
  * directory is never entered (nothing in it is vetted or read). */
 bool push_excluded(const char *rel, const push_pack_opts *o)
 {
-    for (size_t i = 0; o && i < o->n_excludes; i++)
-        if (glob_matches(o->excludes[i], rel))
+    for (size_t i = 0; o && i < o->spec.n_excludes; i++)
+        if (glob_matches(o->spec.excludes[i], rel))
             return true;
     return false;
 }

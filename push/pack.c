@@ -121,12 +121,12 @@ static int add_raw_layer(push_pack *p, const push_file *f, const push_pack_opts 
     oci_descriptor *d = layer_add(p);
     d->digest = mv_xstrdup(f->digest);
     d->size = (int64_t)f->size;
-    if (o->format == PUSH_FORMAT_ORAS) {
+    if (o->spec.format == PUSH_FORMAT_ORAS) {
         d->media_type = mv_xstrdup(PUSH_MT_OCTET);
         annos_add(d, OCI_ANNO_TITLE, f->rel);
     } else {
         d->media_type = mv_xstrdup(model_media_type(f->kind, OCI_FMT_RAW));
-        _cleanup_free_ char *meta = file_metadata_json(f, o->created);
+        _cleanup_free_ char *meta = file_metadata_json(f, o->spec.created);
         annos_add(d, MODEL_ANNO_FILEPATH, f->rel);
         annos_add(d, OCI_ANNO_TITLE, f->rel);
         annos_add(d, MODEL_ANNO_FILEMETA, meta);
@@ -140,8 +140,8 @@ static int add_raw_layer(push_pack *p, const push_file *f, const push_pack_opts 
 
 static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, mv_error *err)
 {
-    uint64_t tar_max = o->tar_max ? o->tar_max : PUSH_DEFAULT_TAR_MAX;
-    if (o->tar)
+    uint64_t tar_max = o->spec.tar_max ? o->spec.tar_max : PUSH_DEFAULT_TAR_MAX;
+    if (o->spec.tar)
         for (size_t i = 0; i < p->n_files; i++)
             p->files[i].in_tar = p->files[i].size <= tar_max;
     if (o->hash_cache)
@@ -172,7 +172,7 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
             b->size = f->size;
         }
     }
-    if (!o->tar)
+    if (!o->spec.tar)
         return 0;
     _cleanup_free_ size_t *idx = mv_xcalloc(p->n_files ? p->n_files : 1, sizeof(size_t));
     for (model_kind k = MODEL_KIND_WEIGHT; k <= MODEL_KIND_DATASET; k++) {
@@ -190,7 +190,8 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
         oci_descriptor *d = layer_add(p);
         d->digest = mv_xstrdup(tb.digest);
         d->size = (int64_t)tb.size;
-        d->media_type = mv_xstrdup(model_media_type(k, o->zstd ? OCI_FMT_TAR_ZSTD : OCI_FMT_TAR));
+        d->media_type =
+            mv_xstrdup(model_media_type(k, o->spec.zstd ? OCI_FMT_TAR_ZSTD : OCI_FMT_TAR));
         cJSON_AddItemToArray(diff_ids, cJSON_CreateString(diff_id));
         push_blob *b = blob_add(p, tb.digest);
         if (b) {
@@ -209,11 +210,12 @@ static char *config_json(const push_pack *p, const push_pack_opts *o, cJSON *dif
     char when[32];
     cJSON *root = cJSON_CreateObject();
     cJSON *desc = cJSON_AddObjectToObject(root, "descriptor");
-    cJSON_AddStringToObject(desc, "createdAt", push_time_rfc3339(o->created, when, sizeof(when)));
-    if (o->name)
-        cJSON_AddStringToObject(desc, "name", o->name);
-    if (o->version)
-        cJSON_AddStringToObject(desc, "version", o->version);
+    cJSON_AddStringToObject(desc, "createdAt",
+                            push_time_rfc3339(o->spec.created, when, sizeof(when)));
+    if (o->spec.name)
+        cJSON_AddStringToObject(desc, "name", o->spec.name);
+    if (o->spec.version)
+        cJSON_AddStringToObject(desc, "version", o->spec.version);
     cJSON *cfg = cJSON_AddObjectToObject(root, "config");
     if (p->format)
         cJSON_AddStringToObject(cfg, "format", p->format);
@@ -236,15 +238,15 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
     m->media_type = mv_xstrdup(OCI_MT_MANIFEST);
     m->has_config = true;
     char when[32];
-    push_time_rfc3339(o->created, when, sizeof(when));
+    push_time_rfc3339(o->spec.created, when, sizeof(when));
     m->annotations = mv_xcalloc(1, sizeof(*m->annotations));
     m->annotations[0].key = mv_xstrdup(OCI_ANNO_CREATED);
     m->annotations[0].value = mv_xstrdup(when);
     m->n_annotations = 1;
-    if (o->format == PUSH_FORMAT_ORAS) {
+    if (o->spec.format == PUSH_FORMAT_ORAS) {
         cJSON_Delete(diff_ids);
         m->artifact_type =
-            mv_xstrdup(o->artifact_type ? o->artifact_type : PUSH_ORAS_ARTIFACT_TYPE);
+            mv_xstrdup(o->spec.artifact_type ? o->spec.artifact_type : PUSH_ORAS_ARTIFACT_TYPE);
         p->config_json = mv_xstrdup("{}");
         m->config.media_type = mv_xstrdup(OCI_MT_EMPTY);
     } else {
@@ -278,7 +280,7 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
     *out = NULL;
     /* An ORAS artifact's tar layer would be an image layer, which pullers
      * (ours included) read as a container image: files stay raw there. */
-    if (o->format == PUSH_FORMAT_ORAS && o->tar)
+    if (o->spec.format == PUSH_FORMAT_ORAS && o->spec.tar)
         return mv_error_set(err, -EINVAL,
                             "--tar packs ModelPack layers; --format oras keeps "
                             "every file a raw blob");
@@ -290,14 +292,14 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
         return mv_error_set(err, -ENOENT, "model directory %s: no files to push", dir);
     for (size_t i = 0; i < p->n_files; i++)
         p->files[i].kind =
-            push_classify(p->files[i].rel, o->rules, o->n_rules, &p->files[i].guessed);
+            push_classify(p->files[i].rel, o->spec.rules, o->spec.n_rules, &p->files[i].guessed);
     cJSON *diff_ids = cJSON_CreateArray();
     r = pack_layers(p, o, diff_ids, err);
     if (r < 0) {
         cJSON_Delete(diff_ids);
         return mv_error_wrap(err, "model directory %s", dir);
     }
-    if (o->format == PUSH_FORMAT_MODELPACK)
+    if (o->spec.format == PUSH_FORMAT_MODELPACK)
         push_gather_facts(p);
     r = build_manifest(p, o, diff_ids, err);
     if (r < 0)

@@ -16,18 +16,7 @@
 MV_DEFINE_FREEP(struct archive, archive_freep, archive_write_free)
 
 typedef struct push_pack_opts {
-    push_format format;
-    const char *artifact_type; /* ORAS only; NULL = PUSH_ORAS_ARTIFACT_TYPE */
-    bool tar;                  /* small files go into one tar layer per kind */
-    bool zstd;                 /* ... compressed with zstd */
-    uint64_t tar_max;          /* "small": at most this many bytes; 0 = default */
-    const push_rule *rules;    /* checked in order before the defaults */
-    size_t n_rules;
-    const char *const *excludes; /* files (or directories) left out */
-    size_t n_excludes;
-    int64_t created;        /* seconds since the epoch, for createdAt and mtimes */
-    const char *name;       /* descriptor.name; NULL = omitted */
-    const char *version;    /* descriptor.version; NULL = omitted */
+    push_pack_spec spec;    /* created is always set here; name NULL = omitted */
     const char *tmpdir;     /* where tar layers are staged; NULL = $TMPDIR or /tmp */
     int jobs;               /* files hashed in parallel; 0 = PUSH_DEFAULT_JOBS */
     const char *hash_cache; /* file of digests by (path, inode, size, mtime,

@@ -29,13 +29,9 @@ typedef struct push_rule {
     model_kind kind;
 } push_rule;
 
-/* One push: the model directory, the target, and how to pack and upload.
- * Zero means the default everywhere. */
-typedef struct push_request {
-    const char *dir; /* the model directory */
-    const char *ref; /* registry/repository[:tag]; a digest is refused */
-
-    /* Packing. */
+/* What to pack and how: the choices a user makes, shared by a push and by
+ * the packer alone. Zero means the default everywhere. */
+typedef struct push_pack_spec {
     push_format format;
     const char *artifact_type; /* ORAS only; NULL = PUSH_ORAS_ARTIFACT_TYPE */
     bool tar;                  /* small files go into one tar layer per kind */
@@ -49,6 +45,14 @@ typedef struct push_request {
     int64_t created;     /* seconds since the epoch, for createdAt and mtimes */
     const char *name;    /* descriptor.name; NULL = the repository's last part */
     const char *version; /* descriptor.version; NULL = omitted */
+} push_pack_spec;
+
+/* One push: the model directory, the target, and how to pack and upload.
+ * Zero means the default everywhere. */
+typedef struct push_request {
+    const char *dir; /* the model directory */
+    const char *ref; /* registry/repository[:tag]; a digest is refused */
+    push_pack_spec pack;
 
     /* Upload. */
     const char *const *tags; /* also tag the manifest with these */

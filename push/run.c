@@ -9,13 +9,13 @@
 
 int push_request_check(const push_request *rq, mv_error *err)
 {
-    if (rq->format == PUSH_FORMAT_ORAS && rq->tar)
+    if (rq->pack.format == PUSH_FORMAT_ORAS && rq->pack.tar)
         return mv_error_set(
             err, -EINVAL,
             "--tar packs ModelPack layers; --format oras keeps every file a raw blob");
-    if ((rq->zstd || rq->tar_max) && !rq->tar)
+    if ((rq->pack.zstd || rq->pack.tar_max) && !rq->pack.tar)
         return mv_error_set(err, -EINVAL, "--zstd and --tar-max apply to --tar layers; add --tar");
-    if (rq->artifact_type && rq->format != PUSH_FORMAT_ORAS)
+    if (rq->pack.artifact_type && rq->pack.format != PUSH_FORMAT_ORAS)
         return mv_error_set(err, -EINVAL,
                             "--artifact-type applies to --format oras; ModelPack's is fixed");
     return 0;
@@ -205,26 +205,12 @@ int push_run(const push_request *rq, push_result *res, mv_error *err)
     for (size_t i = 0; i < rq->n_tags; i++)
         add_tag(&tags, &n_tags, rq->tags[i]);
 
-    push_pack_opts po = {
-        .format = rq->format,
-        .artifact_type = rq->artifact_type,
-        .tar = rq->tar,
-        .zstd = rq->zstd,
-        .tar_max = rq->tar_max,
-        .rules = rq->rules,
-        .n_rules = rq->n_rules,
-        .excludes = rq->excludes,
-        .n_excludes = rq->n_excludes,
-        .created = rq->created,
-        .name = rq->name,
-        .version = rq->version,
-        .jobs = rq->jobs,
-    };
-    if (!rq->created_set && (r = default_created(&po.created, err)) < 0)
+    push_pack_opts po = {.spec = rq->pack, .jobs = rq->jobs};
+    if (!rq->pack.created_set && (r = default_created(&po.spec.created, err)) < 0)
         return r;
     const char *base = strrchr(ref->repository, '/');
-    if (!po.name && po.format == PUSH_FORMAT_MODELPACK)
-        po.name = base ? base + 1 : ref->repository;
+    if (!po.spec.name && po.spec.format == PUSH_FORMAT_MODELPACK)
+        po.spec.name = base ? base + 1 : ref->repository;
 
     /* Resume records and the hash cache live in the state directory. */
     bool resume = !rq->no_resume && !rq->dry_run;

@@ -136,7 +136,7 @@ int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pac
     _cleanup_hasher_ oci_hasher *bh = oci_hasher_new(OCI_DIGEST_SHA256);
     tar_sink s = {.fd = fd, .diff = dh, .blob = bh};
     _cleanup_free_ char *zbuf = NULL;
-    if (o->zstd) {
+    if (o->spec.zstd) {
         s.z = ZSTD_createCCtx();
         ZSTD_CCtx_setParameter(s.z, ZSTD_c_compressionLevel, 3);
         s.zbuf_len = ZSTD_CStreamOutSize();
@@ -155,7 +155,7 @@ int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pac
         if (archive_write_open(a, &s, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
             r = mv_error_set(err, -EIO, "tar: %s", archive_error_string(a));
         for (size_t i = 0; i < n && r == 0; i++)
-            r = tar_add_file(a, &files[idx[i]], buf, o->created, err);
+            r = tar_add_file(a, &files[idx[i]], buf, o->spec.created, err);
         if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
             r = mv_error_set(err, -EIO, "tar: %s",
                              s.error ? strerror(s.error) : archive_error_string(a));

@@ -88,8 +88,8 @@ static void make_model(const char *dir)
 static push_pack_opts base_opts(void)
 {
     push_pack_opts o = {0};
-    o.created = 1700000000;
-    o.name = "m";
+    o.spec.created = 1700000000;
+    o.spec.name = "m";
     o.tmpdir = tmp_root;
     o.jobs = 2;
     return o;
@@ -256,7 +256,7 @@ MV_TEST(same_dir_and_flags_give_the_same_manifest_digest)
     o.jobs = 1;
     digest_of_dir(a, &o, d3);
     CHECK_STR(d1, d3);
-    o.created++;
+    o.spec.created++;
     digest_of_dir(a, &o, d4);
     CHECK(strcmp(d1, d4) != 0);
 }
@@ -266,9 +266,9 @@ MV_TEST(tar_zstd_layers_are_reproducible_and_group_small_files_by_kind)
     _cleanup_free_ char *a = mkdir_tmp("tar-a");
     make_model(a);
     push_pack_opts o = base_opts();
-    o.tar = true;
-    o.zstd = true;
-    o.tar_max = 20; /* the safetensors file (> 20 bytes) stays raw */
+    o.spec.tar = true;
+    o.spec.zstd = true;
+    o.spec.tar_max = 20; /* the safetensors file (> 20 bytes) stays raw */
     _cleanup_(push_pack_freep) push_pack *p = NULL;
     mv_error err = MV_ERROR_INIT;
     CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
@@ -296,8 +296,8 @@ MV_TEST(oras_format_has_an_empty_config_and_titled_blobs)
     _cleanup_free_ char *a = mkdir_tmp("oras");
     make_model(a);
     push_pack_opts o = base_opts();
-    o.format = PUSH_FORMAT_ORAS;
-    o.artifact_type = "application/vnd.example.model";
+    o.spec.format = PUSH_FORMAT_ORAS;
+    o.spec.artifact_type = "application/vnd.example.model";
     _cleanup_(push_pack_freep) push_pack *p = NULL;
     mv_error err = MV_ERROR_INIT;
     CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
@@ -313,7 +313,7 @@ MV_TEST(oras_format_has_an_empty_config_and_titled_blobs)
     CHECK_STR(oci_annotation_get(l->annotations, l->n_annotations, OCI_ANNO_TITLE),
               "scripts/run.sh");
     /* Tar layers would read as a container image: refused for ORAS. */
-    o.tar = true;
+    o.spec.tar = true;
     _cleanup_(push_pack_freep) push_pack *q = NULL;
     CHECK_INT(push_pack_dir(a, &o, &q, &err), -EINVAL);
     CHECK_CONTAINS(err.msg, "--format oras");
@@ -373,8 +373,8 @@ MV_TEST(excluded_paths_are_never_entered)
     CHECK_INT(symlink("/etc/hostname", evil), 0);
     const char *ex[] = {"*.bin", "original"};
     push_pack_opts o = base_opts();
-    o.excludes = ex;
-    o.n_excludes = 2;
+    o.spec.excludes = ex;
+    o.spec.n_excludes = 2;
     _cleanup_(push_pack_freep) push_pack *p = NULL;
     mv_error err = MV_ERROR_INIT;
     CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
@@ -386,8 +386,8 @@ MV_TEST(excluded_paths_are_never_entered)
         CHECK(strncmp(p->files[i].rel, "original", 8) != 0);
     }
     const char *all[] = {"*"};
-    o.excludes = all;
-    o.n_excludes = 1;
+    o.spec.excludes = all;
+    o.spec.n_excludes = 1;
     _cleanup_(push_pack_freep) push_pack *q = NULL;
     CHECK_INT(push_pack_dir(a, &o, &q, &err), -ENOENT);
     CHECK_CONTAINS(err.msg, "no files to push");
