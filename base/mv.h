@@ -172,6 +172,8 @@ int mv_parse_size(const char *s, uint64_t *out, mv_error *err);
  * number from <min> to <max>'. */
 int mv_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                   mv_error *err);
+/* The same into an int, for 0 <= min <= max <= INT_MAX. */
+int mv_parse_int(const char *what, const char *s, int min, int max, int *out, mv_error *err);
 /* Formats bytes as "1.5 GiB" into buf. */
 const char *mv_format_size(uint64_t bytes, char *buf, size_t len);
 

@@ -111,3 +111,13 @@ int mv_parse_uint(const char *what, const char *s, uint64_t min, uint64_t max, u
     *out = v;
     return 0;
 }
+
+int mv_parse_int(const char *what, const char *s, int min, int max, int *out, mv_error *err)
+{
+    uint64_t v = 0;
+    int r =
+        mv_parse_uint(what, s, min > 0 ? (uint64_t)min : 0, max > 0 ? (uint64_t)max : 0, &v, err);
+    if (r == 0)
+        *out = (int)v;
+    return r;
+}

@@ -153,38 +153,21 @@ static void pw_usage(FILE *f)
             "usage: modelpull [--cache DIR] [--config FILE] prewarm -f FILE [--parallel N] "
             "[--watch] [--retry SECS] [--policy P] [--plain-http]\n\n"
             "Pulls every model reference listed in FILE (one per line, '#' comments)\n"
-            "into the cache and pins it with owner \"prewarm:<reference>\"; pins of\n"
-            "references no longer listed are dropped. Logs one logfmt line per event\n"
-            "on stderr.\n\n"
+            "into the cache and pins it as \"prewarm:<reference>\"; pins of references\n"
+            "no longer listed are dropped. One logfmt line per event on stderr.\n\n"
             "  -f, --file FILE        the list of references (required)\n"
             "  -j, --parallel N       pulls at a time (default 2, at most %d)\n"
-            "  -w, --watch            keep running; re-read FILE when its directory\n"
-            "                         changes (a mounted ConfigMap), retry failures,\n"
-            "                         and exit 0 on SIGTERM\n"
-            "      --retry SECS       with --watch, retry failed pulls this often\n"
-            "                         (default %d)\n"
-            "      --policy P         IfNotPresent (default: a cached tag is not\n"
-            "                         re-resolved), Always (re-resolve tags on every\n"
-            "                         pass) or Never; also --pull-policy\n"
+            "  -w, --watch            keep running: re-read FILE when its directory changes\n"
+            "                         (a mounted ConfigMap), retry failures, exit 0 on SIGTERM\n"
+            "      --retry SECS       with --watch, retry failed pulls this often (default %d)\n"
+            "      --policy P         IfNotPresent (default: a cached tag is not re-resolved),\n"
+            "                         Always (re-resolve tags each pass) or Never; also\n"
+            "                         --pull-policy\n"
             "      --plain-http       use plain HTTP for every registry\n"
             "  -h, --help             show this help\n\n"
-            "Exit status: 0 when every reference is pinned, 1 when any failed, 2 on\n"
-            "usage errors.\n",
+            "Exit status: 0 when every reference is pinned, 1 when any failed, 2 on usage\n"
+            "errors.\n",
             CACHE_PREWARM_MAX_PARALLEL, PW_RETRY_SECONDS);
-}
-
-/* Parses an integer flag into *out; false (after saying why) when it is
- * not a number in min..max. */
-static bool pw_int(const char *flag, const char *s, int min, int max, int *out)
-{
-    mv_error err = MV_ERROR_INIT;
-    uint64_t v = 0;
-    if (mv_parse_uint(flag, s, (uint64_t)min, (uint64_t)max, &v, &err) < 0) {
-        fprintf(stderr, "modelpull: prewarm: %s\n", err.msg);
-        return false;
-    }
-    *out = (int)v;
-    return true;
 }
 
 /* Parses the options into ctx; returns -1 to go on, or the exit code. */
@@ -209,12 +192,14 @@ static int pw_args(pw_ctx *ctx, bool *watch, int argc, char **argv)
             ctx->list_path = optarg;
             break;
         case 'j':
-            if (!pw_int("--parallel", optarg, 1, CACHE_PREWARM_MAX_PARALLEL, &ctx->opts.parallel))
-                return 2;
-            break;
         case 'r':
-            if (!pw_int("--retry", optarg, 1, PW_RETRY_SECONDS_MAX, &ctx->retry_s))
+            if (ch == 'j' ? mv_parse_int("--parallel", optarg, 1, CACHE_PREWARM_MAX_PARALLEL,
+                                         &ctx->opts.parallel, &perr) < 0
+                          : mv_parse_int("--retry", optarg, 1, PW_RETRY_SECONDS_MAX, &ctx->retry_s,
+                                         &perr) < 0) {
+                fprintf(stderr, "modelpull: prewarm: %s\n", perr.msg);
                 return 2;
+            }
             break;
         case 'w':
             *watch = true;

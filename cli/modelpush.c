@@ -73,16 +73,6 @@ typedef struct push_args {
 /* getopt values of --weight, --config, ...: RULE plus the kind. */
 #define RULE 0x100
 
-static int parse_int(const char *flag, const char *s, uint64_t lo, uint64_t hi, int *out,
-                     mv_error *err)
-{
-    uint64_t v = 0;
-    int r = mv_parse_uint(flag, s, lo, hi, &v, err);
-    if (r == 0)
-        *out = (int)v;
-    return r;
-}
-
 static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
                       mv_progress_mode *pmode, mv_error *err)
 {
@@ -174,7 +164,7 @@ static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
             rq->from = optarg;
             break;
         case 'j':
-            r = parse_int("--jobs", optarg, 1, 64, &rq->jobs, err);
+            r = mv_parse_int("--jobs", optarg, 1, 64, &rq->jobs, err);
             break;
         case 'k':
             r = mv_parse_size(optarg, &rq->chunk_size, err);
@@ -210,7 +200,7 @@ static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
             break;
         case 'y':
             /* The client reads 0 as "its default", so 1 is the least. */
-            r = parse_int("--retries", optarg, 1, 100, &rq->retries, err);
+            r = mv_parse_int("--retries", optarg, 1, 100, &rq->retries, err);
             break;
         case 'h':
             usage(stdout);

@@ -54,11 +54,7 @@ static void endpoint_from_mirror(pull_client *c, const char *m, pull_endpoint *e
 
 int pull_connections_parse(const char *what, const char *s, int *out, mv_error *err)
 {
-    uint64_t v = 0;
-    int r = mv_parse_uint(what, s, PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX, &v, err);
-    if (r == 0)
-        *out = (int)v;
-    return r;
+    return mv_parse_int(what, s, PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX, out, err);
 }
 
 int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **out, mv_error *err)
