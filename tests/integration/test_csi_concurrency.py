@@ -19,10 +19,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import logs  # noqa: E402
+import mounts  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import mvreg  # noqa: E402
 from nginx import Nginx  # noqa: E402
 import grpc  # noqa: E402
+import util  # noqa: E402
 
 SC = grpc.StatusCode
 SIZE = 8 * 1024 * 1024
@@ -35,11 +39,11 @@ def push_big(reg, work, repo):
     with open(path, "wb") as f:
         f.write(os.urandom(SIZE))
     reg.push_model(repo, "v1", {"model.safetensors": path, "config.json": b'{"big": true}'})
-    return csiclient.sha256_file(path)
+    return util.sha256_file(path)
 
 
 def served(ng, digest):
-    return csiclient.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
+    return logs.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
 
 
 def sixteen_at_once(t, d, reg, ng, work, digest):
@@ -88,11 +92,11 @@ def sixteen_at_once(t, d, reg, ng, work, digest):
     t.check("16 concurrent publishes all succeeded", not errors, repr(errors[:2]))
     t.check("some waited past the budget and retried", any(isinstance(r, int) and r > 1
                                                            for r in results), str(results))
-    mounted = [tg for tg in targets if csiclient.mountinfo_line(tg)]
+    mounted = [tg for tg in targets if mounts.mountinfo_line(tg)]
     t.check("16 targets mounted", len(mounted) == 16, f"{len(mounted)} mounted")
     t.check("the model blob was served exactly once", served(ng, digest) == SIZE,
             f"{served(ng, digest)} bytes served for {SIZE}")
-    from_registry = csiclient.blob_bytes_served(reg.access_log(), digest)
+    from_registry = logs.blob_bytes_served(reg.access_log(), digest)
     t.check("the registry's access log agrees", from_registry == SIZE,
             f"{from_registry} bytes in the registry log for {SIZE}")
     log = d.read_log()
@@ -102,7 +106,7 @@ def sixteen_at_once(t, d, reg, ng, work, digest):
     t.check("one downloading pull for 16 publishes", len(downloads) == 1, str(len(downloads)))
     for i, tg in enumerate(targets):
         c.unpublish(tg, volume_id=f"vol-{i}")
-    t.check("all 16 unpublished", not any(csiclient.mountinfo_line(tg) for tg in targets))
+    t.check("all 16 unpublished", not any(mounts.mountinfo_line(tg) for tg in targets))
 
 
 def budget_and_retry(t, d, ng, work, digest2):
@@ -125,7 +129,7 @@ def budget_and_retry(t, d, ng, work, digest2):
     t.check("a call with a short client deadline times out", first == SC.DEADLINE_EXCEEDED,
             str(first))
     attempts = c.publish_like_kubelet(tg, ref, call_timeout=1.5)
-    t.check("a retry eventually publishes", csiclient.mountinfo_line(tg) is not None)
+    t.check("a retry eventually publishes", mounts.mountinfo_line(tg) is not None)
     t.check("it took several retries", attempts >= 2, str(attempts))
     log = d.read_log()
     downloads = re.findall(rf"event=pull_done reference={re.escape(ref)} .*cache_hit=false", log)
@@ -148,9 +152,7 @@ def sigterm_during_pull(t, d, ng, work):
     th = threading.Thread(target=lambda: result.append(
         csiclient.code_of(own.publish, tg, ref, timeout=60)))
     th.start()
-    deadline = time.monotonic() + 30
-    while f"event=pull_start reference={ref}" not in d.read_log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    util.wait_for(lambda: f"event=pull_start reference={ref}" in d.read_log(), 30)
     t.check("the slow pull started", f"event=pull_start reference={ref}" in d.read_log())
     s = time.monotonic()
     rc = d.stop()
@@ -163,11 +165,11 @@ def sigterm_during_pull(t, d, ng, work):
     code = result[0][0] if result else None
     t.check("the waiting publish was answered ABORTED",
             code == SC.ABORTED, str(result))
-    t.check("nothing was mounted", csiclient.mountinfo_line(tg) is None)
+    t.check("nothing was mounted", mounts.mountinfo_line(tg) is None)
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     work = tempfile.mkdtemp(prefix="csi-conc.")
     try:
@@ -188,7 +190,7 @@ def main():
                     if t.failed:
                         print(d.read_log()[-6000:])
     finally:
-        csiclient.umount_under(work)
+        mounts.umount_under(work)
         shutil.rmtree(work, ignore_errors=True)
     return t.summary()
 

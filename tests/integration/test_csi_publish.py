@@ -25,7 +25,12 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import csidaemon  # noqa: E402
+import logs  # noqa: E402
+import mounts  # noqa: E402
+import util  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import mvreg  # noqa: E402
 from nginx import Nginx  # noqa: E402
 import grpc  # noqa: E402
@@ -96,7 +101,7 @@ def publish_path(t, reg, d, work, files):
 
     t.code("publish uncached model to target A", SC.OK, c.publish, a, ref, volume_id="vol-a")
     t.check("A holds the model byte for byte", tree_digests(a) == want, str(tree_digests(a)))
-    opts = csiclient.mount_options(a) or set()
+    opts = mounts.mount_options(a) or set()
     t.check("A is mounted ro,nosuid,nodev", {"ro", "nosuid", "nodev"} <= opts, str(opts))
     t.check("creating a file in A fails with EROFS", write_fails_erofs(os.path.join(a, "new")))
     t.check("overwriting a model file fails with EROFS",
@@ -107,18 +112,18 @@ def publish_path(t, reg, d, work, files):
             usage.get("BYTES") == sum(len(v) for v in files.values()), str(usage))
     t.check("volume stats: inodes (root, tokenizer/, 3 files)", usage.get("INODES") == 5,
             str(usage))
-    t.check("A is pinned", csiclient.owner_pinned(cache, a))
-    gets_after_a = len(csiclient.blob_gets(reg.access_log()))
+    t.check("A is pinned", csidaemon.owner_pinned(cache, a))
+    gets_after_a = len(logs.blob_gets(reg.access_log()))
     t.check("the first publish downloaded the blobs", gets_after_a >= len(files), str(gets_after_a))
 
     t.code("publish the same model to target B", SC.OK, c.publish, b, ref, volume_id="vol-b")
-    t.check("B downloaded nothing", len(csiclient.blob_gets(reg.access_log())) == gets_after_a)
+    t.check("B downloaded nothing", len(logs.blob_gets(reg.access_log())) == gets_after_a)
     t.check("B holds the model byte for byte", tree_digests(b) == want)
-    t.check("B is pinned", csiclient.owner_pinned(cache, b))
+    t.check("B is pinned", csidaemon.owner_pinned(cache, b))
 
     t.code("identical repeat of publish A", SC.OK, c.publish, a, ref, volume_id="vol-a")
-    t.check("the repeat stacked no second mount", len(csiclient.mountinfo_lines(a)) == 1,
-            str(csiclient.mountinfo_lines(a)))
+    t.check("the repeat stacked no second mount", len(mounts.mountinfo_lines(a)) == 1,
+            str(mounts.mountinfo_lines(a)))
     reg.push_model("models/other", "v1", {"other.json": b'{"other": true}'})
     code, details = csiclient.code_of(c.publish, a, f"{reg.addr}/models/other:v1",
                                       volume_id="vol-a")
@@ -131,11 +136,11 @@ def publish_path(t, reg, d, work, files):
 
     t.code("unpublish A", SC.OK, c.unpublish, a, volume_id="vol-a")
     t.code("unpublish B", SC.OK, c.unpublish, b, volume_id="vol-b")
-    t.check("nothing stays mounted", not csiclient.mountinfo_lines(a)
-            and not csiclient.mountinfo_lines(b))
+    t.check("nothing stays mounted", not mounts.mountinfo_lines(a)
+            and not mounts.mountinfo_lines(b))
     t.check("the targets are removed", not os.path.exists(a) and not os.path.exists(b))
-    t.check("the pins are gone", not csiclient.owner_pinned(cache, a)
-            and not csiclient.owner_pinned(cache, b))
+    t.check("the pins are gone", not csidaemon.owner_pinned(cache, a)
+            and not csidaemon.owner_pinned(cache, b))
     recs = [n for n in os.listdir(os.path.join(cache, "csi")) if n.endswith(".rec")]
     t.check("the records are gone", not recs, str(recs))
     t.code("unpublish A again (already gone)", SC.OK, c.unpublish, a, volume_id="vol-a")
@@ -250,7 +255,7 @@ def gc_after_pulls(t, reg, work):
         t.code("publish a 3 MiB model into a 1M cache", SC.OK, c.publish, t1,
                f"{reg.addr}/models/tiny:v1", volume_id="gc1")
         # GC runs after the publishers of a pull have pinned its tree.
-        ran = csiclient.wait_for(lambda: "event=gc " in d.read_log())
+        ran = util.wait_for(lambda: "event=gc " in d.read_log())
         t.check("GC ran but kept the published tree",
                 ran and os.path.exists(os.path.join(t1, "model.safetensors")))
         t.code("unpublish it (unpinned now)", SC.OK, c.unpublish, t1, volume_id="gc1")
@@ -259,7 +264,7 @@ def gc_after_pulls(t, reg, work):
         # The cache spares trees used in the last minute (its pull-to-pin
         # window), so this pass may keep the unpinned one too: what the
         # plugin owes is a pass after every pull, never losing a pinned tree.
-        again = csiclient.wait_for(lambda: d.read_log().count("event=gc ") >= 2)
+        again = util.wait_for(lambda: d.read_log().count("event=gc ") >= 2)
         t.check("GC ran again after the next pull", again,
                 "\n".join(l for l in d.read_log().splitlines() if "event=gc" in l))
         t.check("the published model is intact", os.path.exists(os.path.join(t2, "other.json")))
@@ -288,7 +293,7 @@ def mirror_bytes(t, reg, work):
             t.code("publish through a mirror", SC.OK, d.client.publish, tg,
                    f"{reg.addr}/models/mirrored:v1")
             t.check("the origin served no blob of it", not [
-                g for g in csiclient.blob_gets(reg.access_log())
+                g for g in logs.blob_gets(reg.access_log())
                 if g[0] in mirror.access_log()], "")
             m = d.metrics()
             got = re.search(r'modelvol_pull_bytes_total\{source="mirror"\} (\d+)', m)
@@ -300,7 +305,7 @@ def mirror_bytes(t, reg, work):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     work = tempfile.mkdtemp(prefix="csi-publish.")
     try:
@@ -321,7 +326,7 @@ def main():
                 if t.failed:
                     print(d.read_log()[-6000:])
     finally:
-        csiclient.umount_under(work)
+        mounts.umount_under(work)
         shutil.rmtree(work, ignore_errors=True)
     return t.summary()
 

@@ -27,9 +27,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import hardlib  # noqa: E402
-from hardlib import TimedNginx, poll  # noqa: E402
-from mvfetch import Checks  # noqa: E402
-from mvreg import Registry, free_port  # noqa: E402
+from hardlib import TimedNginx  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvreg import Registry  # noqa: E402
+from util import free_port, wait_for  # noqa: E402
 
 PULL = ["pull", "--progress=none", "--connections", "4", "--chunk-size", "4M"]
 
@@ -102,7 +103,7 @@ def main():
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=hardlib.ENV)
                 try:
-                    progressed = poll(lambda: p.poll() is not None or
+                    progressed = wait_for(lambda: p.poll() is not None or
                                       hardlib.kept_bytes(cache, sizes) >= (8 << 20), 60)
                     t.check("the pull recorded ranges before the registry died",
                             progressed and p.poll() is None)

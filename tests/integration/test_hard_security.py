@@ -26,12 +26,16 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
 import hardlib  # noqa: E402
 from hardlib import TimedNginx  # noqa: E402
-from mvfetch import Checks, write_docker_config  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvfetch import write_docker_config  # noqa: E402
 from mvreg import Registry  # noqa: E402
 from nginx import Nginx, make_ca  # noqa: E402
 from tokenserver import TokenServer  # noqa: E402
+import util  # noqa: E402
 
 USER, PASSWORD = "hard-user", "Hx7-secret-never-logged-Q2"
 PULL = ["pull", "--connections", "4", "--chunk-size", "4M"]
@@ -91,7 +95,7 @@ def storage_auth(ng, since):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-hard-security.")
     os.chmod(tmp, 0o755)
@@ -139,7 +143,7 @@ def main():
                 work = os.path.join(tmp, "csi")
                 os.makedirs(work)
                 ccache = os.path.join(tmp, "ccache")
-                d = csiclient.Daemon(work, ccache)
+                d = csidaemon.Daemon(work, ccache)
                 daemons.append(d)
                 d.start()
                 secret = json.dumps({"auths": {ng.addr: {"auth": auth_b64}}})
@@ -170,7 +174,7 @@ def main():
                 t.check("rename: EROFS", erofs(os.rename, f, os.path.join(tg, "moved.json")))
                 t.check("unlink: EROFS", erofs(os.unlink, f))
                 t.check("utime: EROFS", erofs(os.utime, f, (0, 0)))
-                t.check("the file is unchanged", hardlib.sha256_file(f) == want["config.json"])
+                t.check("the file is unchanged", util.sha256_file(f) == want["config.json"])
                 for c in (cache, ccache):
                     bad = other_writable(c)
                     t.check(f"nothing under {os.path.basename(c)} is writable by others", not bad,
@@ -226,7 +230,7 @@ def main():
                 os.makedirs(work2)
                 for name, hc, want_code in (("unknown CA", None, "FAILED_PRECONDITION"),
                                             ("caFile", {"caFile": ca["ca"]}, "OK")):
-                    d = csiclient.Daemon(work2, os.path.join(tmp, "ccache2"),
+                    d = csidaemon.Daemon(work2, os.path.join(tmp, "ccache2"),
                                          args=["--config", cfg(hc)], metrics=False)
                     daemons.append(d)
                     d.start()
@@ -241,7 +245,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
-        csiclient.umount_under(tmp)
+        mounts.umount_under(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
 

@@ -21,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from mvreg import free_port
+from util import free_port
 
 STALL_SECONDS = 20
 

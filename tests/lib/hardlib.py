@@ -1,17 +1,16 @@
 """hardlib.py — shared pieces of the hardening suites (tests/integration/
-test_hard_*): short or long mode from MV_LONG, bounded polling, running
-modelpull, an nginx whose storage log records when each blob GET started
-and how many bytes it sent, multi-blob models, and the byte accounting of
-an interrupted pull (what was kept on disk, what was fetched again)."""
+test_hard_*): short or long mode from MV_LONG, running modelpull, an nginx
+whose storage log records when each blob GET started and how many bytes it
+sent, multi-blob models, and the byte accounting of an interrupted pull
+(what was kept on disk, what was fetched again)."""
 import json
 import os
 import re
 import subprocess
-import time
 
-from mvfetch import random_file, sha256_file  # noqa: F401  (tests use them from here)
-from mvreg import BUILD_DIR
+from mvfetch import random_file
 from nginx import Nginx
+from util import BUILD_DIR, sha256_file, wait_for
 
 LONG = os.environ.get("MV_LONG", "0") == "1"
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
@@ -21,17 +20,6 @@ ENV = dict(os.environ, DOCKER_CONFIG="/nonexistent-modelvol-test")
 
 def pick(short, long):
     return long if LONG else short
-
-
-def poll(cond, secs=30.0, step=0.02):
-    """Calls cond() until it returns something true or secs pass (bounded);
-    returns its last value."""
-    deadline = time.monotonic() + secs
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
 
 
 def modelpull(cache, *args, env=None, timeout=300, config=None):
@@ -107,7 +95,7 @@ class TimedNginx(Nginx):
             same = last[0] == n
             last[0] = n
             return same
-        poll(stable, secs, 0.25)
+        wait_for(stable, secs, 0.25)
         return self.bytes_since(t0, t1)
 
 

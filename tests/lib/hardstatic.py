@@ -28,7 +28,8 @@ import tempfile
 
 import hardlib
 from checks import Checks
-from mvreg import BUILD_DIR, SOURCE_DIR, Registry
+from mvreg import Registry
+from util import BUILD_DIR, SOURCE_DIR
 
 DIRS = ("base", "oci", "puller", "cache", "push", "csi", "cli")
 # Checks left out, and why. Everything else in bugprone-* and

@@ -18,7 +18,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from mvreg import free_port
+from util import free_port
 
 
 class TokenServer:
