@@ -24,7 +24,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvreg  # noqa: E402
-from util import BUILD_DIR, sha256_bytes, sha256_stream  # noqa: E402
+from util import BUILD_DIR, serve_http, sha256_bytes, sha256_stream, stop_http  # noqa: E402
 
 PUSH = os.path.join(BUILD_DIR, "modelpush")
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
@@ -100,13 +100,11 @@ class Proxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = serve_http(H)
         self.addr = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 from checks import Checks  # noqa: E402

@@ -1,13 +1,16 @@
 """util.py — the small mechanisms every Python test and helper shares, each
 written once: where the source and build trees are, a free loopback port,
 a bounded wait for a condition, sha256 digests ("sha256:<hex>") of bytes,
-streams and files, and stopping a child process."""
+streams and files, stopping a child process, and serving HTTP from a
+thread."""
 import hashlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from http.server import ThreadingHTTPServer
 
 SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
@@ -68,3 +71,17 @@ def stop_process(proc, sig=signal.SIGTERM, secs=30):
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait()
+
+
+def serve_http(handler, port=0):
+    """A ThreadingHTTPServer for the handler class on 127.0.0.1:port (0: any
+    free port), serving from a daemon thread; end it with stop_http."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def stop_http(httpd):
+    httpd.shutdown()
+    httpd.server_close()
