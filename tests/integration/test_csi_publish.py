@@ -13,7 +13,6 @@ docker-registry with real bind mounts (root):
     nodePublishSecret used for that pull only and never logged or written,
     PERMISSION_DENIED (403), RESOURCE_EXHAUSTED (a full tmpfs cache)."""
 import errno
-import hashlib
 import json
 import base64
 import os
@@ -66,20 +65,6 @@ def model_files(root):
     return files
 
 
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def tree_digests(root):
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, root)] = sha(f.read())
-    return out
-
-
 def write_fails_erofs(path):
     try:
         with open(path, "w") as f:
@@ -97,10 +82,10 @@ def publish_path(t, reg, d, work, files):
     b = os.path.join(work, "pods", "b", "mount")
     os.makedirs(os.path.dirname(a))
     os.makedirs(os.path.dirname(b))
-    want = {rel: sha(data) for rel, data in files.items()}
+    want = {rel: util.sha256_bytes(data) for rel, data in files.items()}
 
     t.code("publish uncached model to target A", SC.OK, c.publish, a, ref, volume_id="vol-a")
-    t.check("A holds the model byte for byte", tree_digests(a) == want, str(tree_digests(a)))
+    t.check("A holds the model byte for byte", util.tree_digests(a) == want, str(util.tree_digests(a)))
     opts = mounts.mount_options(a) or set()
     t.check("A is mounted ro,nosuid,nodev", {"ro", "nosuid", "nodev"} <= opts, str(opts))
     t.check("creating a file in A fails with EROFS", write_fails_erofs(os.path.join(a, "new")))
@@ -118,7 +103,7 @@ def publish_path(t, reg, d, work, files):
 
     t.code("publish the same model to target B", SC.OK, c.publish, b, ref, volume_id="vol-b")
     t.check("B downloaded nothing", len(logs.blob_gets(reg.access_log())) == gets_after_a)
-    t.check("B holds the model byte for byte", tree_digests(b) == want)
+    t.check("B holds the model byte for byte", util.tree_digests(b) == want)
     t.check("B is pinned", csidaemon.owner_pinned(cache, b))
 
     t.code("identical repeat of publish A", SC.OK, c.publish, a, ref, volume_id="vol-a")
@@ -150,7 +135,7 @@ def publish_path(t, reg, d, work, files):
     os.makedirs(os.path.dirname(pv))
     t.code("pre-provisioned PV: volume_id is the reference", SC.OK, c.publish, pv, None,
            volume_id=ref, mode="SINGLE_NODE_READER_ONLY")
-    t.check("the PV shows the model", tree_digests(pv) == want)
+    t.check("the PV shows the model", util.tree_digests(pv) == want)
     t.code("unpublish the PV", SC.OK, c.unpublish, pv, volume_id=ref)
 
     # Filters and a subdirectory.
@@ -160,12 +145,12 @@ def publish_path(t, reg, d, work, files):
     os.makedirs(os.path.dirname(f2))
     t.code("publish with include *.json", SC.OK, c.publish, f1, ref, volume_id="vol-f1",
            context={"include": "*.json, tokenizer/*"})
-    got = sorted(tree_digests(f1)) if os.path.isdir(f1) else []
+    got = sorted(util.tree_digests(f1)) if os.path.isdir(f1) else []
     t.check("include keeps only the JSON files", "model.safetensors" not in got
             and "config.json" in got, str(got))
     t.code("publish with path tokenizer", SC.OK, c.publish, f2, ref, volume_id="vol-f2",
            context={"path": "tokenizer"})
-    got = sorted(tree_digests(f2)) if os.path.isdir(f2) else []
+    got = sorted(util.tree_digests(f2)) if os.path.isdir(f2) else []
     t.check("path mounts the subdirectory", got == ["tokenizer.json"], str(got))
     t.code("unpublish f1", SC.OK, c.unpublish, f1, volume_id="vol-f1")
     t.code("unpublish f2", SC.OK, c.unpublish, f2, volume_id="vol-f2")

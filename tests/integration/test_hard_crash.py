@@ -28,6 +28,7 @@ import csiclient  # noqa: E402
 import csidaemon  # noqa: E402
 import mounts  # noqa: E402
 import hardlib  # noqa: E402
+import util  # noqa: E402
 from hardlib import TimedNginx  # noqa: E402
 from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
@@ -76,7 +77,7 @@ def pull_trials(t, rnd, ng, ref, sizes, want, tmp, span):
         tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
         tr.after = ng.bytes_since(t_kill)
         ok, vout = hardlib.verify_clean(cache)
-        good = (rc == 0 and tree and hardlib.tree_digests(tree) == want and ok and
+        good = (rc == 0 and tree and util.tree_digests(tree) == want and ok and
                 tr.after <= total - tr.kept)
         if not good:
             t.check(f"modelpull trial {i}: re-pull identical, verify clean, only unkept fetched",
@@ -100,7 +101,7 @@ def csi_trials(t, rnd, ng, ref, sizes, want, tmp):
         tg = os.path.join(work, "ref-target")
         d.client.publish(tg, ref, volume_id="ref", timeout=120)
         span = time.monotonic() - start
-        t.check("reference publish is byte-identical", hardlib.tree_digests(tg) == want)
+        t.check("reference publish is byte-identical", util.tree_digests(tg) == want)
         d.client.unpublish(tg, volume_id="ref")
     shutil.rmtree(cache, ignore_errors=True)
     for i in range(TRIALS):
@@ -131,7 +132,7 @@ def csi_trials(t, rnd, ng, ref, sizes, want, tmp):
         with csidaemon.Daemon(work, cache, args=args, metrics=False) as d2:
             code, details = csiclient.code_of(d2.client.publish, tg, ref, volume_id=f"v{i}",
                                               timeout=120)
-            same = code.name == "OK" and hardlib.tree_digests(tg) == want
+            same = code.name == "OK" and util.tree_digests(tg) == want
             ucode, _ = csiclient.code_of(d2.client.unpublish, tg, volume_id=f"v{i}")
             rc = d2.stop()
         tr.after = ng.bytes_since(t_kill)
@@ -193,7 +194,7 @@ def main():
                 span = time.monotonic() - start
                 tree = out.strip().splitlines()[-1] if rc == 0 else ""
                 t.check("reference pull is byte-identical",
-                        rc == 0 and hardlib.tree_digests(tree) == want, err)
+                        rc == 0 and util.tree_digests(tree) == want, err)
                 shutil.rmtree(cache, ignore_errors=True)
                 print(f"   a whole pull takes {span:.2f}s for {total} B", flush=True)
                 pt = pull_trials(t, rnd, ng, ref, sizes, want, tmp, span)

@@ -117,7 +117,7 @@ def main():
             rc, out, err = hardlib.modelpull(cache, *PULL, ref)
             tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
             t.check("after freeing space the same pull succeeds", rc == 0, err)
-            t.check("and is byte-identical", tree and hardlib.tree_digests(tree) == fwant)
+            t.check("and is byte-identical", tree and util.tree_digests(tree) == fwant)
             ok, vout = hardlib.verify_clean(cache)
             t.check("verify clean after the retry", ok, vout)
             rc, out, err = hardlib.modelpull(cache, "rm", ref)
@@ -142,7 +142,7 @@ def main():
             code, details = csiclient.code_of(d.client.publish, tg, ref, volume_id="full",
                                               timeout=120)
             t.check("after freeing space the same publish succeeds", code.name == "OK", details)
-            t.check("the published model is byte-identical", hardlib.tree_digests(tg) == fwant)
+            t.check("the published model is byte-identical", util.tree_digests(tg) == fwant)
             code, _ = csiclient.code_of(d.client.unpublish, tg, volume_id="full")
             t.check("unpublish", code.name == "OK" and not mounts.mountinfo_lines(tg))
             t.check("daemon exits 0", d.stop() == 0)

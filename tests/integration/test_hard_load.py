@@ -31,7 +31,7 @@ import hardlib  # noqa: E402
 import logs  # noqa: E402
 from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
-from util import wait_for  # noqa: E402
+from util import tree_digests, wait_for  # noqa: E402
 
 WORKERS = hardlib.pick(10, 50)
 SECONDS = hardlib.pick(20, 120)
@@ -94,7 +94,7 @@ def main():
                 tg = os.path.join(pods, "warm", "mount")
                 os.makedirs(os.path.dirname(tg), exist_ok=True)
                 code, details = csiclient.code_of(c.publish, tg, ref, volume_id="warm")
-                same = hardlib.tree_digests(tg) == wants[i]
+                same = tree_digests(tg) == wants[i]
                 csiclient.code_of(c.unpublish, tg, volume_id="warm")
                 if code.name != "OK" or not same:
                     t.check(f"warm-up publish of model {i}", False, f"{code.name} {details}")

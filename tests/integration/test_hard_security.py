@@ -122,7 +122,7 @@ def main():
                 tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                 t.check("bearer pull through redirects succeeds", rc == 0, err)
                 t.check("bearer pull is byte-identical",
-                        tree and hardlib.tree_digests(tree) == want)
+                        tree and util.tree_digests(tree) == want)
                 leaked, n = storage_auth(ng, since)
                 t.check(f"no Authorization reached storage ({n} blob GETs)", n >= 9 and not leaked,
                         str(leaked[:2]))
@@ -151,7 +151,7 @@ def main():
                 code, details = csiclient.code_of(d.client.publish, tg, ref, volume_id="sec",
                                                   secrets={".dockerconfigjson": secret})
                 t.check("publish with a Basic nodePublishSecret", code.name == "OK", details)
-                t.check("the volume is byte-identical", hardlib.tree_digests(tg) == want)
+                t.check("the volume is byte-identical", util.tree_digests(tg) == want)
                 leaked, n = storage_auth(ng, 0)
                 t.check(f"no Authorization reached storage from the plugin ({n} GETs)",
                         n >= 3 and not leaked, str(leaked[:2]))
@@ -217,7 +217,7 @@ def main():
                                                      config=cfg(hc))
                     tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                     if ok:
-                        t.check(f"TLS {name}", rc == 0 and hardlib.tree_digests(tree) == want,
+                        t.check(f"TLS {name}", rc == 0 and util.tree_digests(tree) == want,
                                 err)
                     else:
                         t.check(f"TLS {name}", rc != 0 and len(err.strip().splitlines()) == 1,

@@ -10,7 +10,7 @@ import subprocess
 
 from mvfetch import random_file
 from nginx import Nginx
-from util import BUILD_DIR, sha256_file, wait_for
+from util import BUILD_DIR, wait_for
 
 LONG = os.environ.get("MV_LONG", "0") == "1"
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
@@ -35,16 +35,6 @@ def verify_clean(cache):
     """(ok, output) of `modelpull verify`: exit 0 and nothing corrupt."""
     rc, out, err = modelpull(cache, "verify")
     return rc == 0 and " 0 corrupt" in out, out + err
-
-
-def tree_digests(root):
-    """{relative path: sha256} of every regular file under root."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for n in files:
-            p = os.path.join(dirpath, n)
-            out[os.path.relpath(p, root)] = sha256_file(p)
-    return out
 
 
 def make_model(dirpath, sizes):

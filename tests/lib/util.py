@@ -61,6 +61,16 @@ def sha256_file(path):
         return sha256_stream(f)
 
 
+def tree_digests(root):
+    """{path relative to root: digest} of every regular file under root."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, root)] = sha256_file(p)
+    return out
+
+
 def stop_process(proc, sig=signal.SIGTERM, secs=30):
     """Sends sig unless proc has exited, waits at most secs, then kills it.
     Returns its exit status (negative: the signal that ended it)."""
