@@ -11,7 +11,6 @@ so an 8 MiB model takes seconds. Root, real registry, real mounts.
     the running pull instead of starting another."""
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -190,8 +189,7 @@ def main():
                     if t.failed:
                         print(d.read_log()[-6000:])
     finally:
-        mounts.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

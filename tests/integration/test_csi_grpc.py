@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -236,8 +235,7 @@ def main():
         finally:
             t.check("second SIGTERM exit 0", d3.stop() == 0)
     finally:
-        mounts.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

@@ -17,7 +17,6 @@ import json
 import base64
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -311,8 +310,7 @@ def main():
                 if t.failed:
                     print(d.read_log()[-6000:])
     finally:
-        mounts.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

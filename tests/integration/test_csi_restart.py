@@ -9,7 +9,6 @@
   * the same after SIGKILL: nothing is lost."""
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -109,8 +108,7 @@ def main():
             if t.failed:
                 print(d.read_log()[-6000:])
     finally:
-        mounts.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

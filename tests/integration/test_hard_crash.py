@@ -207,8 +207,7 @@ def main():
                         t.failed == failed)
                 report(t, "modelvol-csi", ct, total)
     finally:
-        mounts.umount_under(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        mounts.remove_tree(tmp)
     t.done()
 
 

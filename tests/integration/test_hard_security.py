@@ -245,8 +245,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
-        mounts.umount_under(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        mounts.remove_tree(tmp)
     t.done()
 
 

@@ -1,8 +1,9 @@
 """mounts.py — the kernel's side of published volumes for tests: whether
 bind mounts are possible at all (root), what /proc/self/mountinfo says is
 mounted at a target, unmounting whatever a failed test left below a
-directory, and a listing of a mounted tree."""
+directory and removing it, and a listing of a mounted tree."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,13 +15,15 @@ def require_root():
         sys.exit(77)
 
 
-def umount_under(d):
-    """Lazily unmounts everything mounted below d, deepest first, so a test
-    that failed half-way leaks no mount into the next one."""
+def remove_tree(d):
+    """Lazily unmounts everything mounted below d, deepest first, then
+    removes d, so a test that failed half-way leaks no mount into the next
+    one (and rmtree never walks into a published model)."""
     for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
         mp = line.split(" ")[4]
         if mp.startswith(d.rstrip("/") + "/"):
             subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def mountinfo_lines(target):
