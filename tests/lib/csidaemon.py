@@ -6,6 +6,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import time
 import urllib.request
 
 import grpc
@@ -39,6 +40,7 @@ class Daemon:
         cmd = [self.binary, "--endpoint", f"unix://{self.sock_path}", "--node-id", self.node_id,
                "--cache", self.cache, "--metrics-addr", self.metrics_addr] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + ready_secs
 
         def exited():
             return self.proc.poll() is not None
@@ -58,7 +60,7 @@ class Daemon:
             except grpc.RpcError:
                 pass
             return exited()
-        wait_for(answered, ready_secs,
+        wait_for(answered, max(0.0, deadline - time.monotonic()),
                  message=lambda: "modelvol-csi never became ready:\n" + self.read_log())
         if exited():
             raise RuntimeError("modelvol-csi never became ready:\n" + self.read_log())
