@@ -84,7 +84,8 @@ def publish_path(t, reg, d, work, files):
     want = {rel: util.sha256_bytes(data) for rel, data in files.items()}
 
     t.code("publish uncached model to target A", SC.OK, c.publish, a, ref, volume_id="vol-a")
-    t.check("A holds the model byte for byte", util.tree_digests(a) == want, str(util.tree_digests(a)))
+    t.check("A holds the model byte for byte", util.tree_digests(a) == want,
+            str(util.tree_digests(a)))
     opts = mounts.mount_options(a) or set()
     t.check("A is mounted ro,nosuid,nodev", {"ro", "nosuid", "nodev"} <= opts, str(opts))
     t.check("creating a file in A fails with EROFS", write_fails_erofs(os.path.join(a, "new")))

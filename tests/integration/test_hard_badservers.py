@@ -104,7 +104,7 @@ def main():
                                      env=hardlib.ENV)
                 try:
                     progressed = wait_for(lambda: p.poll() is not None or
-                                      hardlib.kept_bytes(cache, sizes) >= (8 << 20), 60)
+                                          hardlib.kept_bytes(cache, sizes) >= (8 << 20), 60)
                     t.check("the pull recorded ranges before the registry died",
                             progressed and p.poll() is None)
                     kill_registry(reg)
