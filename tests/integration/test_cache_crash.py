@@ -5,7 +5,6 @@ After every kill nothing incomplete is visible: `modelpull verify` is
 clean and every tree in trees/ is complete. A final pull of each model is
 byte-identical and leaves no temp files behind."""
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -19,8 +18,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mvfetch import Checks, random_file, sha256_file  # noqa: E402
-from mvreg import BUILD_DIR, Registry  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvfetch import random_file  # noqa: E402
+from mvreg import Registry  # noqa: E402
+from util import BUILD_DIR, sha256_bytes, sha256_file, wait_for  # noqa: E402
 
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
 ENV = dict(os.environ, DOCKER_CONFIG="/nonexistent-modelvol-test")
@@ -52,7 +53,7 @@ def image_layers():
         del expected["d0/f0.txt"]
     out = []
     for raw in (raw1.getvalue(), raw2.getvalue()):
-        out.append((gzip.compress(raw, 1), "sha256:" + hashlib.sha256(raw).hexdigest()))
+        out.append((gzip.compress(raw, 1), sha256_bytes(raw)))
     return out, expected
 
 
@@ -101,11 +102,7 @@ def tree_ok(tree, expected):
 
 def poll_then_kill(proc, cache, want, deadline_s=30):
     """Kills proc once want(cache) is true (bounded), or when it exits."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end and proc.poll() is None:
-        if want(cache):
-            break
-        time.sleep(0.001)
+    wait_for(lambda: proc.poll() is not None or want(cache), deadline_s, step=0.001)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

@@ -4,7 +4,6 @@ space, both fail with one line saying the disk is full; nothing partial is
 visible (no blob, layer or tree; verify is clean) and a model that fits
 still pulls afterwards. Needs root for the tmpfs mount."""
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -15,8 +14,9 @@ import tarfile
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mvfetch import Checks  # noqa: E402
-from mvreg import BUILD_DIR, Registry  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvreg import Registry  # noqa: E402
+from util import BUILD_DIR, sha256_bytes  # noqa: E402
 
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
 ENV = dict(os.environ, DOCKER_CONFIG="/nonexistent-modelvol-test")
@@ -37,7 +37,7 @@ def push_zero_image(reg, repo, size):
     gz = gzip.compress(raw.getvalue(), 6)
     layer = reg.push_blob(repo, gz)
     cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
-        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()]}})
+        "type": "layers", "diff_ids": [sha256_bytes(raw.getvalue())]}})
     c = reg.push_blob(repo, cfg.encode())
     m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
          "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **c},

@@ -5,20 +5,21 @@ grows only by the new bytes, 8 concurrent pulls of one model fetch each
 blob once (bytes counted in the registry's access log), filters skip
 unselected layers, policy Never fails cleanly, verify finds corruption."""
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mvfetch import Checks, random_file, sha256_file  # noqa: E402
-from mvreg import BUILD_DIR, Registry  # noqa: E402
+from checks import Checks  # noqa: E402
+import logs  # noqa: E402
+from mvfetch import random_file  # noqa: E402
+from mvreg import Registry  # noqa: E402
+from util import BUILD_DIR, sha256_file  # noqa: E402
 
 LONG = os.environ.get("MV_LONG") == "1"
 SHARED = (256 if LONG else 64) << 20
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
-GET_RE = re.compile(r'"GET /v2/[^ ]*/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" (\d+) (\d+)')
 
 
 def modelpull(cache, *args, timeout=300):
@@ -31,11 +32,7 @@ def modelpull(cache, *args, timeout=300):
 
 def served(reg):
     """Blob bytes the registry sent, by digest."""
-    out = {}
-    for m in GET_RE.finditer(reg.access_log()):
-        if m.group(2) in ("200", "206"):
-            out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(3))
-    return out
+    return logs.blob_bytes_by_digest(reg.access_log())
 
 
 def disk_use(path):

@@ -13,7 +13,6 @@ so an 8 MiB model takes seconds. Root, real registry, real mounts.
     pull: jobs are keyed by the normalised reference."""
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -21,10 +20,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import logs  # noqa: E402
+import mounts  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import mvreg  # noqa: E402
 from nginx import Nginx  # noqa: E402
 import grpc  # noqa: E402
+import util  # noqa: E402
 
 SC = grpc.StatusCode
 SIZE = 8 * 1024 * 1024
@@ -37,11 +40,11 @@ def push_big(reg, work, repo, tag="v1"):
     with open(path, "wb") as f:
         f.write(os.urandom(SIZE))
     reg.push_model(repo, tag, {"model.safetensors": path, "config.json": b'{"big": true}'})
-    return csiclient.sha256_file(path)
+    return util.sha256_file(path)
 
 
 def served(ng, digest):
-    return csiclient.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
+    return logs.blob_bytes_served("\n".join(ng.read_log("storage")), digest)
 
 
 def sixteen_at_once(t, d, reg, ng, work, digest):
@@ -90,11 +93,11 @@ def sixteen_at_once(t, d, reg, ng, work, digest):
     t.check("16 concurrent publishes all succeeded", not errors, repr(errors[:2]))
     t.check("some waited past the budget and retried", any(isinstance(r, int) and r > 1
                                                            for r in results), str(results))
-    mounted = [tg for tg in targets if csiclient.mountinfo_line(tg)]
+    mounted = [tg for tg in targets if mounts.mountinfo_line(tg)]
     t.check("16 targets mounted", len(mounted) == 16, f"{len(mounted)} mounted")
     t.check("the model blob was served exactly once", served(ng, digest) == SIZE,
             f"{served(ng, digest)} bytes served for {SIZE}")
-    from_registry = csiclient.blob_bytes_served(reg.access_log(), digest)
+    from_registry = logs.blob_bytes_served(reg.access_log(), digest)
     t.check("the registry's access log agrees", from_registry == SIZE,
             f"{from_registry} bytes in the registry log for {SIZE}")
     log = d.read_log()
@@ -104,7 +107,7 @@ def sixteen_at_once(t, d, reg, ng, work, digest):
     t.check("one downloading pull for 16 publishes", len(downloads) == 1, str(len(downloads)))
     for i, tg in enumerate(targets):
         c.unpublish(tg, volume_id=f"vol-{i}")
-    t.check("all 16 unpublished", not any(csiclient.mountinfo_line(tg) for tg in targets))
+    t.check("all 16 unpublished", not any(mounts.mountinfo_line(tg) for tg in targets))
 
 
 def budget_and_retry(t, d, ng, work, digest2):
@@ -127,7 +130,7 @@ def budget_and_retry(t, d, ng, work, digest2):
     t.check("a call with a short client deadline times out", first == SC.DEADLINE_EXCEEDED,
             str(first))
     attempts = c.publish_like_kubelet(tg, ref, call_timeout=1.5)
-    t.check("a retry eventually publishes", csiclient.mountinfo_line(tg) is not None)
+    t.check("a retry eventually publishes", mounts.mountinfo_line(tg) is not None)
     t.check("it took several retries", attempts >= 2, str(attempts))
     log = d.read_log()
     downloads = re.findall(rf"event=pull_done reference={re.escape(ref)} .*cache_hit=false", log)
@@ -160,10 +163,7 @@ def spellings_coalesce(t, d, ng, work, digest4):
         os.makedirs(os.path.dirname(tg))
     first = threading.Thread(target=publish, args=(short, "vol-short"))
     first.start()
-    deadline = time.monotonic() + 30
-    while f"event=pull_start reference={full}" not in d.read_log() and \
-            time.monotonic() < deadline:
-        time.sleep(0.05)
+    util.wait_for(lambda: f"event=pull_start reference={full}" in d.read_log(), 30)
     t.check("the short spelling's pull started under the normalised reference",
             f"event=pull_start reference={full}" in d.read_log())
     second = threading.Thread(target=publish, args=(full, "vol-full"))
@@ -173,7 +173,7 @@ def spellings_coalesce(t, d, ng, work, digest4):
 
     t.check("both spellings published", all(isinstance(r, int) for r in results.values()),
             repr(results))
-    t.check("both targets mounted", all(csiclient.mountinfo_line(tg) for tg in targets.values()))
+    t.check("both targets mounted", all(mounts.mountinfo_line(tg) for tg in targets.values()))
     log = d.read_log()
     spelled = rf"reference={re.escape(short)}(:latest)?(\s|$)"
     events = re.findall(rf"event=(pull_start|pull_done) {spelled}", log)
@@ -202,9 +202,7 @@ def sigterm_during_pull(t, d, ng, work):
     th = threading.Thread(target=lambda: result.append(
         csiclient.code_of(own.publish, tg, ref, timeout=60)))
     th.start()
-    deadline = time.monotonic() + 30
-    while f"event=pull_start reference={ref}" not in d.read_log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    util.wait_for(lambda: f"event=pull_start reference={ref}" in d.read_log(), 30)
     t.check("the slow pull started", f"event=pull_start reference={ref}" in d.read_log())
     s = time.monotonic()
     rc = d.stop()
@@ -217,11 +215,11 @@ def sigterm_during_pull(t, d, ng, work):
     code = result[0][0] if result else None
     t.check("the waiting publish was answered ABORTED",
             code == SC.ABORTED, str(result))
-    t.check("nothing was mounted", csiclient.mountinfo_line(tg) is None)
+    t.check("nothing was mounted", mounts.mountinfo_line(tg) is None)
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     work = tempfile.mkdtemp(prefix="csi-conc.")
     try:
@@ -244,8 +242,7 @@ def main():
                     if t.failed:
                         print(d.read_log()[-6000:])
     finally:
-        csiclient.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

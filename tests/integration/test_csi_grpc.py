@@ -10,15 +10,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
+import util  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import grpc  # noqa: E402
 
 SC = grpc.StatusCode
@@ -28,7 +30,7 @@ LOG_LINE = re.compile(r'^ts=\S+ level=(info|warn|error) event=[a-z_]+'
 
 
 def mv_version():
-    with open(os.path.join(csiclient.SOURCE_DIR, "base", "mv.h")) as f:
+    with open(os.path.join(util.SOURCE_DIR, "base", "mv.h")) as f:
         return re.search(r'#define MV_VERSION "([^"]+)"', f.read()).group(1)
 
 
@@ -174,9 +176,7 @@ def not_ready(t, work):
     d.start(wait_ready=False)
     try:
         c = d.client
-        deadline = time.monotonic() + 30
-        while "event=recovery_failed" not in d.read_log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        util.wait_for(lambda: "event=recovery_failed" in d.read_log(), 30)
         t.check("recovery failure is logged", "event=recovery_failed" in d.read_log())
         t.check("Probe says not ready", c.probe() is False)
         t.check("NodeGetInfo still answers", c.call("Node", "NodeGetInfo").node_id == "csi-grpc-node")
@@ -192,7 +192,7 @@ def not_ready(t, work):
 
 
 def main():
-    binary = csiclient.csi_binary()
+    binary = csidaemon.csi_binary()
     t = Checks()
     if not os.access(binary, os.X_OK):
         t.check(f"modelvol-csi is built at {binary}", False)
@@ -235,8 +235,7 @@ def main():
         finally:
             t.check("second SIGTERM exit 0", d3.stop() == 0)
     finally:
-        csiclient.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

@@ -13,19 +13,22 @@ docker-registry with real bind mounts (root):
     nodePublishSecret used for that pull only and never logged or written,
     PERMISSION_DENIED (403), RESOURCE_EXHAUSTED (a full tmpfs cache)."""
 import errno
-import hashlib
 import json
 import base64
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import csidaemon  # noqa: E402
+import logs  # noqa: E402
+import mounts  # noqa: E402
+import util  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import mvreg  # noqa: E402
 from nginx import Nginx  # noqa: E402
 import grpc  # noqa: E402
@@ -61,20 +64,6 @@ def model_files(root):
     return files
 
 
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def tree_digests(root):
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = os.path.join(dirpath, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, root)] = sha(f.read())
-    return out
-
-
 def write_fails_erofs(path):
     try:
         with open(path, "w") as f:
@@ -92,11 +81,12 @@ def publish_path(t, reg, d, work, files):
     b = os.path.join(work, "pods", "b", "mount")
     os.makedirs(os.path.dirname(a))
     os.makedirs(os.path.dirname(b))
-    want = {rel: sha(data) for rel, data in files.items()}
+    want = {rel: util.sha256_bytes(data) for rel, data in files.items()}
 
     t.code("publish uncached model to target A", SC.OK, c.publish, a, ref, volume_id="vol-a")
-    t.check("A holds the model byte for byte", tree_digests(a) == want, str(tree_digests(a)))
-    opts = csiclient.mount_options(a) or set()
+    t.check("A holds the model byte for byte", util.tree_digests(a) == want,
+            str(util.tree_digests(a)))
+    opts = mounts.mount_options(a) or set()
     t.check("A is mounted ro,nosuid,nodev", {"ro", "nosuid", "nodev"} <= opts, str(opts))
     t.check("creating a file in A fails with EROFS", write_fails_erofs(os.path.join(a, "new")))
     t.check("overwriting a model file fails with EROFS",
@@ -107,18 +97,18 @@ def publish_path(t, reg, d, work, files):
             usage.get("BYTES") == sum(len(v) for v in files.values()), str(usage))
     t.check("volume stats: inodes (root, tokenizer/, 3 files)", usage.get("INODES") == 5,
             str(usage))
-    t.check("A is pinned", csiclient.owner_pinned(cache, a))
-    gets_after_a = len(csiclient.blob_gets(reg.access_log()))
+    t.check("A is pinned", csidaemon.owner_pinned(cache, a))
+    gets_after_a = len(logs.blob_gets(reg.access_log()))
     t.check("the first publish downloaded the blobs", gets_after_a >= len(files), str(gets_after_a))
 
     t.code("publish the same model to target B", SC.OK, c.publish, b, ref, volume_id="vol-b")
-    t.check("B downloaded nothing", len(csiclient.blob_gets(reg.access_log())) == gets_after_a)
-    t.check("B holds the model byte for byte", tree_digests(b) == want)
-    t.check("B is pinned", csiclient.owner_pinned(cache, b))
+    t.check("B downloaded nothing", len(logs.blob_gets(reg.access_log())) == gets_after_a)
+    t.check("B holds the model byte for byte", util.tree_digests(b) == want)
+    t.check("B is pinned", csidaemon.owner_pinned(cache, b))
 
     t.code("identical repeat of publish A", SC.OK, c.publish, a, ref, volume_id="vol-a")
-    t.check("the repeat stacked no second mount", len(csiclient.mountinfo_lines(a)) == 1,
-            str(csiclient.mountinfo_lines(a)))
+    t.check("the repeat stacked no second mount", len(mounts.mountinfo_lines(a)) == 1,
+            str(mounts.mountinfo_lines(a)))
     reg.push_model("models/other", "v1", {"other.json": b'{"other": true}'})
     code, details = csiclient.code_of(c.publish, a, f"{reg.addr}/models/other:v1",
                                       volume_id="vol-a")
@@ -131,11 +121,11 @@ def publish_path(t, reg, d, work, files):
 
     t.code("unpublish A", SC.OK, c.unpublish, a, volume_id="vol-a")
     t.code("unpublish B", SC.OK, c.unpublish, b, volume_id="vol-b")
-    t.check("nothing stays mounted", not csiclient.mountinfo_lines(a)
-            and not csiclient.mountinfo_lines(b))
+    t.check("nothing stays mounted", not mounts.mountinfo_lines(a)
+            and not mounts.mountinfo_lines(b))
     t.check("the targets are removed", not os.path.exists(a) and not os.path.exists(b))
-    t.check("the pins are gone", not csiclient.owner_pinned(cache, a)
-            and not csiclient.owner_pinned(cache, b))
+    t.check("the pins are gone", not csidaemon.owner_pinned(cache, a)
+            and not csidaemon.owner_pinned(cache, b))
     recs = [n for n in os.listdir(os.path.join(cache, "csi")) if n.endswith(".rec")]
     t.check("the records are gone", not recs, str(recs))
     t.code("unpublish A again (already gone)", SC.OK, c.unpublish, a, volume_id="vol-a")
@@ -145,7 +135,7 @@ def publish_path(t, reg, d, work, files):
     os.makedirs(os.path.dirname(pv))
     t.code("pre-provisioned PV: volume_id is the reference", SC.OK, c.publish, pv, None,
            volume_id=ref, mode="SINGLE_NODE_READER_ONLY")
-    t.check("the PV shows the model", tree_digests(pv) == want)
+    t.check("the PV shows the model", util.tree_digests(pv) == want)
     t.code("unpublish the PV", SC.OK, c.unpublish, pv, volume_id=ref)
 
     # Filters and a subdirectory.
@@ -155,12 +145,12 @@ def publish_path(t, reg, d, work, files):
     os.makedirs(os.path.dirname(f2))
     t.code("publish with include *.json", SC.OK, c.publish, f1, ref, volume_id="vol-f1",
            context={"include": "*.json, tokenizer/*"})
-    got = sorted(tree_digests(f1)) if os.path.isdir(f1) else []
+    got = sorted(util.tree_digests(f1)) if os.path.isdir(f1) else []
     t.check("include keeps only the JSON files", "model.safetensors" not in got
             and "config.json" in got, str(got))
     t.code("publish with path tokenizer", SC.OK, c.publish, f2, ref, volume_id="vol-f2",
            context={"path": "tokenizer"})
-    got = sorted(tree_digests(f2)) if os.path.isdir(f2) else []
+    got = sorted(util.tree_digests(f2)) if os.path.isdir(f2) else []
     t.check("path mounts the subdirectory", got == ["tokenizer.json"], str(got))
     t.code("unpublish f1", SC.OK, c.unpublish, f1, volume_id="vol-f1")
     t.code("unpublish f2", SC.OK, c.unpublish, f2, volume_id="vol-f2")
@@ -250,7 +240,7 @@ def gc_after_pulls(t, reg, work):
         t.code("publish a 3 MiB model into a 1M cache", SC.OK, c.publish, t1,
                f"{reg.addr}/models/tiny:v1", volume_id="gc1")
         # GC runs after the publishers of a pull have pinned its tree.
-        ran = csiclient.wait_for(lambda: "event=gc " in d.read_log())
+        ran = util.wait_for(lambda: "event=gc " in d.read_log())
         t.check("GC ran but kept the published tree",
                 ran and os.path.exists(os.path.join(t1, "model.safetensors")))
         t.code("unpublish it (unpinned now)", SC.OK, c.unpublish, t1, volume_id="gc1")
@@ -259,7 +249,7 @@ def gc_after_pulls(t, reg, work):
         # The cache spares trees used in the last minute (its pull-to-pin
         # window), so this pass may keep the unpinned one too: what the
         # plugin owes is a pass after every pull, never losing a pinned tree.
-        again = csiclient.wait_for(lambda: d.read_log().count("event=gc ") >= 2)
+        again = util.wait_for(lambda: d.read_log().count("event=gc ") >= 2)
         t.check("GC ran again after the next pull", again,
                 "\n".join(l for l in d.read_log().splitlines() if "event=gc" in l))
         t.check("the published model is intact", os.path.exists(os.path.join(t2, "other.json")))
@@ -288,7 +278,7 @@ def mirror_bytes(t, reg, work):
             t.code("publish through a mirror", SC.OK, d.client.publish, tg,
                    f"{reg.addr}/models/mirrored:v1")
             t.check("the origin served no blob of it", not [
-                g for g in csiclient.blob_gets(reg.access_log())
+                g for g in logs.blob_gets(reg.access_log())
                 if g[0] in mirror.access_log()], "")
             m = d.metrics()
             got = re.search(r'modelvol_pull_bytes_total\{source="mirror"\} (\d+)', m)
@@ -300,7 +290,7 @@ def mirror_bytes(t, reg, work):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     work = tempfile.mkdtemp(prefix="csi-publish.")
     try:
@@ -321,8 +311,7 @@ def main():
                 if t.failed:
                     print(d.read_log()[-6000:])
     finally:
-        csiclient.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

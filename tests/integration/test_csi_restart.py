@@ -9,15 +9,16 @@
   * the same after SIGKILL: nothing is lost."""
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-import csiclient  # noqa: E402
-from csiclient import Checks, Daemon  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
+from csiclient import Checks  # noqa: E402
+from csidaemon import Daemon  # noqa: E402
 import mvreg  # noqa: E402
 import grpc  # noqa: E402
 
@@ -29,7 +30,7 @@ def records(cache):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     work = tempfile.mkdtemp(prefix="csi-restart.")
     try:
@@ -48,8 +49,8 @@ def main():
             t.code("publish keep", SC.OK, d.client.publish, keep, ref, volume_id="vol-keep")
             t.code("publish lost", SC.OK, d.client.publish, lost, ref, volume_id="vol-lost")
             t.check("SIGTERM exit 0", d.stop() == 0)
-            t.check("volumes stay mounted across the stop", csiclient.mountinfo_line(keep)
-                    and csiclient.mountinfo_line(lost))
+            t.check("volumes stay mounted across the stop", mounts.mountinfo_line(keep)
+                    and mounts.mountinfo_line(lost))
             t.check("two records on disk", len(records(cache)) == 2, str(records(cache)))
 
             # While the daemon is down, one mount disappears.
@@ -61,13 +62,13 @@ def main():
             log = d.read_log()
             t.check("the mounted volume is restored", f"event=volume_restored target={keep}" in log)
             t.check("the unmounted volume is dropped", f"event=volume_dropped target={lost}" in log)
-            t.check("its pin is gone", not csiclient.owner_pinned(cache, lost))
-            t.check("the kept pin remains", csiclient.owner_pinned(cache, keep))
+            t.check("its pin is gone", not csidaemon.owner_pinned(cache, lost))
+            t.check("the kept pin remains", csidaemon.owner_pinned(cache, keep))
             t.check("one record left", len(records(cache)) == 1, str(records(cache)))
             t.code("kubelet repeats publish keep", SC.OK, c.publish, keep, ref,
                    volume_id="vol-keep")
-            t.check("no second mount stacked", len(csiclient.mountinfo_lines(keep)) == 1,
-                    str(csiclient.mountinfo_lines(keep)))
+            t.check("no second mount stacked", len(mounts.mountinfo_lines(keep)) == 1,
+                    str(mounts.mountinfo_lines(keep)))
             t.code("stats of the restored volume", SC.OK, c.volume_stats, keep,
                    volume_id="vol-keep")
             t.code("another model on the restored target", SC.ALREADY_EXISTS, c.publish, keep,
@@ -82,13 +83,13 @@ def main():
             subprocess.run(["umount", orphan], check=True)
             rec = hashlib.sha256(orphan.encode()).hexdigest() + ".rec"
             os.unlink(os.path.join(cache, "csi", rec))
-            t.check("the orphan pin exists before the restart", csiclient.owner_pinned(cache, orphan))
+            t.check("the orphan pin exists before the restart", csidaemon.owner_pinned(cache, orphan))
             d = Daemon(work, cache, node_id="restart-node").start()
             c = d.client
             t.check("a pin without a record is dropped at start",
-                    not csiclient.owner_pinned(cache, orphan)
+                    not csidaemon.owner_pinned(cache, orphan)
                     and "reason=\"pin without a record\"" in d.read_log())
-            t.check("the kept volume's pin survives that sweep", csiclient.owner_pinned(cache, keep))
+            t.check("the kept volume's pin survives that sweep", csidaemon.owner_pinned(cache, keep))
 
             t.code("publish killed", SC.OK, c.publish, killed, ref, volume_id="vol-killed")
             d.stop(signal.SIGKILL)
@@ -98,17 +99,16 @@ def main():
                     f"event=volume_restored target={killed}" in d.read_log())
             t.code("unpublish killed", SC.OK, c.unpublish, killed, volume_id="vol-killed")
             t.code("unpublish keep", SC.OK, c.unpublish, keep, volume_id="vol-keep")
-            t.check("nothing mounted", not any(csiclient.mountinfo_line(p)
+            t.check("nothing mounted", not any(mounts.mountinfo_line(p)
                                                for p in (keep, lost, killed)))
-            t.check("no pins", not any(csiclient.owner_pinned(cache, p)
+            t.check("no pins", not any(csidaemon.owner_pinned(cache, p)
                                        for p in (keep, lost, killed)))
             t.check("no records", not records(cache), str(records(cache)))
             t.check("final SIGTERM exit 0", d.stop() == 0)
             if t.failed:
                 print(d.read_log()[-6000:])
     finally:
-        csiclient.umount_under(work)
-        shutil.rmtree(work, ignore_errors=True)
+        mounts.remove_tree(work)
     return t.summary()
 
 

@@ -26,23 +26,20 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import yaml
 
-SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from checks import Checks  # noqa: E402
+from util import BUILD_DIR, SOURCE_DIR, free_port, stop_process, wait_for  # noqa: E402
+
 DEPLOY = os.path.join(SOURCE_DIR, "deploy")
 BASE = os.path.join(DEPLOY, "kubernetes")
 DRIVER = "modelvol.csi.io"
 OUR_BINARIES = ("modelvol-csi", "modelpull", "modelpush")
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from checks import Checks  # noqa: E402
 
 T = Checks()
 check = T.check
@@ -697,27 +694,6 @@ def http_get(url):
         return None, str(e)
 
 
-def wait_for(cond, secs):
-    deadline = time.monotonic() + secs
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    return cond()
-
-
-def stop_process(proc, secs=30):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=secs)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-        return None
-
-
 def check_plugin_starts(docs):
     """modelvol-csi runs with the DaemonSet's exact arguments (paths moved
     under a temp dir, and the metrics address moved to loopback: tests
@@ -777,15 +753,6 @@ def check_prewarm_starts(docs):
             rc = stop_process(proc)
             log.close()
         check("prewarm --watch exits 0 on SIGTERM", rc == 0, f"rc={rc}")
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def main():

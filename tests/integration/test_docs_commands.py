@@ -13,13 +13,12 @@ import re
 import subprocess
 import sys
 
-SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
-GLOBAL_WITH_VALUE = ("--cache", "--config")
-STOP = ("#", "|", ";", "&&", "||", ">", "<", "`")
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from checks import Checks  # noqa: E402
+from util import BUILD_DIR, SOURCE_DIR  # noqa: E402
+
+GLOBAL_WITH_VALUE = ("--cache", "--config")
+STOP = ("#", "|", ";", "&&", "||", ">", "<", "`")
 
 T = Checks()
 check = T.check

@@ -27,9 +27,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import hardlib  # noqa: E402
-from hardlib import TimedNginx, poll  # noqa: E402
-from mvfetch import Checks  # noqa: E402
-from mvreg import Registry, free_port  # noqa: E402
+from hardlib import TimedNginx  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvreg import Registry  # noqa: E402
+from util import free_port, tree_digests, wait_for  # noqa: E402
 
 PULL = ["pull", "--progress=none", "--connections", "4", "--chunk-size", "4M"]
 
@@ -91,7 +92,7 @@ def main():
             rc, out, err = hardlib.modelpull(cache, *PULL, ref)
             tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
             t.check("repaired registry: the same pull succeeds byte-identical",
-                    rc == 0 and hardlib.tree_digests(tree) == want, err)
+                    rc == 0 and tree_digests(tree) == want, err)
 
             # ---- registry killed mid-pull, then restarted ---------------
             with TimedNginx(tmp, reg.addr, redirect_blobs=True, storage_rate="3m") as ng:
@@ -102,8 +103,8 @@ def main():
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=hardlib.ENV)
                 try:
-                    progressed = poll(lambda: p.poll() is not None or
-                                      hardlib.kept_bytes(cache, sizes) >= (8 << 20), 60)
+                    progressed = wait_for(lambda: p.poll() is not None or
+                                          hardlib.kept_bytes(cache, sizes) >= (8 << 20), 60)
                     t.check("the pull recorded ranges before the registry died",
                             progressed and p.poll() is None)
                     kill_registry(reg)
@@ -125,7 +126,7 @@ def main():
                 rc, out, err = hardlib.modelpull(cache, *PULL, nref)
                 tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                 t.check("after the restart the same pull succeeds byte-identical",
-                        rc == 0 and hardlib.tree_digests(tree) == want, err)
+                        rc == 0 and tree_digests(tree) == want, err)
                 after = ng.bytes_since(t_restart)
                 before = ng.settled_bytes(t0 - 0.01, t_restart)
                 print(f"FIGURE registry kill: served before {before} B, kept {kept} B, "
@@ -145,7 +146,7 @@ def main():
             rc, out, err = hardlib.modelpull(cache, *PULL, ref, config=cfgp)
             tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
             t.check("dead mirror: falls back to the origin, byte-identical",
-                    rc == 0 and hardlib.tree_digests(tree) == want, err)
+                    rc == 0 and tree_digests(tree) == want, err)
             t.check("dead mirror: the origin served the blob",
                     f"/blobs/{weight}" in reg.access_log()[nlog:])
     finally:

@@ -25,9 +25,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
 import hardlib  # noqa: E402
+import util  # noqa: E402
 from hardlib import TimedNginx  # noqa: E402
-from mvfetch import Checks  # noqa: E402
+from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
 
 TRIALS = hardlib.pick(6, 20)
@@ -74,7 +77,7 @@ def pull_trials(t, rnd, ng, ref, sizes, want, tmp, span):
         tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
         tr.after = ng.bytes_since(t_kill)
         ok, vout = hardlib.verify_clean(cache)
-        good = (rc == 0 and tree and hardlib.tree_digests(tree) == want and ok and
+        good = (rc == 0 and tree and util.tree_digests(tree) == want and ok and
                 tr.after <= total - tr.kept)
         if not good:
             t.check(f"modelpull trial {i}: re-pull identical, verify clean, only unkept fetched",
@@ -93,19 +96,19 @@ def csi_trials(t, rnd, ng, ref, sizes, want, tmp):
     args = ["--connections", "4"]
     # One uninterrupted publish, to spread the kills over its duration.
     cache = os.path.join(tmp, "cc-ref")
-    with csiclient.Daemon(work, cache, args=args, metrics=False) as d:
+    with csidaemon.Daemon(work, cache, args=args, metrics=False) as d:
         start = time.monotonic()
         tg = os.path.join(work, "ref-target")
         d.client.publish(tg, ref, volume_id="ref", timeout=120)
         span = time.monotonic() - start
-        t.check("reference publish is byte-identical", hardlib.tree_digests(tg) == want)
+        t.check("reference publish is byte-identical", util.tree_digests(tg) == want)
         d.client.unpublish(tg, volume_id="ref")
     shutil.rmtree(cache, ignore_errors=True)
     for i in range(TRIALS):
         cache = os.path.join(tmp, f"cc{i}")
         tg = os.path.join(work, f"target-{i}")
         tr = Trial("modelvol-csi", rnd.uniform(0.05, span * 0.95))
-        d = csiclient.Daemon(work, cache, args=args, metrics=False).start()
+        d = csidaemon.Daemon(work, cache, args=args, metrics=False).start()
         try:
             res = {}
 
@@ -126,16 +129,16 @@ def csi_trials(t, rnd, ng, ref, sizes, want, tmp):
             d.stop()
         tr.kept = hardlib.kept_bytes(cache, sizes)
         tr.before = ng.settled_bytes(t0 - 0.01, t_kill)
-        with csiclient.Daemon(work, cache, args=args, metrics=False) as d2:
+        with csidaemon.Daemon(work, cache, args=args, metrics=False) as d2:
             code, details = csiclient.code_of(d2.client.publish, tg, ref, volume_id=f"v{i}",
                                               timeout=120)
-            same = code.name == "OK" and hardlib.tree_digests(tg) == want
+            same = code.name == "OK" and util.tree_digests(tg) == want
             ucode, _ = csiclient.code_of(d2.client.unpublish, tg, volume_id=f"v{i}")
             rc = d2.stop()
         tr.after = ng.bytes_since(t_kill)
         ok, vout = hardlib.verify_clean(cache)
         good = (same and ucode.name == "OK" and rc == 0 and ok and
-                not csiclient.mountinfo_lines(tg) and tr.after <= total - tr.kept)
+                not mounts.mountinfo_lines(tg) and tr.after <= total - tr.kept)
         if not good:
             t.check(f"csi trial {i}: re-publish identical, unpublished, verify clean, "
                     "only unkept fetched", False,
@@ -165,7 +168,7 @@ def main():
     if os.geteuid() != 0:
         print("SKIP: the CSI trials need root for bind mounts")
         sys.exit(77)
-    for b in (hardlib.MODELPULL, csiclient.csi_binary()):
+    for b in (hardlib.MODELPULL, csidaemon.csi_binary()):
         if not os.access(b, os.X_OK):
             print(f"not built: {b}")
             sys.exit(1)
@@ -191,7 +194,7 @@ def main():
                 span = time.monotonic() - start
                 tree = out.strip().splitlines()[-1] if rc == 0 else ""
                 t.check("reference pull is byte-identical",
-                        rc == 0 and hardlib.tree_digests(tree) == want, err)
+                        rc == 0 and util.tree_digests(tree) == want, err)
                 shutil.rmtree(cache, ignore_errors=True)
                 print(f"   a whole pull takes {span:.2f}s for {total} B", flush=True)
                 pt = pull_trials(t, rnd, ng, ref, sizes, want, tmp, span)
@@ -204,8 +207,7 @@ def main():
                         t.failed == failed)
                 report(t, "modelvol-csi", ct, total)
     finally:
-        csiclient.umount_under(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        mounts.remove_tree(tmp)
     t.done()
 
 

@@ -22,9 +22,12 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
 import hardlib  # noqa: E402
-from mvfetch import Checks  # noqa: E402
+from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
+import util  # noqa: E402
 
 PULL = ["pull", "--progress=none", "--connections", "4"]
 
@@ -51,7 +54,7 @@ def nothing_visible(cache, digests):
     blobs = os.path.join(cache, "blobs", "sha256")
     have = set(os.listdir(blobs)) if os.path.isdir(blobs) else set()
     stray = [d for d in digests if d.split(":", 1)[1] in have]
-    bad = [h for h in have if hardlib.sha256_file(os.path.join(blobs, h)) != "sha256:" + h]
+    bad = [h for h in have if util.sha256_file(os.path.join(blobs, h)) != "sha256:" + h]
     trees = os.listdir(os.path.join(cache, "trees")) if os.path.isdir(
         os.path.join(cache, "trees")) else []
     tmpd = os.path.join(cache, "tmp")
@@ -114,7 +117,7 @@ def main():
             rc, out, err = hardlib.modelpull(cache, *PULL, ref)
             tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
             t.check("after freeing space the same pull succeeds", rc == 0, err)
-            t.check("and is byte-identical", tree and hardlib.tree_digests(tree) == fwant)
+            t.check("and is byte-identical", tree and util.tree_digests(tree) == fwant)
             ok, vout = hardlib.verify_clean(cache)
             t.check("verify clean after the retry", ok, vout)
             rc, out, err = hardlib.modelpull(cache, "rm", ref)
@@ -122,26 +125,26 @@ def main():
             t.check("rm + gc empty the cache for the CSI part", rc == 0 and rc2 == 0, err + err2)
 
             # 3. The plugin: RESOURCE_EXHAUSTED, then success after freeing.
-            csiclient.require_root()
+            mounts.require_root()
             work = os.path.join(tmp, "csi")
             os.makedirs(work)
             sv = os.statvfs(small)
             fill(ballast, sv.f_bavail * sv.f_frsize - (16 << 20))
-            d = csiclient.Daemon(work, cache, metrics=False).start()
+            d = csidaemon.Daemon(work, cache, metrics=False).start()
             tg = os.path.join(work, "target")
             code, details = csiclient.code_of(d.client.publish, tg, ref, volume_id="full",
                                               timeout=120)
             t.check("publish on a full disk -> RESOURCE_EXHAUSTED",
                     code.name == "RESOURCE_EXHAUSTED", f"{code.name}: {details}")
             t.check("the message names the lack of space", "space" in details.lower(), details)
-            t.check("nothing mounted at the target", not csiclient.mountinfo_lines(tg))
+            t.check("nothing mounted at the target", not mounts.mountinfo_lines(tg))
             os.unlink(ballast)
             code, details = csiclient.code_of(d.client.publish, tg, ref, volume_id="full",
                                               timeout=120)
             t.check("after freeing space the same publish succeeds", code.name == "OK", details)
-            t.check("the published model is byte-identical", hardlib.tree_digests(tg) == fwant)
+            t.check("the published model is byte-identical", util.tree_digests(tg) == fwant)
             code, _ = csiclient.code_of(d.client.unpublish, tg, volume_id="full")
-            t.check("unpublish", code.name == "OK" and not csiclient.mountinfo_lines(tg))
+            t.check("unpublish", code.name == "OK" and not mounts.mountinfo_lines(tg))
             t.check("daemon exits 0", d.stop() == 0)
             d = None
             ok, vout = hardlib.verify_clean(cache)

@@ -16,7 +16,6 @@ call's gRPC deadline). p50/p99 of a warm publish are printed (target
 < 20 ms), never gated: timing is for bench/."""
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -26,10 +25,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
 import hardlib  # noqa: E402
-from hardlib import poll  # noqa: E402
-from mvfetch import Checks  # noqa: E402
+import logs  # noqa: E402
+from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
+from util import tree_digests, wait_for  # noqa: E402
 
 WORKERS = hardlib.pick(10, 50)
 SECONDS = hardlib.pick(20, 120)
@@ -63,7 +65,7 @@ def mounts_under(d):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-hard-load.")
     d = None
@@ -83,7 +85,7 @@ def main():
             pods = os.path.join(work, "pods")
             os.makedirs(pods)
             cache = os.path.join(tmp, "cache")
-            d = csiclient.Daemon(work, cache, metrics=True)
+            d = csidaemon.Daemon(work, cache, metrics=True)
             d.start()
             c = d.client
             pid = d.proc.pid
@@ -92,7 +94,7 @@ def main():
                 tg = os.path.join(pods, "warm", "mount")
                 os.makedirs(os.path.dirname(tg), exist_ok=True)
                 code, details = csiclient.code_of(c.publish, tg, ref, volume_id="warm")
-                same = hardlib.tree_digests(tg) == wants[i]
+                same = tree_digests(tg) == wants[i]
                 csiclient.code_of(c.unpublish, tg, volume_id="warm")
                 if code.name != "OK" or not same:
                     t.check(f"warm-up publish of model {i}", False, f"{code.name} {details}")
@@ -180,8 +182,8 @@ def main():
             # The plugin's own time per publish (its "published" log line),
             # without the client: 50 Python threads share one GIL, so what
             # they measure includes waiting for it.
-            srv = [float(m) for m in re.findall(r" event=published .* ms=([0-9.]+)",
-                                                 d.read_log())][-n:]
+            srv = [float(e["ms"]) for e in logs.log_events(d.read_log(), "published")
+                   if "ms" in e][-n:]
             t.check("the plugin logs its time per publish", len(srv) >= n // 2,
                     f"{len(srv)} of {n}")
             if srv:
@@ -198,7 +200,7 @@ def main():
             lat_pub.clear()
             lat_unpub.clear()
             cycles[0] = 0
-            logged = len(re.findall(r" event=published ", d.read_log()))
+            logged = len(logs.log_events(d.read_log(), "published"))
             threads = [threading.Thread(target=worker, args=(k,)) for k in range(WORKERS)]
             for th in threads:
                 th.start()
@@ -208,8 +210,8 @@ def main():
                 th.join(timeout=PUBLISH_BUDGET + UNPUBLISH_BUDGET + 30)
             t.check("paced: all workers finished", not any(th.is_alive() for th in threads))
             n = cycles[0]
-            srv = [float(m) for m in re.findall(r" event=published .* ms=([0-9.]+)",
-                                                 d.read_log())][logged:]
+            srv = [float(e["ms"]) for e in logs.log_events(d.read_log(), "published")
+                   if "ms" in e][logged:]
             if lat_pub and srv:
                 print(f"FIGURE paced, {WORKERS} pods living 0.1-0.5 s for {PACED_SECONDS}s: {n} "
                       f"cycles; warm publish p50 {hardlib.percentile(lat_pub, 50) * 1000:.1f} ms, "
@@ -226,7 +228,7 @@ def main():
             t.check("no pin leaked", pins == [], str(pins[:3]))
             # Released fds (closed connections, finished jobs) may take a
             # moment to go: poll, bounded.
-            fds_after = poll(lambda: fd_count(pid) <= fds_before and fd_count(pid), 10) or \
+            fds_after = wait_for(lambda: fd_count(pid) <= fds_before and fd_count(pid), 10) or \
                 fd_count(pid)
             print(f"FIGURE fds before {fds_before}, after {fds_after}; peak RSS "
                   f"{peak[0] / (1 << 20):.1f} MiB", flush=True)

@@ -26,12 +26,16 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import csiclient  # noqa: E402
+import csidaemon  # noqa: E402
+import mounts  # noqa: E402
 import hardlib  # noqa: E402
 from hardlib import TimedNginx  # noqa: E402
-from mvfetch import Checks, write_docker_config  # noqa: E402
+from checks import Checks  # noqa: E402
+from mvfetch import write_docker_config  # noqa: E402
 from mvreg import Registry  # noqa: E402
 from nginx import Nginx, make_ca  # noqa: E402
 from tokenserver import TokenServer  # noqa: E402
+import util  # noqa: E402
 
 USER, PASSWORD = "hard-user", "Hx7-secret-never-logged-Q2"
 PULL = ["pull", "--connections", "4", "--chunk-size", "4M"]
@@ -91,7 +95,7 @@ def storage_auth(ng, since):
 
 
 def main():
-    csiclient.require_root()
+    mounts.require_root()
     t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-hard-security.")
     os.chmod(tmp, 0o755)
@@ -118,7 +122,7 @@ def main():
                 tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                 t.check("bearer pull through redirects succeeds", rc == 0, err)
                 t.check("bearer pull is byte-identical",
-                        tree and hardlib.tree_digests(tree) == want)
+                        tree and util.tree_digests(tree) == want)
                 leaked, n = storage_auth(ng, since)
                 t.check(f"no Authorization reached storage ({n} blob GETs)", n >= 9 and not leaked,
                         str(leaked[:2]))
@@ -139,7 +143,7 @@ def main():
                 work = os.path.join(tmp, "csi")
                 os.makedirs(work)
                 ccache = os.path.join(tmp, "ccache")
-                d = csiclient.Daemon(work, ccache)
+                d = csidaemon.Daemon(work, ccache)
                 daemons.append(d)
                 d.start()
                 secret = json.dumps({"auths": {ng.addr: {"auth": auth_b64}}})
@@ -147,7 +151,7 @@ def main():
                 code, details = csiclient.code_of(d.client.publish, tg, ref, volume_id="sec",
                                                   secrets={".dockerconfigjson": secret})
                 t.check("publish with a Basic nodePublishSecret", code.name == "OK", details)
-                t.check("the volume is byte-identical", hardlib.tree_digests(tg) == want)
+                t.check("the volume is byte-identical", util.tree_digests(tg) == want)
                 leaked, n = storage_auth(ng, 0)
                 t.check(f"no Authorization reached storage from the plugin ({n} GETs)",
                         n >= 3 and not leaked, str(leaked[:2]))
@@ -170,7 +174,7 @@ def main():
                 t.check("rename: EROFS", erofs(os.rename, f, os.path.join(tg, "moved.json")))
                 t.check("unlink: EROFS", erofs(os.unlink, f))
                 t.check("utime: EROFS", erofs(os.utime, f, (0, 0)))
-                t.check("the file is unchanged", hardlib.sha256_file(f) == want["config.json"])
+                t.check("the file is unchanged", util.sha256_file(f) == want["config.json"])
                 for c in (cache, ccache):
                     bad = other_writable(c)
                     t.check(f"nothing under {os.path.basename(c)} is writable by others", not bad,
@@ -213,7 +217,7 @@ def main():
                                                      config=cfg(hc))
                     tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
                     if ok:
-                        t.check(f"TLS {name}", rc == 0 and hardlib.tree_digests(tree) == want,
+                        t.check(f"TLS {name}", rc == 0 and util.tree_digests(tree) == want,
                                 err)
                     else:
                         t.check(f"TLS {name}", rc != 0 and len(err.strip().splitlines()) == 1,
@@ -226,7 +230,7 @@ def main():
                 os.makedirs(work2)
                 for name, hc, want_code in (("unknown CA", None, "FAILED_PRECONDITION"),
                                             ("caFile", {"caFile": ca["ca"]}, "OK")):
-                    d = csiclient.Daemon(work2, os.path.join(tmp, "ccache2"),
+                    d = csidaemon.Daemon(work2, os.path.join(tmp, "ccache2"),
                                          args=["--config", cfg(hc)], metrics=False)
                     daemons.append(d)
                     d.start()
@@ -241,8 +245,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
-        csiclient.umount_under(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        mounts.remove_tree(tmp)
     t.done()
 
 

@@ -20,7 +20,6 @@ with Debian's /usr/bin/python3."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import mvreg  # noqa: E402
+import logs  # noqa: E402
+from util import BUILD_DIR, stop_process, wait_for  # noqa: E402
 
-MODELPULL = os.path.join(mvreg.BUILD_DIR, "modelpull")
+MODELPULL = os.path.join(BUILD_DIR, "modelpull")
 # tests/tools/*.c build into the tests/ subdirectory of the build tree.
-MVPINS = next((p for p in (os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"),
-                           os.path.join(mvreg.BUILD_DIR, "mvpins")) if os.access(p, os.X_OK)),
-              os.path.join(mvreg.BUILD_DIR, "tests", "mvpins"))
+MVPINS = next((p for p in (os.path.join(BUILD_DIR, "tests", "mvpins"),
+                           os.path.join(BUILD_DIR, "mvpins")) if os.access(p, os.X_OK)),
+              os.path.join(BUILD_DIR, "tests", "mvpins"))
 PREFIX = "prewarm:"
 
 from checks import Checks  # noqa: E402
@@ -45,39 +46,12 @@ def check(name, cond, detail=""):
     return T.check(name, cond, str(detail)[:2000] if detail else "")
 
 
-def wait_for(cond, secs=60):
-    """Polls cond until true or secs pass (bounded); returns its last value."""
-    deadline = time.monotonic() + secs
-    while True:
-        v = cond()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(0.05)
-
-
 LOG_LINE = re.compile(r'^ts=\S+ level=(info|warn|error) event=[a-z_]+( |$)')
-LOG_PAIR = re.compile(r'([A-Za-z_]+)=("(?:[^"\\]|\\.)*"|[^ ]*)')
-
-
-def records(text):
-    """prewarm's logfmt lines as dicts, quoted values unquoted."""
-    out = []
-    for line in text.splitlines():
-        if not LOG_LINE.match(line):
-            continue
-        rec = {}
-        for k, v in LOG_PAIR.findall(line):
-            if v.startswith('"'):
-                v = re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), v[1:-1])
-            rec[k] = v
-        out.append(rec)
-    return out
 
 
 def logged(text, event, **fields):
     """True when text holds a line of event whose fields have these values."""
-    return any(r.get("event") == event and all(r.get(k) == v for k, v in fields.items())
-               for r in records(text))
+    return any(all(r.get(k) == v for k, v in fields.items()) for r in logs.log_events(text, event))
 
 
 def pins(cache):
@@ -206,18 +180,6 @@ def test_pull_pin_unpin_bad(reg, tmp):
           r.returncode == 1 and "no-such-list.txt" in r.stderr, r.stderr)
 
 
-def stop(proc, secs=30):
-    """SIGTERM, then a bounded wait; returns the exit code or None."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=secs)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-        return None
-
-
 def test_watch(reg, tmp):
     files_a, files_b = model_files("watch-a"), model_files("watch-b")
     reg.push_model("models/watch-a", "v1", files_a)
@@ -232,15 +194,15 @@ def test_watch(reg, tmp):
     proc = subprocess.Popen([MODELPULL, "--cache", cache, "prewarm", "-f", cm.file, "--watch",
                              "--plain-http"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + ma})
+        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + ma}, 60)
         check("watch: the initial list is pinned", ok, pins(cache))
         cm.update(f"# swapped\n{mb}\n")
-        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + mb})
+        ok = wait_for(lambda: set(pins(cache)) == {PREFIX + mb}, 60)
         check("watch: a ConfigMap symlink swap is followed (new pinned, old unpinned)", ok,
               pins(cache))
         check("watch: still running after the reload", proc.poll() is None)
     finally:
-        rc = stop(proc)
+        rc = stop_process(proc)
         log.close()
     check("watch: SIGTERM exits 0", rc == 0, rc)
 
@@ -256,15 +218,15 @@ def test_watch(reg, tmp):
                             stderr=subprocess.STDOUT)
     try:
         check("watch (plain file): the initial list is pinned",
-              wait_for(lambda: set(pins(cache)) == {PREFIX + ma}), pins(cache))
+              wait_for(lambda: set(pins(cache)) == {PREFIX + ma}, 60), pins(cache))
         write(lst, f"{ma}\n{mb}\n")
         check("watch (plain file): an in-place rewrite adds the new reference",
-              wait_for(lambda: set(pins(cache)) == {PREFIX + ma, PREFIX + mb}), pins(cache))
+              wait_for(lambda: set(pins(cache)) == {PREFIX + ma, PREFIX + mb}, 60), pins(cache))
         write(lst, "")
         check("watch (plain file): an emptied list unpins everything",
-              wait_for(lambda: pins(cache) == {}), pins(cache))
+              wait_for(lambda: pins(cache) == {}, 60), pins(cache))
     finally:
-        rc = stop(proc)
+        rc = stop_process(proc)
         log.close()
     check("watch (plain file): SIGTERM exits 0", rc == 0, rc)
 
@@ -285,15 +247,15 @@ def test_retry(reg, tmp):
                              "--plain-http", "--retry", "1"], stdout=log, stderr=subprocess.STDOUT)
     try:
         first = wait_for(lambda: logged(open(log_path).read(), "cycle_done", references="2",
-                                        failed="1"))
+                                        failed="1"), 60)
         check("retry: the first pass pins what exists and counts the missing one",
               first and set(pins(cache)) == {PREFIX + early}, open(log_path).read()[-2000:])
         reg.push_model("models/late", "v1", model_files("late"))
         check("retry: the late model is pinned by a retry, the list unchanged",
-              wait_for(lambda: set(pins(cache)) == {PREFIX + early, PREFIX + late}),
+              wait_for(lambda: set(pins(cache)) == {PREFIX + early, PREFIX + late}, 60),
               open(log_path).read()[-2000:])
     finally:
-        rc = stop(proc)
+        rc = stop_process(proc)
         log.close()
     check("retry: SIGTERM exits 0", rc == 0, rc)
 
@@ -358,7 +320,7 @@ def test_sigterm_mid_pull(tmp):
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         check("sigterm: the pull reached the hanging registry", wait_for(lambda: srv.conns, 30))
-        rc = stop(proc, secs=40)
+        rc = stop_process(proc, secs=40)
         out = open(log_path).read()
         check("sigterm: exits 0 while a pull hangs", rc == 0, rc)
         check("sigterm: the pull was cancelled, not killed",

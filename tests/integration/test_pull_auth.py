@@ -13,10 +13,12 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvfetch  # noqa: E402
+from checks import Checks  # noqa: E402
 from inotify import OpenCounter  # noqa: E402
 from mvreg import Registry  # noqa: E402
 from nginx import Nginx, make_ca  # noqa: E402
 from tokenserver import TokenServer  # noqa: E402
+from util import sha256_file  # noqa: E402
 
 SIZE = 40 * 1024 * 1024 + 77
 USER, PASSWORD = "tokenuser", "t0ken-Pa55-abcdef"
@@ -24,7 +26,7 @@ IDTOKEN = "identity-refresh-token-0123456789"
 
 
 def main():
-    t = mvfetch.Checks()
+    t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-auth.")
     try:
         blob = os.path.join(tmp, "blob.bin")
@@ -56,7 +58,7 @@ def main():
                 rc, out, err = mvfetch.run(flags + ["blob", ref, digest, SIZE, outf, outf + ".st"],
                                            env=env)
                 t.check("ranged pull with expiring tokens succeeds", rc == 0, err)
-                t.check("bytes identical", rc == 0 and mvfetch.sha256_file(outf) == digest)
+                t.check("bytes identical", rc == 0 and sha256_file(outf) == digest)
                 t.check("tokens were refreshed on 401", ts.issued - before >= 3,
                         f"issued {ts.issued - before}")
                 t.check("no credential in output", PASSWORD not in out + err)
@@ -127,7 +129,7 @@ def main():
                 with OpenCounter(ca["ca"]) as ca_opens:
                     rc, out, err = mvfetch.run(flags + ["--config", cfg, "blob", ref, digest, SIZE,
                                                         outf, outf + ".st"])
-                t.check("ranged pull over TLS", rc == 0 and mvfetch.sha256_file(outf) == digest, err)
+                t.check("ranged pull over TLS", rc == 0 and sha256_file(outf) == digest, err)
                 # libcurl keeps the parsed CA file per multi handle (one for
                 # single requests, one for ranges) only when no CA directory
                 # is set; otherwise each of the 4 connections parses it.

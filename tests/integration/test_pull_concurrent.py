@@ -8,14 +8,16 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvfetch  # noqa: E402
+from checks import Checks  # noqa: E402
 from faultserver import FaultServer  # noqa: E402
 from mvreg import Registry  # noqa: E402
+from util import sha256_file  # noqa: E402
 
 CONNS = 4
 
 
 def main():
-    t = mvfetch.Checks()
+    t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-conc.")
     try:
         files = {}
@@ -34,7 +36,7 @@ def main():
             t.check("every byte downloaded once", mvfetch.stats(out).get("downloaded") == total, out)
             for d, (p, s) in files.items():
                 got = os.path.join(out_dir, d.split(":")[1])
-                t.check(f"blob of {s} bytes identical", mvfetch.sha256_file(got) == d)
+                t.check(f"blob of {s} bytes identical", sha256_file(got) == d)
             ranged = [e for e in fs.blob_requests() if e[4] == 206 and e[3] != "bytes=0-0"]
             t.check("large blobs fetched in ranges", len(ranged) >= 13, str(len(ranged)))
             # The budget bounds data transfers; a blob's one-off URL resolution

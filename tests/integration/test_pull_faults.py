@@ -5,7 +5,6 @@ success, 429 with Retry-After honoured, a stalled body (detected by the
 stall timer and retried), an expiring storage URL (403 from storage: the
 blob is resolved again), and a 404 (fatal, one line naming blob, host and
 status)."""
-import hashlib
 import os
 import shutil
 import sys
@@ -13,7 +12,9 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvfetch  # noqa: E402
+from checks import Checks  # noqa: E402
 from faultserver import FaultServer  # noqa: E402
+from util import sha256_bytes, sha256_file  # noqa: E402
 
 SIZE = 24 * 1024 * 1024 + 999
 FLAGS = ["--plain-http", "--chunk-size", "4M", "--threshold", "8M", "--connections", "4",
@@ -28,7 +29,7 @@ def pull(fs, tmp, name, digest, size=SIZE):
 
 
 def main():
-    t = mvfetch.Checks()
+    t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-faults.")
     try:
         blob = os.path.join(tmp, "blob.bin")
@@ -52,7 +53,7 @@ def main():
             rc, out, err, outf, state = pull(fs, tmp, "trunc", digest)
             t.check("truncated bodies are retried", rc == 0 and mvfetch.stats(out)["retries"] >= 3,
                     out + err)
-            t.check("truncated: bytes identical", mvfetch.sha256_file(outf) == digest)
+            t.check("truncated: bytes identical", sha256_file(outf) == digest)
             # The bytes that arrived before the cut are kept: each retry asks
             # for the second half only.
             firsts, retries = {}, []
@@ -73,14 +74,14 @@ def main():
         with FaultServer(blobs, "norange") as fs:
             rc, out, err, outf, state = pull(fs, tmp, "norange", digest)
             t.check("Range ignored: falls back to one stream", rc == 0, err)
-            t.check("Range ignored: bytes identical", mvfetch.sha256_file(outf) == digest)
+            t.check("Range ignored: bytes identical", sha256_file(outf) == digest)
             full = [e for e in fs.blob_requests() if e[4] == 200 and e[3] is None]
             t.check("Range ignored: a single full GET followed", len(full) == 1,
                     str(fs.blob_requests()))
 
         with FaultServer(blobs, "fail500", count=3) as fs:
             rc, out, err, outf, state = pull(fs, tmp, "f500", digest)
-            t.check("500s then success", rc == 0 and mvfetch.sha256_file(outf) == digest, err)
+            t.check("500s then success", rc == 0 and sha256_file(outf) == digest, err)
             t.check("500s were retried", mvfetch.stats(out).get("retries", 0) >= 3, out)
 
         with FaultServer(blobs, "fail500", count=1000) as fs:
@@ -91,7 +92,7 @@ def main():
 
         with FaultServer(blobs, "429", count=1) as fs:
             rc, out, err, outf, state = pull(fs, tmp, "f429", sdigest, 300 * 1024)
-            t.check("429 then success", rc == 0 and mvfetch.sha256_file(outf) == sdigest, err)
+            t.check("429 then success", rc == 0 and sha256_file(outf) == sdigest, err)
             reqs = fs.blob_requests()
             first429 = next(e[0] for e in reqs if e[4] == 429)
             after = [e[0] for e in reqs if e[0] > first429]
@@ -102,16 +103,16 @@ def main():
             rc, out, err, outf, state = pull(fs, tmp, "stall", digest)
             t.check("stalled bodies are detected and retried",
                     rc == 0 and mvfetch.stats(out).get("retries", 0) >= 2, out + err)
-            t.check("stall: bytes identical", mvfetch.sha256_file(outf) == digest)
+            t.check("stall: bytes identical", sha256_file(outf) == digest)
 
         with FaultServer(blobs, "expire", count=2) as fs:
             rc, out, err, outf, state = pull(fs, tmp, "expire", digest)
             t.check("expired storage URL (403) is resolved again", rc == 0 and fs.generation >= 3,
                     f"gen={fs.generation} {err}")
-            t.check("expire: bytes identical", mvfetch.sha256_file(outf) == digest)
+            t.check("expire: bytes identical", sha256_file(outf) == digest)
 
         good = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
-        gdig = "sha256:" + hashlib.sha256(good).hexdigest()
+        gdig = sha256_bytes(good)
         other = "sha256:" + "0" * 64
         huge = b'{"schemaVersion":2,"x":"' + b"a" * (4 << 20) + b'"}'
         mt = "application/vnd.oci.image.manifest.v1+json"

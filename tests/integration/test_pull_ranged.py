@@ -11,15 +11,17 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvfetch  # noqa: E402
+from checks import Checks  # noqa: E402
 from mvreg import Registry  # noqa: E402
 from nginx import Nginx  # noqa: E402
+from util import sha256_file  # noqa: E402
 
 SIZE = 100 * 1024 * 1024 + 4321
 USER, PASSWORD = "modeluser", "s3cret-Pa55word-xyz"
 
 
 def main():
-    t = mvfetch.Checks()
+    t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-ranged.")
     try:
         blob = os.path.join(tmp, "blob.bin")
@@ -40,7 +42,7 @@ def main():
             outf, state = os.path.join(tmp, "out1"), os.path.join(tmp, "out1.state")
             rc, out, err = mvfetch.run(flags + ["blob", ref, digest, SIZE, outf, state])
             t.check("direct ranged pull succeeds", rc == 0, err)
-            t.check("direct bytes identical", mvfetch.sha256_file(outf) == digest)
+            t.check("direct bytes identical", sha256_file(outf) == digest)
             t.check("state removed after success", not os.path.exists(state))
             ranged = [l for l in reg.access_log().splitlines()
                       if f"blobs/{digest}" in l and '" 206 ' in l]
@@ -65,7 +67,7 @@ def main():
                 rc, out2, err2 = mvfetch.run(flags + ["--progress", "json", "blob", nref, digest,
                                                      SIZE, outf2, state2], env=env)
                 t.check("redirected ranged pull succeeds", rc == 0, err2)
-                t.check("redirected bytes identical", mvfetch.sha256_file(outf2) == digest)
+                t.check("redirected bytes identical", sha256_file(outf2) == digest)
                 st = mvfetch.stats(out2)
                 t.check("downloaded counts every byte once", st.get("downloaded") == SIZE, out2)
                 slog = ng.read_log("storage")

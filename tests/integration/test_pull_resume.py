@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvfetch  # noqa: E402
+from checks import Checks  # noqa: E402
 from faultserver import FaultServer  # noqa: E402
-from mvreg import Registry, free_port  # noqa: E402
+from mvreg import Registry  # noqa: E402
 from nginx import Nginx  # noqa: E402
+from util import free_port, sha256_file, wait_for  # noqa: E402
 
 SIZE = 48 * 1024 * 1024 + 5
 CHUNK = 4 * 1024 * 1024
@@ -41,7 +42,7 @@ def read_state(path):
 
 
 def main():
-    t = mvfetch.Checks()
+    t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-resume.")
     try:
         blob = os.path.join(tmp, "blob.bin")
@@ -55,13 +56,12 @@ def main():
                                      ["blob", ref, digest, str(SIZE), outf, state],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=dict(os.environ, DOCKER_CONFIG="/nonexistent"))
-                deadline = time.monotonic() + 60
                 done_before = []
-                while time.monotonic() < deadline and p.poll() is None:
-                    done_before = read_state(state)
-                    if sum(b - a for a, b in done_before) >= 3 * CHUNK:
-                        break
-                    time.sleep(0.05)
+
+                def three_chunks_recorded():
+                    done_before[:] = read_state(state)
+                    return p.poll() is not None or sum(b - a for a, b in done_before) >= 3 * CHUNK
+                wait_for(three_chunks_recorded, 60)
                 killed = p.poll() is None
                 p.send_signal(signal.SIGKILL)
                 pout, perr = p.communicate()
@@ -74,7 +74,7 @@ def main():
                                                     SIZE, outf, state])
                 st = mvfetch.stats(out)
                 t.check("resumed pull succeeds", rc == 0, err)
-                t.check("resumed bytes identical", mvfetch.sha256_file(outf) == digest)
+                t.check("resumed bytes identical", sha256_file(outf) == digest)
                 t.check("recorded ranges counted as resumed", st.get("resumed") == have,
                         f"{st} have={have}")
                 t.check("only missing bytes downloaded", st.get("downloaded") == SIZE - have, str(st))
@@ -98,7 +98,7 @@ def main():
                                                     SIZE, outl, statel])
                 st = mvfetch.stats(out)
                 t.check("a record claiming lost bytes: the pull still succeeds", rc == 0, err)
-                t.check("lost bytes: result byte-identical", mvfetch.sha256_file(outl) == digest)
+                t.check("lost bytes: result byte-identical", sha256_file(outl) == digest)
                 t.check("lost bytes: one restart from zero, announced",
                         err.count("resumed bytes do not verify") == 1 and
                         st.get("resumed") == 0 and
@@ -111,9 +111,7 @@ def main():
                                      ["blob", ref, digest, str(SIZE), outc, statec],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=dict(os.environ, DOCKER_CONFIG="/nonexistent"))
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and p.poll() is None and not read_state(statec):
-                    time.sleep(0.05)
+                wait_for(lambda: p.poll() is not None or read_state(statec), 60)
                 p.send_signal(signal.SIGTERM)
                 pout, perr = p.communicate(timeout=60)
                 t.check("SIGTERM cancels with a one-line error",
@@ -140,7 +138,7 @@ def main():
                 st = mvfetch.stats(out)
                 t.check("dead mirror falls back to the next mirror", rc == 0 and
                         st.get("mirror") == SIZE and st.get("origin") == 0, out + err)
-                t.check("mirror bytes identical", mvfetch.sha256_file(out2) == digest)
+                t.check("mirror bytes identical", sha256_file(out2) == digest)
                 t.check("origin saw no blob request",
                         f"blobs/{digest}" not in reg.access_log()[nreg:])
                 rc, out, err = mvfetch.run(config([f"http://{mirror.addr}"]) + ["manifest", ref])
@@ -155,7 +153,7 @@ def main():
                     t.check("mirrors without the blob fall back to the origin",
                             rc == 0 and st.get("origin") == SIZE and st.get("mirror") == 0,
                             out + err)
-                    t.check("origin bytes identical", mvfetch.sha256_file(out3) == digest)
+                    t.check("origin bytes identical", sha256_file(out3) == digest)
 
                 mt = "application/vnd.oci.image.manifest.v1+json"
                 lying = {"v1": (b'{"schemaVersion":2}', mt, "sha256:" + "1" * 64)}

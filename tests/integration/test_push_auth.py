@@ -6,7 +6,6 @@ Missing or wrong credentials give one line with the 401 and never the
 secret. A --from mount under Bearer asks up front for a token that also
 reads the source repository, and mounts instead of uploading."""
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -17,9 +16,10 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from checks import Checks  # noqa: E402
-from mvreg import BUILD_DIR, Registry  # noqa: E402
+from mvreg import Registry  # noqa: E402
 from nginx import Nginx  # noqa: E402
 from tokenserver import TokenServer  # noqa: E402
+from util import BUILD_DIR, sha256_bytes, sha256_stream  # noqa: E402
 
 PUSH = os.path.join(BUILD_DIR, "modelpush")
 USER, PASSWORD = "pushuser", "pu5h-Pa55-0123456789"
@@ -42,11 +42,8 @@ def push(model, ref, state, docker_cfg, *args):
 
 
 def blob_ok(reg, repo, digest):
-    h = hashlib.sha256()
     with urllib.request.urlopen(f"http://{reg.addr}/v2/{repo}/blobs/{digest}", timeout=60) as r:
-        for chunk in iter(lambda: r.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest() == digest
+        return sha256_stream(r) == digest
 
 
 def main():
@@ -65,7 +62,7 @@ def main():
             f.write(data)
         with open(os.path.join(model, "config.json"), "w") as f:
             f.write("{}\n")
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         state = os.path.join(tmp, "state")
         nocreds = docker_config(os.path.join(tmp, "none"), {})
         with Registry(tmp=os.path.join(tmp, "reg")) as reg:

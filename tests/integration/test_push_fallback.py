@@ -11,7 +11,6 @@ docker-registry by a small forwarding proxy of our own:
   * a registry that keeps answering 503: a non-zero exit and one line naming
     the file and the status.
 The proxy only listens on 127.0.0.1."""
-import hashlib
 import http.client
 import http.server
 import json
@@ -25,8 +24,9 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvreg  # noqa: E402
+from util import BUILD_DIR, serve_http, sha256_bytes, sha256_stream, stop_http  # noqa: E402
 
-PUSH = os.path.join(mvreg.BUILD_DIR, "modelpush")
+PUSH = os.path.join(BUILD_DIR, "modelpush")
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
        "proxy-authorization", "proxy-authenticate"}
 
@@ -100,13 +100,11 @@ class Proxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = serve_http(H)
         self.addr = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 from checks import Checks  # noqa: E402
@@ -127,11 +125,8 @@ def push(model, ref, state, *args):
 
 
 def blob_digest(reg, repo, digest):
-    h = hashlib.sha256()
     with urllib.request.urlopen(f"http://{reg.addr}/v2/{repo}/blobs/{digest}", timeout=60) as r:
-        for chunk in iter(lambda: r.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+        return sha256_stream(r)
 
 
 def main():
@@ -145,7 +140,7 @@ def main():
         data = os.urandom(5 * 1024 * 1024 + 123)
         with open(os.path.join(model, "model.safetensors"), "wb") as f:
             f.write(data)
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         state = os.path.join(tmp, "state")
 
         # 1. chunks refused -> monolithic
@@ -226,7 +221,7 @@ def main():
             f.write(big)
         with open(os.path.join(model2, "b.md"), "w") as f:
             f.write("# refused\n")
-        small = "sha256:" + hashlib.sha256(b"# refused\n").hexdigest()
+        small = sha256_bytes(b"# refused\n")
         proxy = Proxy(reg.addr, lambda m, path, n: 403 if (m == "PUT" and small in path) else None)
         try:
             p, ev = push(model2, f"{proxy.addr}/models/stop:v1", state, "--jobs", "2",

@@ -1,36 +1,25 @@
-"""csiclient.py — a kubelet-like CSI client for tests and the demo.
+"""csiclient.py — a kubelet-like gRPC CSI client for tests and the demo.
 
 It compiles proto/csi.proto with `protoc --python_out` at run time (so the
-client always speaks exactly what the daemon was built from), starts and
-stops a real modelvol-csi on a temp unix socket, and calls it over Debian's
-python3-grpcio the way the kubelet does: NodePublishVolume with a
-volume_context, a capability and a deadline, retried after
-DEADLINE_EXCEEDED.
+client always speaks exactly what the daemon was built from) and calls a
+plugin socket over Debian's python3-grpcio the way the kubelet does:
+NodePublishVolume with a volume_context, a capability and a deadline,
+retried after DEADLINE_EXCEEDED. Checks here adds assertions on gRPC status
+codes. Starting the daemon is csidaemon.py's job.
 
 Run with /usr/bin/python3 (Debian's grpc and protobuf live there).
-
-    csiclient.py demo --bin PATH --cache DIR --reference REF --workdir DIR
 """
-import argparse
-import errno
-import hashlib
 import importlib
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import grpc
 
-import checks  # noqa: E402  (tests/lib is on sys.path for every user)
-
-SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
+import checks
+from util import SOURCE_DIR
 
 _pb = None
 
@@ -50,18 +39,6 @@ def pb():
             sys.path.remove(out)
             shutil.rmtree(out, ignore_errors=True)
     return _pb
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def csi_binary():
-    return os.environ.get("MV_CSI_BIN", os.path.join(BUILD_DIR, "modelvol-csi"))
 
 
 # (service, method) -> (request class name, response class name)
@@ -171,86 +148,6 @@ def code_of(fn, *a, **kw):
         return e.code(), e.details() or ""
 
 
-class Daemon:
-    """A modelvol-csi process on a temp unix socket; a context manager."""
-
-    def __init__(self, workdir, cache, node_id="test-node", binary=None, args=(), metrics=True,
-                 sock_path=None):
-        self.workdir = workdir
-        self.cache = cache
-        self.node_id = node_id
-        self.binary = binary or csi_binary()
-        self.args = list(args)
-        self.sock_path = sock_path or os.path.join(workdir, "csi.sock")
-        self.metrics_addr = f"127.0.0.1:{free_port()}" if metrics else "off"
-        self.log_path = os.path.join(workdir, "modelvol-csi.log")
-        self.proc = None
-        self.client = None
-
-    def start(self, wait_ready=True, ready_secs=60):
-        self.log = open(self.log_path, "a")
-        cmd = [self.binary, "--endpoint", f"unix://{self.sock_path}", "--node-id", self.node_id,
-               "--cache", self.cache, "--metrics-addr", self.metrics_addr] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + ready_secs
-        while not os.path.exists(self.sock_path):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"modelvol-csi exited with {self.proc.returncode}:\n"
-                                   + self.read_log())
-            if time.monotonic() > deadline:
-                raise RuntimeError("modelvol-csi did not create its socket:\n" + self.read_log())
-            time.sleep(0.02)
-        self.client = Client(self.sock_path)
-        # The socket file appears at bind(), before listen(): wait until
-        # Probe answers at all, and, with wait_ready, until it says ready.
-        while True:
-            try:
-                if self.client.probe(timeout=2) or not wait_ready:
-                    break
-            except grpc.RpcError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("modelvol-csi never became ready:\n" + self.read_log())
-            time.sleep(0.05)
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        """Stops the daemon and returns its exit code."""
-        if self.client:
-            self.client.close()
-            self.client = None
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def read_log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def metrics(self):
-        import urllib.request
-        with urllib.request.urlopen(f"http://{self.metrics_addr}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
-
-
 class Checks(checks.Checks):
     """checks.Checks plus assertions on gRPC status codes."""
 
@@ -258,166 +155,3 @@ class Checks(checks.Checks):
         """Checks that fn(*a, **kw) ends with grpc status want."""
         got, details = code_of(fn, *a, **kw)
         return self.check(f"{name} -> {want.name}", got == want, f"got {got.name}: {details}")
-
-
-BLOB_GET = re.compile(r'"GET /v2/(?P<repo>\S+?)/blobs/(?P<digest>sha\d+:[0-9a-f]+)\S* HTTP/[\d.]+" '
-                      r'(?P<status>\d{3}) (?P<bytes>\d+)')
-
-
-def blob_gets(access_log, digest=None):
-    """(digest, status, bytes) of every blob GET in a docker-registry or
-    nginx access log, optionally only for one digest."""
-    out = []
-    for m in BLOB_GET.finditer(access_log):
-        if digest is None or m.group("digest") == digest:
-            out.append((m.group("digest"), int(m.group("status")), int(m.group("bytes"))))
-    return out
-
-
-def blob_bytes_served(access_log, digest=None):
-    """Body bytes served by successful blob GETs."""
-    return sum(b for _, status, b in blob_gets(access_log, digest) if status in (200, 206))
-
-
-def wait_for(cond, secs=30, step=0.05):
-    """Polls cond() until it is true or secs pass; returns its last value."""
-    deadline = time.monotonic() + secs
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
-def sha256_file(path):
-    """"sha256:<hex>" of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def require_root():
-    """Exits 77 with the reason when bind mounts are impossible."""
-    if os.geteuid() != 0:
-        print("SKIP: needs root for bind mounts")
-        sys.exit(77)
-
-
-def owner_pinned(cache, target):
-    """Whether the cache holds a pin owned by csi:<target> (pins/ files are
-    named <tree hex>-<sha256(owner) hex>)."""
-    owner = hashlib.sha256(f"csi:{target}".encode()).hexdigest()
-    try:
-        return any(n.endswith("-" + owner) for n in os.listdir(os.path.join(cache, "pins")))
-    except FileNotFoundError:
-        return False
-
-
-def umount_under(d):
-    """Lazily unmounts everything mounted below d, deepest first, so a test
-    that failed half-way leaks no mount into the next one."""
-    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
-        mp = line.split(" ")[4]
-        if mp.startswith(d.rstrip("/") + "/"):
-            subprocess.run(["umount", "-l", mp], stderr=subprocess.DEVNULL)
-
-
-def mountinfo_lines(target):
-    """The /proc/self/mountinfo lines whose mount point is target."""
-    esc = target.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011") \
-                .replace("\n", "\\012")
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ")
-            if len(fields) > 5 and fields[4] == esc:
-                found.append(line.rstrip("\n"))
-    return found
-
-
-def mountinfo_line(target):
-    """The topmost mountinfo line at target, or None."""
-    lines = mountinfo_lines(target)
-    return lines[-1] if lines else None
-
-
-def mount_options(target):
-    line = mountinfo_line(target)
-    return set(line.split(" ")[5].split(",")) if line else None
-
-
-def tree_listing(root):
-    """Lines like `find -printf '%M %10s %P'`, sorted by path, for a tree."""
-    rows = []
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            kind = "d" if os.path.isdir(p) else "-"
-            rows.append((os.path.relpath(p, root), kind, st.st_size))
-    return [f"{kind} {size:>12}  {rel}" for rel, kind, size in sorted(rows)]
-
-
-def demo(args):
-    if os.geteuid() != 0:
-        print("SKIP: needs root for bind mounts")
-        return 77
-    work = tempfile.mkdtemp(prefix="csi-demo.", dir=args.workdir)
-    target = os.path.join(work, "pods", "demo-pod", "volumes", "model")
-    os.makedirs(os.path.dirname(target))
-    d = Daemon(work, args.cache, node_id="demo-node", binary=args.bin)
-    d.start()
-    try:
-        c = d.client
-        info = c.call("Identity", "GetPluginInfo")
-        print(f"plugin: {info.name} {info.vendor_version}; node: "
-              f"{c.call('Node', 'NodeGetInfo').node_id}; ready: {c.probe()}")
-        print(f"NodePublishVolume reference={args.reference} readonly=true -> {target}")
-        t0 = time.monotonic()
-        c.publish(target, args.reference, volume_id="demo-volume", timeout=args.timeout)
-        print(f"published in {time.monotonic() - t0:.2f}s\n")
-        print(f"mounted tree at {target}:")
-        for line in tree_listing(target):
-            print("  " + line)
-        print("\nmount (from /proc/self/mountinfo):")
-        print("  " + (mountinfo_line(target) or "(not mounted!)"))
-        try:
-            with open(os.path.join(target, "write-test"), "w") as f:
-                f.write("x")
-            print("\nwrite into the volume: SUCCEEDED (this is a bug)")
-            return 1
-        except OSError as e:
-            print(f"\nwrite into the volume: {errno.errorcode.get(e.errno, e.errno)} "
-                  f"({e.strerror}), as it should be")
-        stats = c.volume_stats(target, volume_id="demo-volume")
-        for u in stats.usage:
-            print(f"NodeGetVolumeStats: {pb().VolumeUsage.Unit.Name(u.unit)} used={u.used}")
-        c.unpublish(target, volume_id="demo-volume")
-        print(f"\nunpublished: mounted={mountinfo_line(target) is not None} "
-              f"target exists={os.path.exists(target)}")
-    finally:
-        rc = d.stop()
-        print(f"modelvol-csi stopped (exit {rc}); socket removed={not os.path.exists(d.sock_path)}")
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("demo", help="publish one model read-only and show it")
-    p.add_argument("--bin", required=True, help="path to modelvol-csi")
-    p.add_argument("--cache", required=True, help="node cache directory")
-    p.add_argument("--reference", required=True, help="model reference")
-    p.add_argument("--workdir", required=True, help="where the socket and target go")
-    p.add_argument("--timeout", type=float, default=300, help="publish deadline in seconds")
-    a = ap.parse_args()
-    if a.cmd == "demo":
-        return demo(a)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

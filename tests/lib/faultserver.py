@@ -19,9 +19,9 @@ Docker-Content-Digest the test chose)."""
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from mvreg import free_port
+from util import free_port, serve_http, stop_http
 
 STALL_SECONDS = 20
 
@@ -182,16 +182,13 @@ class FaultServer:
                             self.close_connection = True
                             return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd = serve_http(H, self.port)
         return self
 
     def stop(self):
         self.stop_event.set()
         if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            stop_http(self.httpd)
             self.httpd = None
 
     def __enter__(self):

@@ -1,17 +1,16 @@
 """hardlib.py — shared pieces of the hardening suites (tests/integration/
-test_hard_*): short or long mode from MV_LONG, bounded polling, running
-modelpull, an nginx whose storage log records when each blob GET started
-and how many bytes it sent, multi-blob models, and the byte accounting of
-an interrupted pull (what was kept on disk, what was fetched again)."""
+test_hard_*): short or long mode from MV_LONG, running modelpull, an nginx
+whose storage log records when each blob GET started and how many bytes it
+sent, multi-blob models, and the byte accounting of an interrupted pull
+(what was kept on disk, what was fetched again)."""
 import json
 import os
 import re
 import subprocess
-import time
 
-from mvfetch import random_file, sha256_file  # noqa: F401  (tests use them from here)
-from mvreg import BUILD_DIR
+from mvfetch import random_file
 from nginx import Nginx
+from util import BUILD_DIR, wait_for
 
 LONG = os.environ.get("MV_LONG", "0") == "1"
 MODELPULL = os.path.join(BUILD_DIR, "modelpull")
@@ -21,17 +20,6 @@ ENV = dict(os.environ, DOCKER_CONFIG="/nonexistent-modelvol-test")
 
 def pick(short, long):
     return long if LONG else short
-
-
-def poll(cond, secs=30.0, step=0.02):
-    """Calls cond() until it returns something true or secs pass (bounded);
-    returns its last value."""
-    deadline = time.monotonic() + secs
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
 
 
 def modelpull(cache, *args, env=None, timeout=300, config=None):
@@ -47,16 +35,6 @@ def verify_clean(cache):
     """(ok, output) of `modelpull verify`: exit 0 and nothing corrupt."""
     rc, out, err = modelpull(cache, "verify")
     return rc == 0 and " 0 corrupt" in out, out + err
-
-
-def tree_digests(root):
-    """{relative path: sha256} of every regular file under root."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for n in files:
-            p = os.path.join(dirpath, n)
-            out[os.path.relpath(p, root)] = sha256_file(p)
-    return out
 
 
 def make_model(dirpath, sizes):
@@ -107,7 +85,7 @@ class TimedNginx(Nginx):
             same = last[0] == n
             last[0] = n
             return same
-        poll(stable, secs, 0.25)
+        wait_for(stable, secs, 0.25)
         return self.bytes_since(t0, t1)
 
 

@@ -28,7 +28,8 @@ import tempfile
 
 import hardlib
 from checks import Checks
-from mvreg import BUILD_DIR, SOURCE_DIR, Registry
+from mvreg import Registry
+from util import BUILD_DIR, SOURCE_DIR, tree_digests
 
 DIRS = ("base", "oci", "puller", "cache", "push", "csi", "cli")
 # Checks left out, and why. Everything else in bugprone-* and
@@ -195,7 +196,7 @@ def run_valgrind(t, tmp):
         t.check("valgrind clean on modelpull pull", rc == 0 and summary and
                 summary[-1].startswith("ERROR SUMMARY: 0 errors"), err[-300:] + log[-3000:])
         t.check("and the pull under valgrind is byte-identical",
-                tree and hardlib.tree_digests(tree) == want)
+                tree and tree_digests(tree) == want)
 
 
 def suite(run, tools, long_only=False, sources=True):

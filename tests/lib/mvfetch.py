@@ -1,13 +1,12 @@
 """mvfetch.py — for the puller's integration tests: runs the test-only
-tests/tools/mvfetch driver, makes random blobs, and counts named checks so
-each script ends with "N passed, N failed"."""
+tests/tools/mvfetch driver, reads the counts it prints, makes random blobs
+and writes a docker config.json."""
 import hashlib
 import os
 import subprocess
 import sys
 
-from checks import Checks  # noqa: F401  (tests import it from here)
-from mvreg import BUILD_DIR
+from util import BUILD_DIR
 
 
 def binary():
@@ -48,14 +47,6 @@ def random_file(path, size):
             h.update(b)
             f.write(b)
             left -= n
-    return "sha256:" + h.hexdigest()
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 

@@ -2,39 +2,28 @@
 127.0.0.1 port, and pushing files to it as a ModelPack artifact over the
 plain distribution API (monolithic uploads), so tests need not depend on
 modelpush."""
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
+import urllib.error
 import urllib.request
 
-SOURCE_DIR = os.environ.get("MV_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_DIR = os.environ.get("MV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "test"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from util import free_port, sha256_bytes, sha256_file, stop_process, wait_for
 
 
 def wait_http(url, secs=20):
-    deadline = time.monotonic() + secs
-    while time.monotonic() < deadline:
+    """Returns once url answers at all (any HTTP status)."""
+    def answers():
         try:
             urllib.request.urlopen(url, timeout=1).read()
-            return
         except urllib.error.HTTPError:
-            return  # it answered
+            pass  # it answered
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server at {url} did not come up within {secs}s")
+            return False
+        return True
+    wait_for(answers, secs, message=f"server at {url} did not come up within {secs}s")
 
 
 class Registry:
@@ -65,8 +54,7 @@ class Registry:
 
     def stop(self):
         if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc, secs=10)
             self.proc = None
             self.log.close()
 
@@ -89,7 +77,7 @@ class Registry:
         return urllib.request.urlopen(req, timeout=60)
 
     def push_blob(self, repo, data):
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         r = self._req("POST", f"/v2/{repo}/blobs/uploads/")
         loc = r.headers["Location"]
         sep = "&" if "?" in loc else "?"
@@ -101,11 +89,7 @@ class Registry:
 
     def push_blob_file(self, repo, path):
         """Streams a file as a blob (monolithic PUT), never holding it in memory."""
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = "sha256:" + h.hexdigest()
+        digest = sha256_file(path)
         size = os.path.getsize(path)
         r = self._req("POST", f"/v2/{repo}/blobs/uploads/")
         loc = r.headers["Location"]
@@ -122,7 +106,7 @@ class Registry:
         body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
         self._req("PUT", f"/v2/{repo}/manifests/{ref}", data=body,
                   headers={"Content-Type": media_type})
-        return "sha256:" + hashlib.sha256(body).hexdigest()
+        return sha256_bytes(body)
 
     def push_model(self, repo, tag, files):
         """files: {relative path: bytes, or a local file path as str}. Pushes

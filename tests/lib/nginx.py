@@ -11,10 +11,10 @@ puller tests, on free 127.0.0.1 ports with everything under one temp dir:
 Started with `nginx -p DIR -c DIR/nginx.conf -e stderr` in the foreground."""
 import os
 import shutil
+import socket
 import subprocess
-import time
 
-from mvreg import free_port
+from util import free_port, stop_process, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -145,27 +145,22 @@ http {{
         self.err = open(os.path.join(self.dir, "stderr.log"), "w")
         self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", conf, "-e", "stderr"],
                                      stdout=self.err, stderr=self.err)
-        import socket
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def listening():
             if self.proc.poll() is not None:
                 raise RuntimeError("nginx exited: " + open(os.path.join(self.dir, "stderr.log")).read())
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 socket.create_connection(("127.0.0.1", self.storage_port), timeout=1).close()
-                return self
+                return True
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not come up")
+                return False
+        wait_for(listening, 15, message="nginx did not come up")
+        return self
 
     def stop(self):
         if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, secs=10)
             self.proc = None
             self.err.close()
 

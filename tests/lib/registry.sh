@@ -5,8 +5,10 @@
 #   mv_free_port              prints a free loopback port
 #   mv_wait_http URL [SECS]   polls until URL answers (bounded)
 
+MV_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 mv_free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  PYTHONPATH="$MV_LIB_DIR" /usr/bin/python3 -c 'import util; print(util.free_port())'
 }
 
 mv_tmpdir() {

@@ -16,9 +16,9 @@ import re
 import secrets
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from mvreg import free_port
+from util import free_port, serve_http, stop_http
 
 
 class TokenServer:
@@ -138,15 +138,12 @@ class TokenServer:
                 self._send(200, ('{"access_token":"%s","expires_in":300}' % tok).encode(),
                            [("Content-Type", "application/json")])
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd = serve_http(H, self.port)
         return self
 
     def stop(self):
         if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            stop_http(self.httpd)
             self.httpd = None
 
     def __enter__(self):
