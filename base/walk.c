@@ -50,13 +50,15 @@ static bool inode_set_add(inode_set *set, uint64_t key)
 
 typedef struct walk {
     inode_set seen;
+    /* Every file goes into the set, not only those with several links:
+     * roots that overlap must not count a file twice. */
+    bool every_inode;
     int max_depth;
     mv_walk_fn fn;
     void *ud;
 } walk;
 
-static int visit(walk *w, int parent, const char *name, const char *path, int depth,
-                 mv_error *err);
+static int visit(walk *w, int parent, const char *name, const char *path, int depth, mv_error *err);
 
 static int walk_children(walk *w, int dfd, const char *path, int depth, mv_error *err)
 {
@@ -79,8 +81,7 @@ static int walk_children(walk *w, int dfd, const char *path, int depth, mv_error
     return r < 0 ? r : 0;
 }
 
-static int visit(walk *w, int parent, const char *name, const char *path, int depth,
-                 mv_error *err)
+static int visit(walk *w, int parent, const char *name, const char *path, int depth, mv_error *err)
 {
     struct stat st;
     if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -89,7 +90,8 @@ static int visit(walk *w, int parent, const char *name, const char *path, int de
         return mv_error_errno(err, -errno, "stat \"%s\"", path[0] ? path : name);
     }
     bool dir = S_ISDIR(st.st_mode);
-    bool first = dir || st.st_nlink < 2 || inode_set_add(&w->seen, inode_key(&st));
+    bool first =
+        dir || (st.st_nlink < 2 && !w->every_inode) || inode_set_add(&w->seen, inode_key(&st));
     mv_walk_entry e = {parent, name, path, depth, &st, first};
     int r = w->fn(&e, w->ud, err);
     if (r < 0 || !dir || r == MV_WALK_SKIP)
@@ -108,7 +110,7 @@ static int visit(walk *w, int parent, const char *name, const char *path, int de
 
 int mv_walk_at(int dirfd, const char *path, int max_depth, mv_walk_fn fn, void *ud, mv_error *err)
 {
-    walk w = {{0}, max_depth, fn, ud};
+    walk w = {{0}, false, max_depth, fn, ud};
     int r = visit(&w, dirfd, path, "", 0, err);
     free(w.seen.keys);
     return r;
@@ -125,7 +127,7 @@ static int du_one(const mv_walk_entry *e, void *ud, mv_error *err)
 int mv_du_at(int dirfd, const char *const *paths, uint64_t *bytes, mv_error *err)
 {
     /* One inode set across all paths: trees hard-link into the others. */
-    walk w = {{0}, 256, du_one, bytes};
+    walk w = {{0}, true, 256, du_one, bytes};
     *bytes = 0;
     int r = 0;
     for (size_t i = 0; paths[i] && r >= 0; i++) {
