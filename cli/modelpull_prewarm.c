@@ -1,8 +1,7 @@
 /* modelpull_prewarm.c — `modelpull prewarm`: keeps a node's cache warm with
- * the models named in a list file. A pass is cache_prewarm_reconcile; this
- * file reads the options, re-reads the list when its directory changes
- * (--watch: how a mounted ConfigMap is updated), turns signals into stop
- * requests, and logs in the node plugin's logfmt. */
+ * the models a list file names. A pass is cache_prewarm_reconcile; this file
+ * reads options, re-reads the list when its directory changes (--watch: a
+ * mounted ConfigMap), turns signals into stop requests and logs in logfmt. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -160,13 +159,11 @@ static void pw_usage(FILE *f)
             "  -w, --watch            keep running: re-read FILE when its directory changes\n"
             "                         (a mounted ConfigMap), retry failures, exit 0 on SIGTERM\n"
             "      --retry SECS       with --watch, retry failed pulls this often (default %d)\n"
-            "      --policy P         IfNotPresent (default: a cached tag is not re-resolved),\n"
-            "                         Always (re-resolve tags each pass) or Never; also\n"
-            "                         --pull-policy\n"
+            "      --policy P         IfNotPresent (default), Always (re-resolve tags each\n"
+            "                         pass) or Never; also spelled --pull-policy\n"
             "      --plain-http       use plain HTTP for every registry\n"
             "  -h, --help             show this help\n\n"
-            "Exit status: 0 when every reference is pinned, 1 when any failed, 2 on usage\n"
-            "errors.\n",
+            "Exit status: 0 all pinned, 1 any failed, 2 usage error.\n",
             CACHE_PREWARM_MAX_PARALLEL, PW_RETRY_SECONDS);
 }
 
