@@ -43,7 +43,8 @@ int mv_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const c
 int mv_write_atomic_at(int tmpdirfd, const char *tmpname, int dstdirfd, const char *dstname,
                        const void *buf, size_t len, mode_t mode, unsigned flags, mv_error *err)
 {
-    bool sync = flags & MV_WRITE_SYNC;
+    bool sync_data = flags & (MV_WRITE_SYNC | MV_WRITE_SYNC_DATA);
+    bool sync_dir = flags & MV_WRITE_SYNC;
     unlinkat(tmpdirfd, tmpname, 0);
     _cleanup_close_ int fd =
         openat(tmpdirfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -52,7 +53,7 @@ int mv_write_atomic_at(int tmpdirfd, const char *tmpname, int dstdirfd, const ch
     int r = write_all(fd, buf, len);
     if (r == 0 && fchmod(fd, mode) < 0)
         r = -errno;
-    if (r == 0 && sync && fsync(fd) < 0)
+    if (r == 0 && sync_data && fsync(fd) < 0)
         r = -errno;
     if (r < 0) {
         unlinkat(tmpdirfd, tmpname, 0);
@@ -70,7 +71,7 @@ int mv_write_atomic_at(int tmpdirfd, const char *tmpname, int dstdirfd, const ch
         unlinkat(tmpdirfd, tmpname, 0);
         return mv_error_errno(err, r, "rename into \"%s\"", dstname);
     }
-    if (sync && fsync(dstdirfd) < 0)
+    if (sync_dir && fsync(dstdirfd) < 0)
         return mv_error_errno(err, -errno, "fsync directory of \"%s\"", dstname);
     return 0;
 }
@@ -103,8 +104,7 @@ int mv_fsync_dir_at(int dirfd, const char *path, mv_error *err)
     return 0;
 }
 
-int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
-                    mv_error *err)
+int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, mv_error *err)
 {
     _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)

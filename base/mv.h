@@ -199,9 +199,14 @@ enum {
     /* An existing destination wins and counts as success (content-addressed
      * names: two writers of the same object both succeed). */
     MV_WRITE_NOREPLACE = 1u << 0,
-    /* fsync the file before the rename and its directory after. Without it
-     * the write survives a killed process but not a power loss. */
+    /* fsync the file before the rename and its directory after: the new
+     * content survives a power loss. Without it the write survives a killed
+     * process but not a power loss. */
     MV_WRITE_SYNC = 1u << 1,
+    /* fsync the file before the rename only: after a power loss the name
+     * holds the old content or the new, never a torn file, but the rename
+     * may be lost. For caches and records a rerun can redo. */
+    MV_WRITE_SYNC_DATA = 1u << 2,
 };
 
 /* The one atomic writer: buf goes into tmpname under tmpdirfd (replacing a

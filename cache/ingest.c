@@ -65,7 +65,8 @@ int cache_ingest_buf(cache *c, const char *digest, const void *buf, size_t len, 
     _cleanup_close_ int bfd = open_dir(c, CACHE_D_BLOBS, err);
     if (bfd < 0)
         return bfd;
-    r = mv_write_atomic_at(tfd, tmp, bfd, hex, buf, len, 0444, MV_WRITE_NOREPLACE | MV_WRITE_SYNC, err);
+    r = mv_write_atomic_at(tfd, tmp, bfd, hex, buf, len, 0444, MV_WRITE_NOREPLACE | MV_WRITE_SYNC,
+                           err);
     if (r < 0)
         return mv_error_wrap(err, "store blob %s", digest);
     return 0;

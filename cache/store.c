@@ -190,7 +190,8 @@ int cache_put_record(cache *c, const char *dir, const char *name, const char *co
         openat(c->root_fd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (tfd < 0 || dfd < 0)
         return mv_error_errno(err, -errno, "open %s/%s", c->root, tfd < 0 ? CACHE_D_TMP : dir);
-    r = mv_write_atomic_at(tfd, tmp, dfd, name, content, strlen(content), 0644, sync ? MV_WRITE_SYNC : 0, err);
+    r = mv_write_atomic_at(tfd, tmp, dfd, name, content, strlen(content), 0644,
+                           sync ? MV_WRITE_SYNC : 0, err);
     if (r < 0)
         return mv_error_wrap(err, "%s/%s/%s", c->root, dir, name);
     return 0;

@@ -299,7 +299,7 @@ void pull_rangeset_clear(pull_rangeset *s);
 int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pull_rangeset *out,
                          mv_error *err);
 /* Atomically replaces state_path (mv_write_atomic). durable: fdatasync(data_fd)
- * first and write the record with MV_WRITE_SYNC, so it never claims bytes a
+ * first and write the record with MV_WRITE_SYNC_DATA, so it never claims bytes a
  * power loss could take; otherwise only a killed process is covered. */
 int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
                          const pull_rangeset *s, bool durable, mv_error *err);

@@ -109,7 +109,7 @@ int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint
         fprintf(f, "%llu %llu\n", (unsigned long long)s->iv[i][0], (unsigned long long)s->iv[i][1]);
     if (fclose(f) != 0)
         return mv_error_errno(err, -errno, "resume record %s", path);
-    int r = mv_write_atomic(path, text, len, 0600, durable ? MV_WRITE_SYNC : 0, err);
+    int r = mv_write_atomic(path, text, len, 0600, durable ? MV_WRITE_SYNC_DATA : 0, err);
     if (r < 0)
         return mv_error_wrap(err, "resume record");
     return 0;

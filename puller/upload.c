@@ -172,7 +172,7 @@ void pull_upload_record_save(const char *path, const char *digest, uint64_t size
     _cleanup_free_ char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (s)
-        (void)mv_write_atomic(path, s, strlen(s), 0600, MV_WRITE_SYNC, NULL);
+        (void)mv_write_atomic(path, s, strlen(s), 0600, MV_WRITE_SYNC_DATA, NULL);
 }
 
 void pull_upload_record_remove(const char *path)

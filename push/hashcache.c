@@ -108,5 +108,5 @@ void push_hashcache_store(const char *cache_path, const push_file *files, size_t
     if (fclose(f) != 0)
         return;
     mv_error err = MV_ERROR_INIT;
-    (void)mv_write_atomic(cache_path, buf, len, 0600, MV_WRITE_SYNC, &err);
+    (void)mv_write_atomic(cache_path, buf, len, 0600, MV_WRITE_SYNC_DATA, &err);
 }

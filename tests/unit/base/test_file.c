@@ -61,6 +61,9 @@ MV_TEST(atomic_write_replaces_and_leaves_no_temp)
     CHECK_INT(mv_write_atomic(p, "two\n", 4, 0640, MV_WRITE_SYNC, &e), 0);
     _cleanup_free_ char *b = slurp(p);
     CHECK_STR(b, "two\n");
+    CHECK_INT(mv_write_atomic(p, "three\n", 6, 0640, MV_WRITE_SYNC_DATA, &e), 0);
+    _cleanup_free_ char *c = slurp(p);
+    CHECK_STR(c, "three\n");
     struct stat st;
     CHECK_INT(stat(p, &st), 0);
     CHECK_INT(st.st_mode & 0777, 0640);
