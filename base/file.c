@@ -104,11 +104,9 @@ int mv_fsync_dir_at(int dirfd, const char *path, mv_error *err)
     return 0;
 }
 
-int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, mv_error *err)
+/* Reads all of fd, a regular file of at most max bytes, NUL-terminated. */
+static int read_fd(int fd, const char *path, size_t max, char **out, size_t *len, mv_error *err)
 {
-    _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return mv_error_errno(err, -errno, "open \"%s\"", path);
     struct stat st;
     if (fstat(fd, &st) < 0)
         return mv_error_errno(err, -errno, "stat \"%s\"", path);
@@ -134,6 +132,22 @@ int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t 
     if (len)
         *len = got;
     return 0;
+}
+
+int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, mv_error *err)
+{
+    _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return mv_error_errno(err, -errno, "open \"%s\"", path);
+    return read_fd(fd, path, max, out, len, err);
+}
+
+int mv_read_file(const char *path, size_t max, char **out, size_t *len, mv_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mv_error_errno(err, -errno, "open \"%s\"", path);
+    return read_fd(fd, path, max, out, len, err);
 }
 
 int mv_mkdir_p(const char *path, mode_t mode, mv_error *err)

@@ -227,6 +227,9 @@ int mv_fsync_dir_at(int dirfd, const char *path, mv_error *err);
  * NUL-terminated; *len (may be NULL) gets its length. -EFBIG when larger. */
 int mv_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len,
                     mv_error *err);
+/* The same for a file a user names (a config, a list, credentials):
+ * through symlinks, as a mounted ConfigMap's or Secret's files are. */
+int mv_read_file(const char *path, size_t max, char **out, size_t *len, mv_error *err);
 /* mkdir -p: what it creates gets mode; existing directories are fine. */
 int mv_mkdir_p(const char *path, mode_t mode, mv_error *err);
 

@@ -95,44 +95,13 @@ int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error
     return 0;
 }
 
-/* Not mv_read_file_at: that never follows a symlink, and a mounted
- * ConfigMap's file is one (into its ..data directory). */
-static int read_list(const char *path, char **out, mv_error *err)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mv_error_errno(err, -errno, "list %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return mv_error_errno(err, -errno, "list %s", path);
-    if (!S_ISREG(st.st_mode))
-        return mv_error_set(err, -EINVAL, "list %s: not a regular file", path);
-    if (st.st_size > (off_t)CACHE_PREWARM_MAX_LIST_BYTES)
-        return mv_error_set(err, -EFBIG, "list %s: larger than %d bytes", path,
-                            CACHE_PREWARM_MAX_LIST_BYTES);
-    _cleanup_free_ char *buf = mv_xmalloc((size_t)st.st_size + 1);
-    size_t len = 0;
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return mv_error_errno(err, -errno, "list %s", path);
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    *out = MV_STEAL(buf);
-    return 0;
-}
-
 int cache_prewarm_list_load(const char *path, cache_prewarm_list *out, mv_error *err)
 {
     _cleanup_free_ char *text = NULL;
-    int r = read_list(path, &text, err);
+    /* Through symlinks: a mounted ConfigMap's file is one (into ..data). */
+    int r = mv_read_file(path, CACHE_PREWARM_MAX_LIST_BYTES, &text, NULL, err);
     if (r < 0)
-        return r;
+        return mv_error_wrap(err, "list");
     r = cache_prewarm_list_parse(text, out, err);
     if (r < 0)
         return mv_error_wrap(err, "list %s", path);

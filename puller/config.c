@@ -169,32 +169,17 @@ int pull_config_parse(const char *json, size_t len, pull_config **out, mv_error 
 int pull_config_load(const char *path, bool user_named, pull_config **out, mv_error *err)
 {
     *out = NULL;
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT && !user_named)
-            return pull_config_parse("{}", 2, out, err);
-        return mv_error_errno(err, -errno, "registry config %s", path);
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return mv_error_errno(err, -errno, "registry config %s", path);
-    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_BYTES)
-        return mv_error_set(err, -EINVAL, "registry config %s: not a regular file under %d bytes",
-                            path, CONFIG_MAX_BYTES);
-    _cleanup_free_ char *buf = mv_xmalloc((size_t)st.st_size + 1);
+    _cleanup_free_ char *buf = NULL;
     size_t n = 0;
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return mv_error_errno(err, -errno, "registry config %s", path);
-        if (r == 0)
-            break;
-        n += (size_t)r;
+    int r = mv_read_file(path, CONFIG_MAX_BYTES, &buf, &n, err);
+    if (r == -ENOENT && !user_named) {
+        mv_error_clear(err);
+        return pull_config_parse("{}", 2, out, err);
     }
-    int rc = pull_config_parse(buf, n, out, err);
-    if (rc < 0)
+    if (r < 0)
+        return mv_error_wrap(err, "registry config");
+    r = pull_config_parse(buf, n, out, err);
+    if (r < 0)
         return mv_error_wrap(err, "%s", path);
     return 0;
 }

@@ -337,28 +337,17 @@ int pull_creds_parse(const char *json, size_t len, pull_creds **out, mv_error *e
 
 static int load_file(pull_creds *c, const char *path, mv_error *err)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT || errno == ENOTDIR ? 0 : mv_error_errno(err, -errno, "%s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return mv_error_errno(err, -errno, "%s", path);
-    if (!S_ISREG(st.st_mode) || st.st_size > CREDS_MAX_BYTES)
-        return mv_error_set(err, -EINVAL, "%s: not a regular file under %d bytes", path,
-                            CREDS_MAX_BYTES);
-    size_t size = (size_t)st.st_size;
-    char *buf = mv_xmalloc(size + 1);
+    char *buf = NULL;
     size_t n = 0;
-    while (n < size) {
-        ssize_t r = read(fd, buf + n, size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
+    int r = mv_read_file(path, CREDS_MAX_BYTES, &buf, &n, err);
+    if (r == -ENOENT || r == -ENOTDIR) {
+        mv_error_clear(err);
+        return 0;
     }
+    if (r < 0)
+        return r;
     int rc = parse_into(c, buf, n, path, true, err);
-    explicit_bzero(buf, size);
+    explicit_bzero(buf, n);
     free(buf);
     return rc;
 }
