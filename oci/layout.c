@@ -26,8 +26,6 @@
 
 typedef struct planner {
     const oci_manifest *m;
-    const void *config;
-    size_t config_len;
     oci_layout_plan *p;
     mv_error *err;
     /* Ollama: how many of each repeatable layer were named so far, and the
@@ -666,7 +664,8 @@ static int plan_ollama(planner *pl, size_t i, oci_layer_plan *lp)
 typedef struct claim {
     const char *path;
     size_t layer;
-    bool dir; /* a directory an UNPACK layer says it fills */
+    bool dir;      /* a path an UNPACK layer says it fills */
+    bool confined; /* ...and all its entries lie under it (ORAS) */
 } claim;
 
 static int cmp_claim(const void *a, const void *b)
@@ -707,9 +706,9 @@ static int check_conflicts(planner *pl)
     for (size_t i = 0; i < p->n_layers; i++) {
         const oci_layer_plan *lp = &p->layers[i];
         if (lp->place == OCI_PLACE_FILE)
-            c[n++] = (claim){lp->path, i, false};
+            c[n++] = (claim){lp->path, i, false, false};
         else if (lp->place == OCI_PLACE_UNPACK && lp->declared_path)
-            c[n++] = (claim){lp->declared_path, i, true};
+            c[n++] = (claim){lp->declared_path, i, true, lp->confined};
     }
     qsort(c, n, sizeof(*c), cmp_claim);
     for (size_t k = 1; k < n; k++) {
@@ -720,21 +719,28 @@ static int check_conflicts(planner *pl)
             return layer_error(pl, -EINVAL, b->layer, "file path \"%s\" is also layer %zu's (%s)",
                                MV_QUOTED(b->path), a->layer, pl->m->layers[a->layer].digest);
         return layer_error(pl, -EINVAL, a->layer,
-                           "file path \"%s\" is the directory layer %zu (%s) unpacks into",
-                           MV_QUOTED(a->path), b->layer, pl->m->layers[b->layer].digest);
+                           "file path \"%s\" is the %s layer %zu (%s) unpacks into",
+                           MV_QUOTED(a->path), b->confined ? "directory" : "path", b->layer,
+                           pl->m->layers[b->layer].digest);
     }
+    /* Claims sharing a path are all directories by now; find_claim returns
+     * the first of them, so let it speak for a confined one if any. */
+    for (size_t k = n; k-- > 1;)
+        if (c[k].confined && !c[k - 1].confined && strcmp(c[k - 1].path, c[k].path) == 0)
+            c[k - 1] = c[k];
     for (size_t k = 0; k < n; k++) {
         const char *s = c[k].path;
         for (const char *slash = strchr(s, '/'); slash; slash = strchr(slash + 1, '/')) {
             const claim *parent = find_claim(c, n, s, (size_t)(slash - s));
             if (!parent)
                 continue;
-            /* A directory inside a directory is fine; a file is never a
-             * parent. Report on the file. */
-            if (parent->dir && c[k].dir)
+            /* A file is never a parent. A tar's path inside another's is
+             * fine, and so is a file inside a KitOps or ModelPack tar's
+             * path: kit pack leaves out of a layer's tar the paths other
+             * layers pack (tar.go, ignore.Matches). Only ORAS promises that
+             * its tar fills the directory alone. */
+            if (parent->dir && (c[k].dir || !parent->confined))
                 continue;
-            /* Claims sharing a path are all directories by now (the pass
-             * above), so the first one found speaks for them. */
             if (!parent->dir)
                 return layer_error(pl, -EINVAL, parent->layer,
                                    "file path \"%s\" is a directory in layer %zu's path \"%s\"",
@@ -777,7 +783,12 @@ int oci_layout_plan_make(const oci_manifest *m, const void *config, size_t confi
     p->n_layers = m->n_layers;
     if (p->family == OCI_ARTIFACT_IMAGE)
         p->default_subpath = mv_xstrdup("models");
-    planner pl = {.m = m, .config = config, .config_len = config_len, .p = p, .err = err};
+    /* No family needs the config yet: Docker Model Runner's legacy names
+     * follow from the layer types and their order (bundle/unpack.go). The
+     * bytes stay in the API for the family that will. */
+    (void)config;
+    (void)config_len;
+    planner pl = {.m = m, .p = p, .err = err};
     if (p->family == OCI_ARTIFACT_DMR)
         dmr_count(&pl);
     if (p->family == OCI_ARTIFACT_OLLAMA)

@@ -129,29 +129,55 @@ static const char MODELPACK[] =
     "\":"
     "[" LAYER("application/vnd.cncf.model.weight.v1.raw", H1, ANNOS(KV("org.cncf.model.filepath", "model.safetensors") "," KV("org.opencontainers.image.title", "model.safetensors") "," KV("org.cncf.model.file.metadata+json", "{\\\"name\\\":\\\"model.safetensors\\\",\\\"mode\\\":420}"))) "," LAYER(
         "application/vnd.cncf.model.weight.config.v1.raw", H2,
-        ANNOS(
-            KV("org.cncf.model.filepath",
-               "cfg/./config.json"))) "," LAYER("application/vnd.cncf.model.code.v1.raw", H3,
-                                                ANNOS(KV("org.cncf.model.filepath", "run.sh") "," KV(
-                                                    "org.cncf.model.file.metadata+json",
-                                                    "{\\\"name\\\":\\\"run.sh\\\",\\\"mode\\\":493,"
-                                                    "\\\"uid\\\":0}"))) "," LAYER("application/"
-                                                                                  "vnd.cncf.model."
-                                                                                  "doc.v1.raw",
-                                                                                  H4,
-                                                                                  ANNOS(
-                                                                                      KV("org.cncf."
-                                                                                         "model."
-                                                                                         "filepath",
-                                                                                         "README."
-                                                                                         "md") "," KV("org.cncf.model.file.metadata+json",
-                                                                                                      "{\\\"mode\\\":2541}"))) "," LAYER("application/vnd.cncf.model.code.v1.tar+gzip",
-                                                                                                                                         H5,
-                                                                                                                                         ANNOS(KV(
-                                                                                                                                             "org.cncf.model.filepath",
-                                                                                                                                             "src"))) "," LAYER("application/vnd.cncf.model.dataset.v1.tar+zstd",
-                                                                                                                                                                H6,
-                                                                                                                                                                "") "]}";
+        ANNOS(KV(
+            "org.cncf.model.filepath",
+            "cfg/./config.json"))) "," LAYER("application/vnd.cncf.model.code.v1.raw", H3,
+                                             ANNOS(KV("org.cncf.model.filepath", "run.sh") "," KV(
+                                                 "org.cncf.model.file.metadata+json",
+                                                 "{\\\"name\\\":\\\"run.sh\\\",\\\"mode\\\":493,"
+                                                 "\\\"uid\\\":0}"))) "," LAYER("application/"
+                                                                               "vnd.cncf.model."
+                                                                               "doc.v1.raw",
+                                                                               H4,
+                                                                               ANNOS(KV(
+                                                                                   "org.cncf."
+                                                                                   "model."
+                                                                                   "filepath",
+                                                                                   "README."
+                                                                                   "md") "," KV("or"
+                                                                                                "g."
+                                                                                                "cn"
+                                                                                                "cf"
+                                                                                                ".m"
+                                                                                                "od"
+                                                                                                "el"
+                                                                                                ".f"
+                                                                                                "il"
+                                                                                                "e."
+                                                                                                "me"
+                                                                                                "ta"
+                                                                                                "da"
+                                                                                                "ta"
+                                                                                                "+j"
+                                                                                                "so"
+                                                                                                "n",
+                                                                                                "{"
+                                                                                                "\\"
+                                                                                                "\""
+                                                                                                "mo"
+                                                                                                "de"
+                                                                                                "\\"
+                                                                                                "\""
+                                                                                                ":2"
+                                                                                                "54"
+                                                                                                "1"
+                                                                                                "}"))) "," LAYER("application/vnd.cncf.model.code.v1.tar+gzip",
+                                                                                                                 H5,
+                                                                                                                 ANNOS(KV(
+                                                                                                                     "org.cncf.model.filepath",
+                                                                                                                     "src"))) "," LAYER("application/vnd.cncf.model.dataset.v1.tar+zstd",
+                                                                                                                                        H6,
+                                                                                                                                        "") "]}";
 
 MV_TEST(modelpack_as_today)
 {
@@ -433,6 +459,39 @@ MV_TEST(kitops_by_config_and_as_modelpack)
         CHECK_INT(q->family, OCI_ARTIFACT_MODELPACK);
         check_unpack(q, 0, OCI_FMT_TAR, "m.gguf", MODEL_KIND_WEIGHT);
     }
+}
+
+/* kit pack leaves a path another Kitfile layer packs out of a layer's tar
+ * (filesystem/tar.go, ignore.Matches), so a raw doc inside the model
+ * directory is no conflict; only an ORAS directory is filled alone. */
+MV_TEST(kitops_file_inside_a_layer_directory)
+{
+    static const char J[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"artifactType\":\"application/vnd.kitops.modelkit.manifest.v1+json\","
+        "\"config\":{\"mediaType\":\"application/"
+        "vnd.kitops.modelkit.config.v1+json\",\"digest\":\"" H7 "\",\"size\":5},\"layers\":[" LAYER(
+            "application/vnd.kitops.modelkit.model.v1.tar", H1,
+            ANNOS(KV("org.cncf.model.filepath",
+                     "models"))) "," LAYER("application/vnd.kitops.modelkit.docs.v1.raw", H2,
+                                           ANNOS(KV("org.cncf.model.filepath",
+                                                    "models/README.md"))) "]}";
+    _cleanup_layout_plan_ oci_layout_plan *p = plan_ok(J, NULL);
+    if (!p)
+        return;
+    check_unpack(p, 0, OCI_FMT_TAR, "models", MODEL_KIND_WEIGHT);
+    check_file(p, 1, "models/README.md", MODEL_KIND_DOC);
+    CHECK(!p->layers[0].confined);
+    /* The same file as the tar's own path is still two layers at one path. */
+    static const char SAME[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"config\":{\"mediaType\":\"application/"
+        "vnd.kitops.modelkit.config.v1+json\",\"digest\":\"" H7 "\",\"size\":5},\"layers\":[" LAYER(
+            "application/vnd.kitops.modelkit.model.v1.tar", H1,
+            ANNOS(KV("org.cncf.model.filepath",
+                     "m.gguf"))) "," LAYER("application/vnd.kitops.modelkit.model.v1.raw", H2,
+                                           ANNOS(KV("org.cncf.model.filepath", "m.gguf"))) "]}";
+    plan_bad(SAME, -EINVAL, "layer 1 (" H2 ")", "is the path layer 0 (" H1 ") unpacks into");
 }
 
 /* ---- Docker Model Runner ------------------------------------------------------ */
@@ -865,6 +924,7 @@ int main(void)
     MV_RUN(titled_layers_under_an_image_config_are_oras_files);
     MV_RUN(kitops_modelkit);
     MV_RUN(kitops_by_config_and_as_modelpack);
+    MV_RUN(kitops_file_inside_a_layer_directory);
     MV_RUN(dmr_legacy_names);
     MV_RUN(dmr_single_gguf_safetensors_and_tars);
     MV_RUN(ollama_names);
