@@ -35,7 +35,7 @@ typedef struct planner {
     size_t last_template, last_system, last_params, last_messages;
     /* Docker Model Runner's legacy names depend on the totals. */
     size_t n_gguf, n_safetensors, i_gguf, i_safetensors;
-    bool mmproj_seen, template_seen;
+    bool mmproj_seen, template_seen, dduf_seen;
     unsigned n_dmr_license;
 } planner;
 
@@ -478,8 +478,10 @@ static void dmr_count(planner *pl)
  * model-%05d-of-%05d.gguf in layer order, likewise for safetensors; the
  * first projector is model.mmproj, the first template template.jinja. It
  * never unpacks licenses; we name them LICENSE, LICENSE-2, ... as for
- * Ollama. A DDUF keeps its blob's name there; we call it model.dduf. */
-static char *dmr_legacy_name(planner *pl, const char *t, const char **skip)
+ * Ollama. The first DDUF keeps its blob's file name plus ".dduf", and the
+ * store names blobs by the hex of their DiffID, the digest of these
+ * uncompressed layers (store/blobs.go blobPath). */
+static char *dmr_legacy_name(planner *pl, size_t i, const char *t, const char **skip)
 {
     *skip = NULL;
     if (streq(t, DMR_MT_GGUF)) {
@@ -513,7 +515,13 @@ static char *dmr_legacy_name(planner *pl, const char *t, const char **skip)
         unsigned k = ++pl->n_dmr_license;
         return k == 1 ? mv_xstrdup("LICENSE") : mv_xasprintf("LICENSE-%u", k);
     }
-    return mv_xstrdup("model.dduf"); /* DMR_MT_DDUF */
+    /* DMR_MT_DDUF */
+    if (pl->dduf_seen) {
+        *skip = "Docker Model Runner uses only the first unnamed DDUF file";
+        return NULL;
+    }
+    pl->dduf_seen = true;
+    return mv_xasprintf("%s.dduf", oci_digest_hex(pl->m->layers[i].digest));
 }
 
 static int plan_dmr(planner *pl, size_t i, oci_layer_plan *lp)
@@ -553,7 +561,7 @@ static int plan_dmr(planner *pl, size_t i, oci_layer_plan *lp)
         return r;
     /* Counted even when named, so shard numbers follow layer order. */
     const char *skip = NULL;
-    _cleanup_free_ char *legacy = dmr_legacy_name(pl, t, &skip);
+    _cleanup_free_ char *legacy = dmr_legacy_name(pl, i, t, &skip);
     if (path) {
         set_file(lp, MV_STEAL(path), kind);
         return 0;

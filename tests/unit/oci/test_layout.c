@@ -602,7 +602,10 @@ MV_TEST(dmr_single_gguf_safetensors_and_tars)
         check_file(q, 1, "unet/model.safetensors", MODEL_KIND_WEIGHT);
         check_unpack(q, 2, OCI_FMT_TAR, NULL, MODEL_KIND_WEIGHT_CONFIG);
         check_unpack(q, 3, OCI_FMT_TAR, "tokenizer", MODEL_KIND_WEIGHT_CONFIG);
-        check_file(q, 4, "model.dduf", MODEL_KIND_WEIGHT);
+        /* bundle/unpack.go: the blob's file name, its digest's hex in the
+         * store (store/blobs.go), plus ".dduf". */
+        check_file(q, 4, "5555555555555555555555555555555555555555555555555555555555555555.dduf",
+                   MODEL_KIND_WEIGHT);
     }
     /* Unnamed safetensors: model.safetensors, or shards. */
     static const char ST[] =
