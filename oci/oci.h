@@ -96,6 +96,45 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 #define MODEL_ANNO_FILEMETA   "org.cncf.model.file.metadata+json"
 #define MODEL_ANNO_FILEPATH_CNAI "org.cnai.model.filepath"
 
+/* ORAS (oras-go content/file): a directory pushed as a tar carries these. */
+#define ORAS_ANNO_UNPACK      "io.deis.oras.content.unpack"
+#define ORAS_ANNO_DIGEST      "io.deis.oras.content.digest"
+
+/* KitOps ModelKits (kitops-ml/kitops pkg/lib/constants/mediatype/): a
+ * Kitfile config and "application/vnd.kitops.modelkit.<kind>.v1.<fmt>"
+ * layers, kind one of model, modelpart, dataset, code, docs, mcpb; fmt tar
+ * or raw, optionally +gzip or +zstd. */
+#define KITOPS_ARTIFACT_TYPE  "application/vnd.kitops.modelkit.manifest.v1+json"
+#define KITOPS_MT_CONFIG      "application/vnd.kitops.modelkit.config.v1+json"
+#define KITOPS_MT_PREFIX      "application/vnd.kitops.modelkit."
+
+/* Docker Model Runner (docker/model-runner pkg/distribution/types/config.go). */
+#define DMR_MT_CONFIG_V01     "application/vnd.docker.ai.model.config.v0.1+json"
+#define DMR_MT_CONFIG_V02     "application/vnd.docker.ai.model.config.v0.2+json"
+#define DMR_MT_GGUF           "application/vnd.docker.ai.gguf.v3"
+#define DMR_MT_SAFETENSORS    "application/vnd.docker.ai.safetensors"
+#define DMR_MT_VLLM_CONFIG    "application/vnd.docker.ai.vllm.config.tar"
+#define DMR_MT_DIR_TAR        "application/vnd.docker.ai.dir.tar"
+#define DMR_MT_DDUF           "application/vnd.docker.ai.dduf"
+#define DMR_MT_LICENSE        "application/vnd.docker.ai.license"
+#define DMR_MT_MMPROJ         "application/vnd.docker.ai.mmproj"
+#define DMR_MT_CHAT_TEMPLATE  "application/vnd.docker.ai.chat.template.jinja"
+#define DMR_MT_PREFIX         "application/vnd.docker.ai."
+
+/* Ollama (ollama/ollama server/images.go GetModel, server/create.go). */
+#define OLLAMA_MT_MODEL       "application/vnd.ollama.image.model"
+#define OLLAMA_MT_TEMPLATE    "application/vnd.ollama.image.template"
+#define OLLAMA_MT_PARAMS      "application/vnd.ollama.image.params"
+#define OLLAMA_MT_SYSTEM      "application/vnd.ollama.image.system"
+#define OLLAMA_MT_LICENSE     "application/vnd.ollama.image.license"
+#define OLLAMA_MT_PROJECTOR   "application/vnd.ollama.image.projector"
+#define OLLAMA_MT_ADAPTER     "application/vnd.ollama.image.adapter"
+#define OLLAMA_MT_MESSAGES    "application/vnd.ollama.image.messages"
+#define OLLAMA_MT_DRAFT       "application/vnd.ollama.image.draft"
+#define OLLAMA_MT_PROMPT      "application/vnd.ollama.image.prompt" /* the template's old name */
+#define OLLAMA_MT_EMBED       "application/vnd.ollama.image.embed"  /* ignored since 0.1.2 */
+#define OLLAMA_MT_PREFIX      "application/vnd.ollama.image."
+
 /* The Accept header value for manifest requests: every type we parse. */
 const char *oci_manifest_accept(void);
 
@@ -245,5 +284,82 @@ int oci_index_select_platform(const oci_manifest *idx, const char *os, const cha
                               const char *variant, const oci_descriptor **out, mv_error *err);
 int oci_index_select_artifact(const oci_manifest *idx, const char *artifact_type,
                               const oci_descriptor **out, mv_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Layout plans (layout.c): what each layer of a manifest lays out          */
+/* ------------------------------------------------------------------------ */
+
+/* The tool family a manifest comes from, detected once from its
+ * artifactType, config media type and layer media types. */
+typedef enum {
+    OCI_ARTIFACT_UNKNOWN = 0,
+    OCI_ARTIFACT_MODELPACK, /* vnd.cncf.model.* / vnd.cnai.model.* (modctl, modelpush) */
+    OCI_ARTIFACT_IMAGE,     /* an OCI or Docker image config AND image layers (modelcars) */
+    OCI_ARTIFACT_ORAS,      /* any other artifact: titled files, optional unpack */
+    OCI_ARTIFACT_KITOPS,    /* KitOps ModelKit (Kitfile config) */
+    OCI_ARTIFACT_DMR,       /* Docker Model Runner (vnd.docker.ai.model.config.*) */
+    OCI_ARTIFACT_OLLAMA,    /* Ollama (vnd.ollama.image.* layers) */
+} oci_artifact_family;
+/* "modelpack", "image", "oras", "kitops", "docker-model-runner", "ollama", "unknown". */
+const char *oci_artifact_family_name(oci_artifact_family f);
+
+typedef enum {
+    OCI_PLACE_SKIP = 0, /* lays out nothing; skip_reason says why */
+    OCI_PLACE_FILE,     /* the blob itself is one file at path (zero-copy hard link) */
+    OCI_PLACE_UNPACK,   /* a tar (format says which compression): entries land under path */
+} oci_placement;
+
+typedef struct oci_layer_plan {
+    size_t index;            /* of the layer in m->layers */
+    oci_placement place;
+    oci_layer_format format; /* OCI_FMT_RAW for FILE; a tar flavour for UNPACK */
+    /* FILE: the file's relative path; UNPACK: the relative directory its
+     * entries land under, "" for the tree's root. Normalised (no "..", no
+     * leading '/', no "//" or "."), NULL for SKIP. */
+    char *path;
+    model_kind kind;         /* for the kind filter; MODEL_KIND_NONE when the family says nothing */
+    bool executable;         /* FILE: mode 0555 instead of 0444 (never setuid/setgid/writable) */
+    bool whiteouts;          /* UNPACK: a container image layer (OCI whiteouts apply) */
+    char *unpacked_digest;   /* UNPACK: ORAS io.deis.oras.content.digest of the uncompressed tar, or NULL */
+    char *skip_reason;       /* SKIP: one line, e.g. "Ollama license is named in the config" */
+    /* UNPACK: the directory the layer says its entries fill (its file path
+     * or title annotation, normalised), for include/exclude and inspect;
+     * NULL when it names none. Added beside the lead's API block. */
+    char *declared_path;
+    /* UNPACK: every entry must lie under declared_path, as oras-go's file
+     * store requires (content/file/utils.go ensureBasePath); the cache
+     * refuses a tar with an entry elsewhere. */
+    bool confined;
+} oci_layer_plan;
+
+typedef struct oci_layout_plan {
+    oci_artifact_family family;
+    char *default_subpath;  /* "models" for images (modelcars), NULL otherwise */
+    oci_layer_plan *layers; /* one per manifest layer, same order */
+    size_t n_layers;
+} oci_layout_plan;
+
+/* Decides once, with no I/O, what each layer of manifest m lays out.
+ * config (may be NULL, config_len 0) is the config blob's bytes, which some
+ * families need (Docker Model Runner's older artifacts name files from it).
+ * Hostile or contradictory input is an error whose one line names the layer
+ * by index and digest: a path that leaves the tree ("../x", "/etc/x"), two
+ * layers with the same file path, a file path that is also (or is inside)
+ * a directory another layer unpacks into, an unpack flag on a blob that is
+ * not a tar. -EINVAL for those, -ENOTSUP for a layer media type of a known
+ * family with an unknown format. A layer nobody knows how to place is
+ * OCI_PLACE_SKIP with a reason, not an error: the cache decides whether
+ * the result would be empty. */
+int oci_layout_plan_make(const oci_manifest *m, const void *config, size_t config_len,
+                         oci_layout_plan **out, mv_error *err);
+void oci_layout_plan_free(oci_layout_plan *p);
+MV_DEFINE_FREEP(oci_layout_plan, oci_layout_plan_freep, oci_layout_plan_free)
+#define _cleanup_layout_plan_ _cleanup_(oci_layout_plan_freep)
+
+/* The kind filter across families: "weights", "config", "docs", "code",
+ * "datasets" (and the model_kind they map to). -EINVAL names the bad word. */
+int oci_kind_parse(const char *name, model_kind *out, mv_error *err);
+/* NULL for MODEL_KIND_NONE and values out of range. */
+const char *oci_kind_filter_name(model_kind k);
 
 #endif

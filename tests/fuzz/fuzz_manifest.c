@@ -1,7 +1,7 @@
 /* fuzz_manifest.c — libFuzzer target for manifest and index parsing. Any
  * document that parses must emit canonical JSON that parses again to the
- * same thing and emits byte-identical; selection and layer paths must hold
- * up on whatever parsed. */
+ * same thing and emits byte-identical; selection, layer paths and the
+ * layout plan must hold up on whatever parsed. */
 #include "oci.h"
 
 #include <string.h>
@@ -41,6 +41,98 @@ static void same_descriptor(const oci_descriptor *a, const oci_descriptor *b)
     for (size_t i = 0; i < a->n_annotations; i++) {
         const char *v = oci_annotation_get(b->annotations, b->n_annotations, a->annotations[i].key);
         ASSERT(v && strcmp(v, a->annotations[i].value) == 0);
+    }
+}
+
+/* A FILE path or an UNPACK directory as the planner promises them:
+ * relative, normalised, no "..". */
+static void check_plan_path(const char *p, bool may_be_root)
+{
+    ASSERT(p);
+    if (!*p) {
+        ASSERT(may_be_root);
+        return;
+    }
+    ASSERT(p[0] != '/' && p[strlen(p) - 1] != '/' && !strstr(p, "//"));
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        ASSERT(n > 0 && !(n == 1 && c[0] == '.') && !(n == 2 && c[0] == '.' && c[1] == '.'));
+        c += n;
+        if (*c)
+            c++;
+    }
+}
+
+/* The plan of whatever parsed: one entry per layer, each consistent with
+ * its placement, no two files at one path; or one line naming a layer. The
+ * input's second half doubles as config bytes when its first byte is odd. */
+static void check_plan(const oci_manifest *m, const oci_manifest *m2, const uint8_t *data,
+                       size_t size)
+{
+    const void *config = NULL;
+    size_t config_len = 0;
+    if (size > 1 && (data[0] & 1)) {
+        config = data + size / 2;
+        config_len = size - size / 2;
+    }
+    mv_error e = MV_ERROR_INIT;
+    _cleanup_layout_plan_ oci_layout_plan *p = NULL;
+    int r = oci_layout_plan_make(m, config, config_len, &p, &e);
+    if (r < 0) {
+        ASSERT(!p && (r == -EINVAL || r == -ENOTSUP));
+        ASSERT(e.msg[0] && !strchr(e.msg, '\n'));
+        if (!oci_manifest_is_index(m))
+            ASSERT(strncmp(e.msg, "layer ", 6) == 0);
+        return;
+    }
+    ASSERT(!oci_manifest_is_index(m));
+    ASSERT(p && p->n_layers == m->n_layers);
+    ASSERT(strcmp(oci_artifact_family_name(p->family), "unknown") != 0);
+    ASSERT(!p->default_subpath == (p->family != OCI_ARTIFACT_IMAGE));
+    for (size_t i = 0; i < p->n_layers; i++) {
+        const oci_layer_plan *l = &p->layers[i];
+        ASSERT(l->index == i);
+        switch (l->place) {
+        case OCI_PLACE_FILE:
+            ASSERT(l->format == OCI_FMT_RAW && !l->whiteouts && !l->skip_reason);
+            check_plan_path(l->path, false);
+            break;
+        case OCI_PLACE_UNPACK:
+            ASSERT(l->format >= OCI_FMT_TAR && l->format <= OCI_FMT_TAR_ZSTD);
+            ASSERT(!l->executable && !l->skip_reason);
+            check_plan_path(l->path, true);
+            if (l->declared_path)
+                check_plan_path(l->declared_path, false);
+            if (l->unpacked_digest)
+                ASSERT(oci_digest_validate(l->unpacked_digest, NULL) == 0);
+            break;
+        case OCI_PLACE_SKIP:
+            ASSERT(!l->path && !l->executable && l->skip_reason && l->skip_reason[0]);
+            ASSERT(!strchr(l->skip_reason, '\n'));
+            break;
+        default:
+            ASSERT(false);
+        }
+        ASSERT(!l->whiteouts || p->family == OCI_ARTIFACT_IMAGE);
+    }
+    /* Pairwise only while cheap; the planner itself sorts. */
+    if (p->n_layers <= 256)
+        for (size_t i = 0; i < p->n_layers; i++)
+            for (size_t j = i + 1; j < p->n_layers; j++)
+                if (p->layers[i].place == OCI_PLACE_FILE && p->layers[j].place == OCI_PLACE_FILE)
+                    ASSERT(strcmp(p->layers[i].path, p->layers[j].path) != 0);
+
+    /* The canonical re-emission plans the same. */
+    _cleanup_layout_plan_ oci_layout_plan *p2 = NULL;
+    ASSERT(oci_layout_plan_make(m2, config, config_len, &p2, &e) == 0);
+    ASSERT(p2->family == p->family && p2->n_layers == p->n_layers);
+    for (size_t i = 0; i < p->n_layers; i++) {
+        ASSERT(p2->layers[i].place == p->layers[i].place);
+        ASSERT(p2->layers[i].format == p->layers[i].format);
+        ASSERT(p2->layers[i].kind == p->layers[i].kind);
+        ASSERT(!p2->layers[i].path == !p->layers[i].path);
+        if (p->layers[i].path)
+            ASSERT(strcmp(p2->layers[i].path, p->layers[i].path) == 0);
     }
 }
 
@@ -95,6 +187,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len2 = 0;
     _cleanup_free_ char *e2 = oci_manifest_emit(m2, &len2);
     ASSERT(len1 == len2 && memcmp(e1, e2, len1) == 0);
+
+    check_plan(m, m2, data, size);
 
     if (oci_manifest_is_index(m)) {
         const oci_descriptor *d = NULL;
