@@ -4,17 +4,20 @@
  * cache executes the plan and decides nothing about placement itself.
  *
  * Where each family's facts come from (media types, annotations, names):
- *   ModelPack   modelpack/model-spec specs-go/v1/mediatype.go, annotations.go
- *               (vnd.cncf.model.*; modctl still writes vnd.cnai.model.*)
- *   ORAS        oras-project/oras-go content/file/file.go, utils.go
- *               (title, io.deis.oras.content.unpack / .digest, default types)
- *   KitOps      kitops-ml/kitops pkg/artifact/constants.go, pkg/lib/kitfile
- *   DMR         docker/model-runner pkg/distribution/types/config.go (types)
- *               and pkg/distribution/internal/bundle/unpack.go (names)
- *   Ollama      ollama/ollama server/images.go, server/create.go (types);
- *               the file names are ours, documented in docs/usage.md
- *   Images      opencontainers/image-spec media-types.md, Docker's
- *               distribution manifest-v2-2 (config and layer types) */
+ *   ModelPack  modelpack/model-spec specs-go/v1/mediatype.go, annotations.go
+ *              (vnd.cncf.model.*; modctl still writes vnd.cnai.model.*)
+ *   ORAS       oras-project/oras-go content/file/file.go (title, the
+ *              io.deis.oras.content.* annotations, default media types) and
+ *              content/file/utils.go (tarDirectory, extractTarGzip)
+ *   KitOps     kitops-ml/kitops pkg/lib/constants/mediatype/{kitops,
+ *              mediatype,artifacttype}.go (types), pkg/lib/filesystem/
+ *              {tar,raw,util}.go (entry names, org.cncf.model.filepath)
+ *   DMR        docker/model-runner pkg/distribution/types/config.go (types)
+ *              and pkg/distribution/internal/bundle/unpack.go (names)
+ *   Ollama     ollama/ollama server/images.go GetModel (types, which repeat);
+ *              the file names are ours, documented in docs/usage.md
+ *   Images     opencontainers/image-spec media-types.md and Docker's image
+ *              manifest v2 schema 2 (config and layer types) */
 #include "oci.h"
 
 #include <cJSON.h>
@@ -27,8 +30,11 @@ typedef struct planner {
     size_t config_len;
     oci_layout_plan *p;
     mv_error *err;
-    /* Ollama: how many of each repeatable layer were named so far. */
-    unsigned n_projector, n_adapter, n_license;
+    /* Ollama: how many of each repeatable layer were named so far, and the
+     * last layer of each single-valued type (the one Ollama keeps). */
+    unsigned n_projector, n_adapter, n_license, n_draft;
+    size_t n_model, i_model;
+    size_t last_template, last_system, last_params, last_messages;
     /* Docker Model Runner's legacy names depend on the totals. */
     size_t n_gguf, n_safetensors, i_gguf, i_safetensors;
     bool mmproj_seen, template_seen;
@@ -93,6 +99,33 @@ static int layer_path(planner *pl, size_t i, char **out)
     if (r < 0)
         return layer_error(pl, r, i, "%s", sub.msg);
     return 0;
+}
+
+/* The directory a tar layer says it fills, from the same annotations. "."
+ * (kit pack writes it for a Kitfile path of the whole context) names the
+ * root: *out stays NULL, as when there is no annotation. */
+static int declared_dir(planner *pl, size_t i, char **out)
+{
+    static const char *const keys[] = {MODEL_ANNO_FILEPATH, OCI_ANNO_TITLE,
+                                       MODEL_ANNO_FILEPATH_CNAI};
+    *out = NULL;
+    const char *v = NULL;
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]) && !v; k++)
+        v = anno(&pl->m->layers[i], keys[k]);
+    if (!v)
+        return 0;
+    bool root = v[0] == '.';
+    for (const char *c = v; *c && root; c++) {
+        size_t n = strcspn(c, "/");
+        root = n == 0 || (n == 1 && c[0] == '.');
+        c += n;
+        if (!*c)
+            break;
+    }
+    if (root)
+        return 0;
+    int r = layer_path(pl, i, out);
+    return r == -ENOENT ? 0 : r;
 }
 
 static void set_skip(oci_layer_plan *lp, const char *why)
@@ -195,7 +228,7 @@ static oci_artifact_family detect(const oci_manifest *m)
         cfg = bare_type(cfg, buf, sizeof(buf));
     if (is_modelpack_type(m->artifact_type) || is_modelpack_type(cfg))
         return OCI_ARTIFACT_MODELPACK;
-    if (streq(cfg, KITOPS_MT_CONFIG))
+    if (streq(cfg, KITOPS_MT_CONFIG) || streq(m->artifact_type, KITOPS_ARTIFACT_TYPE))
         return OCI_ARTIFACT_KITOPS;
     if (streq(cfg, DMR_MT_CONFIG_V01) || streq(cfg, DMR_MT_CONFIG_V02))
         return OCI_ARTIFACT_DMR;
@@ -235,8 +268,10 @@ const char *oci_artifact_family_name(oci_artifact_family f)
 
 /* ---- ORAS ------------------------------------------------------------------- */
 
-/* oras-go's file store writes directories as tar+gzip whatever the layer
- * type says; the type is only trusted when it names a compression. */
+/* oras-go's file store gzips every directory it packs whatever type the
+ * user gave it (file.go packDirectory), and reads them back only through
+ * gzip (utils.go extractTarGzip); so "+zstd" is the one type word trusted,
+ * for other writers, and everything else, ".tar" included, is tar+gzip. */
 static oci_layer_format oras_tar_format(const char *mt)
 {
     char buf[256];
@@ -244,8 +279,6 @@ static oci_layer_format oras_tar_format(const char *mt)
     size_t n = strlen(t);
     if (n >= 5 && strcmp(t + n - 5, "+zstd") == 0)
         return OCI_FMT_TAR_ZSTD;
-    if (n >= 4 && strcmp(t + n - 4, ".tar") == 0)
-        return OCI_FMT_TAR;
     return OCI_FMT_TAR_GZIP;
 }
 
@@ -277,9 +310,11 @@ static int plan_oras(planner *pl, size_t i, oci_layer_plan *lp)
             return layer_error(pl, -EINVAL, i, "annotation %s: %s", ORAS_ANNO_DIGEST, sub.msg);
         lp->unpacked_digest = mv_xstrdup(dg);
     }
-    /* The tar's entries already start with the directory's name. */
+    /* tarDirectory names each entry "<title>/...", so the tar lands at the
+     * root; extractTarDirectory refuses entries outside the title. */
     set_unpack(lp, oras_tar_format(d->media_type), "", MODEL_KIND_NONE);
     lp->declared_path = MV_STEAL(path);
+    lp->confined = true;
     return 0;
 }
 
@@ -312,7 +347,7 @@ static int plan_modelpack(planner *pl, size_t i, oci_layer_plan *lp)
     if (mc.kind == MODEL_KIND_NONE || mc.format == OCI_FMT_UNKNOWN)
         return unsupported(pl, i, "ModelPack");
     _cleanup_free_ char *path = NULL;
-    int r = layer_path(pl, i, &path);
+    int r = mc.format == OCI_FMT_RAW ? layer_path(pl, i, &path) : declared_dir(pl, i, &path);
     if (r < 0 && r != -ENOENT)
         return r;
     if (mc.format == OCI_FMT_RAW) {
@@ -350,6 +385,41 @@ static int plan_image(planner *pl, size_t i, oci_layer_plan *lp)
 
 /* ---- KitOps ------------------------------------------------------------------- */
 
+static const struct {
+    const char *word;
+    model_kind kind;
+} kit_kinds[] = {
+    /* "modelpart" before "model": a prefix of it. mcpb is an MCP bundle, a
+     * ZIP kit stores verbatim; no filter word names it. */
+    {"modelpart", MODEL_KIND_WEIGHT}, {"model", MODEL_KIND_WEIGHT}, {"dataset", MODEL_KIND_DATASET},
+    {"code", MODEL_KIND_CODE},        {"docs", MODEL_KIND_DOC},     {"mcpb", MODEL_KIND_NONE},
+};
+
+/* "application/vnd.kitops.modelkit.<kind>.v1.<tar|raw>[+gzip|+zstd]", as
+ * kitopsMediaType.String() spells it (gzip-fastest is written "+gzip"). */
+static bool kit_parse(const char *t, size_t *kind, bool *raw, oci_layer_format *fmt)
+{
+    const char *rest = t + strlen(KITOPS_MT_PREFIX);
+    for (size_t k = 0; k < sizeof(kit_kinds) / sizeof(kit_kinds[0]); k++) {
+        size_t n = strlen(kit_kinds[k].word);
+        if (strncmp(rest, kit_kinds[k].word, n) != 0 || strncmp(rest + n, ".v1.", 4) != 0)
+            continue;
+        const char *f = rest + n + 4;
+        *kind = k;
+        *raw = starts_with(f, "raw");
+        if (*raw || starts_with(f, "tar"))
+            f += 3;
+        else
+            return false;
+        *fmt = !*f                 ? (*raw ? OCI_FMT_RAW : OCI_FMT_TAR)
+               : streq(f, "+gzip") ? OCI_FMT_TAR_GZIP
+               : streq(f, "+zstd") ? OCI_FMT_TAR_ZSTD
+                                   : OCI_FMT_UNKNOWN;
+        return *fmt != OCI_FMT_UNKNOWN;
+    }
+    return false;
+}
+
 static int plan_kitops(planner *pl, size_t i, oci_layer_plan *lp)
 {
     const oci_descriptor *d = &pl->m->layers[i];
@@ -357,37 +427,40 @@ static int plan_kitops(planner *pl, size_t i, oci_layer_plan *lp)
     const char *t = bare_type(d->media_type, buf, sizeof(buf));
     if (!starts_with(t, KITOPS_MT_PREFIX))
         return plan_oras(pl, i, lp);
-    static const struct {
-        const char *word;
-        model_kind kind;
-    } kinds[] = {
-        {"modelpart", MODEL_KIND_WEIGHT}, {"model", MODEL_KIND_WEIGHT},
-        {"dataset", MODEL_KIND_DATASET},  {"code", MODEL_KIND_CODE},
-        {"docs", MODEL_KIND_DOC},
-    };
-    const char *rest = t + strlen(KITOPS_MT_PREFIX);
-    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        size_t n = strlen(kinds[k].word);
-        if (strncmp(rest, kinds[k].word, n) != 0 || strncmp(rest + n, ".v1.", 4) != 0)
-            continue;
-        const char *fmt = rest + n + 4;
-        oci_layer_format f = streq(fmt, "tar")        ? OCI_FMT_TAR
-                             : streq(fmt, "tar+gzip") ? OCI_FMT_TAR_GZIP
-                             : streq(fmt, "tar+zstd") ? OCI_FMT_TAR_ZSTD
-                                                      : OCI_FMT_UNKNOWN;
-        if (f == OCI_FMT_UNKNOWN)
-            break;
-        _cleanup_free_ char *path = NULL;
+    size_t k = 0;
+    bool raw = false;
+    oci_layer_format fmt = OCI_FMT_UNKNOWN;
+    /* A compressed raw layer is a single gzip or zstd file: there is no
+     * zero-copy way to present it, and no tar to unpack. */
+    if (!kit_parse(t, &k, &raw, &fmt) || (raw && fmt != OCI_FMT_RAW))
+        return unsupported(pl, i, "KitOps");
+    _cleanup_free_ char *path = NULL;
+    if (raw) {
+        if (unpack_flag(d))
+            return layer_error(pl, -EINVAL, i, "%s=true on media type \"%s\", which is not a tar",
+                               ORAS_ANNO_UNPACK, MV_QUOTED(d->media_type));
+        /* raw.go: the blob is the file, named by org.cncf.model.filepath. */
         int r = layer_path(pl, i, &path);
-        if (r < 0 && r != -ENOENT)
+        if (r == -ENOENT) {
+            set_skip(lp, "raw KitOps layer without a file path annotation");
+            lp->kind = kit_kinds[k].kind;
+            return 0;
+        }
+        if (r < 0)
             return r;
-        /* kit pack writes each entry's path relative to the ModelKit's
-         * context directory, so the tar lands at the root. */
-        set_unpack(lp, f, "", kinds[k].kind);
-        lp->declared_path = MV_STEAL(path);
+        set_file(lp, MV_STEAL(path), kit_kinds[k].kind);
+        lp->executable =
+            kit_kinds[k].kind == MODEL_KIND_CODE && meta_executable(anno(d, MODEL_ANNO_FILEMETA));
         return 0;
     }
-    return unsupported(pl, i, "KitOps");
+    int r = declared_dir(pl, i, &path);
+    if (r < 0)
+        return r;
+    /* tar.go walks from the context directory and names each entry by its
+     * path there, parents included, so the tar lands at the root. */
+    set_unpack(lp, fmt, "", kit_kinds[k].kind);
+    lp->declared_path = MV_STEAL(path);
+    return 0;
 }
 
 /* ---- Docker Model Runner -------------------------------------------------------- */
@@ -454,8 +527,8 @@ static int plan_dmr(planner *pl, size_t i, oci_layer_plan *lp)
         return plan_oras(pl, i, lp);
     if (streq(t, DMR_MT_DIR_TAR) || streq(t, DMR_MT_VLLM_CONFIG)) {
         _cleanup_free_ char *path = NULL;
-        int r = layer_path(pl, i, &path);
-        if (r < 0 && r != -ENOENT)
+        int r = declared_dir(pl, i, &path);
+        if (r < 0)
             return r;
         /* bundle/unpack.go extracts both, uncompressed, into the model
          * directory, which is our tree's root. */
@@ -498,6 +571,33 @@ static int plan_dmr(planner *pl, size_t i, oci_layer_plan *lp)
 
 /* ---- Ollama ----------------------------------------------------------------------- */
 
+static void ollama_count(planner *pl)
+{
+    for (size_t i = 0; i < pl->m->n_layers; i++) {
+        char buf[256];
+        const char *t = bare_type(pl->m->layers[i].media_type, buf, sizeof(buf));
+        /* GetModel reads each of these into one field: the last one wins.
+         * The template's old name shares its field. Stored 1-based. */
+        if (streq(t, OLLAMA_MT_TEMPLATE) || streq(t, OLLAMA_MT_PROMPT))
+            pl->last_template = i + 1;
+        else if (streq(t, OLLAMA_MT_SYSTEM))
+            pl->last_system = i + 1;
+        else if (streq(t, OLLAMA_MT_PARAMS))
+            pl->last_params = i + 1;
+        else if (streq(t, OLLAMA_MT_MESSAGES))
+            pl->last_messages = i + 1;
+        else if (streq(t, OLLAMA_MT_MODEL))
+            pl->n_model++;
+    }
+}
+
+/* A numbered name for the k-th of a repeatable layer: "stem.ext",
+ * "stem-2.ext", ... (ext may be empty). */
+static char *nth_name(const char *stem, const char *ext, unsigned k)
+{
+    return k == 1 ? mv_xasprintf("%s%s", stem, ext) : mv_xasprintf("%s-%u%s", stem, k, ext);
+}
+
 static int plan_ollama(planner *pl, size_t i, oci_layer_plan *lp)
 {
     const oci_descriptor *d = &pl->m->layers[i];
@@ -509,37 +609,53 @@ static int plan_ollama(planner *pl, size_t i, oci_layer_plan *lp)
         return layer_error(pl, -EINVAL, i, "%s=true on media type \"%s\", which is not a tar",
                            ORAS_ANNO_UNPACK, MV_QUOTED(d->media_type));
     /* Ollama names no files; these names are ours (docs/usage.md). */
-    char *name;
-    model_kind kind;
+    char *name = NULL;
+    model_kind kind = MODEL_KIND_WEIGHT_CONFIG;
+    size_t last = 0;
     if (streq(t, OLLAMA_MT_MODEL)) {
-        name = mv_xstrdup("model.gguf");
+        /* A split GGUF comes as several model layers; llama.cpp finds the
+         * rest of a split from the first one's "-0000k-of-0000n" name. */
+        size_t k = ++pl->i_model;
+        name = pl->n_model == 1 ? mv_xstrdup("model.gguf")
+                                : mv_xasprintf("model-%05zu-of-%05zu.gguf", k, pl->n_model);
         kind = MODEL_KIND_WEIGHT;
     } else if (streq(t, OLLAMA_MT_PROJECTOR)) {
-        unsigned k = ++pl->n_projector;
-        name = k == 1 ? mv_xstrdup("projector.gguf") : mv_xasprintf("projector-%u.gguf", k);
+        name = nth_name("projector", ".gguf", ++pl->n_projector);
         kind = MODEL_KIND_WEIGHT;
     } else if (streq(t, OLLAMA_MT_ADAPTER)) {
-        unsigned k = ++pl->n_adapter;
-        name = k == 1 ? mv_xstrdup("adapter.gguf") : mv_xasprintf("adapter-%u.gguf", k);
+        name = nth_name("adapter", ".gguf", ++pl->n_adapter);
         kind = MODEL_KIND_WEIGHT;
-    } else if (streq(t, OLLAMA_MT_TEMPLATE)) {
+    } else if (streq(t, OLLAMA_MT_DRAFT)) {
+        name = nth_name("draft", ".gguf", ++pl->n_draft);
+        kind = MODEL_KIND_WEIGHT;
+    } else if (streq(t, OLLAMA_MT_LICENSE)) {
+        name = nth_name("LICENSE", "", ++pl->n_license);
+        kind = MODEL_KIND_DOC;
+    } else if (streq(t, OLLAMA_MT_TEMPLATE) || streq(t, OLLAMA_MT_PROMPT)) {
         name = mv_xstrdup("template.tmpl");
-        kind = MODEL_KIND_WEIGHT_CONFIG;
+        last = pl->last_template;
     } else if (streq(t, OLLAMA_MT_PARAMS)) {
         name = mv_xstrdup("params.json");
-        kind = MODEL_KIND_WEIGHT_CONFIG;
+        last = pl->last_params;
     } else if (streq(t, OLLAMA_MT_SYSTEM)) {
         name = mv_xstrdup("system.txt");
-        kind = MODEL_KIND_WEIGHT_CONFIG;
+        last = pl->last_system;
     } else if (streq(t, OLLAMA_MT_MESSAGES)) {
         name = mv_xstrdup("messages.json");
-        kind = MODEL_KIND_WEIGHT_CONFIG;
-    } else if (streq(t, OLLAMA_MT_LICENSE)) {
-        unsigned k = ++pl->n_license;
-        name = k == 1 ? mv_xstrdup("LICENSE") : mv_xasprintf("LICENSE-%u", k);
-        kind = MODEL_KIND_DOC;
+        last = pl->last_messages;
+    } else if (streq(t, OLLAMA_MT_EMBED)) {
+        set_skip(lp, "Ollama ignores embed layers (deprecated since 0.1.2)");
+        return 0;
     } else {
+        /* e.g. the safetensors "tensor" layers: one tensor per blob, no file
+         * a runtime could open. */
         return unsupported(pl, i, "Ollama");
+    }
+    if (last && last != i + 1) {
+        free(name);
+        set_skip(lp, "superseded by a later layer of the same type (Ollama keeps the last)");
+        lp->kind = kind;
+        return 0;
     }
     set_file(lp, name, kind);
     return 0;
@@ -664,6 +780,8 @@ int oci_layout_plan_make(const oci_manifest *m, const void *config, size_t confi
     planner pl = {.m = m, .config = config, .config_len = config_len, .p = p, .err = err};
     if (p->family == OCI_ARTIFACT_DMR)
         dmr_count(&pl);
+    if (p->family == OCI_ARTIFACT_OLLAMA)
+        ollama_count(&pl);
     for (size_t i = 0; i < m->n_layers; i++) {
         oci_layer_plan *lp = &p->layers[i];
         lp->index = i;

@@ -100,9 +100,11 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 #define ORAS_ANNO_UNPACK      "io.deis.oras.content.unpack"
 #define ORAS_ANNO_DIGEST      "io.deis.oras.content.digest"
 
-/* KitOps ModelKits (kitops pkg/artifact/constants.go): a Kitfile config and
- * "application/vnd.kitops.modelkit.<kind>.v1.tar[+gzip|+zstd]" layers, kind
- * one of model, modelpart, dataset, code, docs. */
+/* KitOps ModelKits (kitops-ml/kitops pkg/lib/constants/mediatype/): a
+ * Kitfile config and "application/vnd.kitops.modelkit.<kind>.v1.<fmt>"
+ * layers, kind one of model, modelpart, dataset, code, docs, mcpb; fmt tar
+ * or raw, optionally +gzip or +zstd. */
+#define KITOPS_ARTIFACT_TYPE  "application/vnd.kitops.modelkit.manifest.v1+json"
 #define KITOPS_MT_CONFIG      "application/vnd.kitops.modelkit.config.v1+json"
 #define KITOPS_MT_PREFIX      "application/vnd.kitops.modelkit."
 
@@ -119,7 +121,7 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 #define DMR_MT_CHAT_TEMPLATE  "application/vnd.docker.ai.chat.template.jinja"
 #define DMR_MT_PREFIX         "application/vnd.docker.ai."
 
-/* Ollama (ollama/ollama server/images.go, server/create.go). */
+/* Ollama (ollama/ollama server/images.go GetModel, server/create.go). */
 #define OLLAMA_MT_MODEL       "application/vnd.ollama.image.model"
 #define OLLAMA_MT_TEMPLATE    "application/vnd.ollama.image.template"
 #define OLLAMA_MT_PARAMS      "application/vnd.ollama.image.params"
@@ -128,6 +130,9 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 #define OLLAMA_MT_PROJECTOR   "application/vnd.ollama.image.projector"
 #define OLLAMA_MT_ADAPTER     "application/vnd.ollama.image.adapter"
 #define OLLAMA_MT_MESSAGES    "application/vnd.ollama.image.messages"
+#define OLLAMA_MT_DRAFT       "application/vnd.ollama.image.draft"
+#define OLLAMA_MT_PROMPT      "application/vnd.ollama.image.prompt" /* the template's old name */
+#define OLLAMA_MT_EMBED       "application/vnd.ollama.image.embed"  /* ignored since 0.1.2 */
 #define OLLAMA_MT_PREFIX      "application/vnd.ollama.image."
 
 /* The Accept header value for manifest requests: every type we parse. */
@@ -321,6 +326,10 @@ typedef struct oci_layer_plan {
      * or title annotation, normalised), for include/exclude and inspect;
      * NULL when it names none. Added beside the lead's API block. */
     char *declared_path;
+    /* UNPACK: every entry must lie under declared_path, as oras-go's file
+     * store requires (content/file/utils.go ensureBasePath); the cache
+     * refuses a tar with an entry elsewhere. */
+    bool confined;
 } oci_layer_plan;
 
 typedef struct oci_layout_plan {
