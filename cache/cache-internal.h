@@ -129,11 +129,35 @@ int cache_layer_ensure(cache *c, const oci_descriptor *d, const char *expected_d
 
 /* ---- trees (tree.c) ------------------------------------------------------ */
 
-/* Model-tree identity: sha256 over the manifest digest, filters, subpath. */
+/* Model-tree identity: sha256 over the manifest digest, filters (globs and
+ * kind words), subpath. */
 void cache_tree_id(const char *manifest_digest, const char *const *include,
-                   const char *const *exclude, const char *subpath, char out[OCI_DIGEST_MAX]);
+                   const char *const *exclude, const char *const *kinds, const char *subpath,
+                   char out[OCI_DIGEST_MAX]);
 /* Whether a layer's file path passes the include/exclude globs. */
 bool cache_filter_match(const char *path, const char *const *include, const char *const *exclude);
+
+/* The filters of a request as a user wrote them, for messages:
+ * 'include "a,b" exclude "c" kinds "weights" subpath "x"'; "" for none. */
+char *cache_filter_describe(const char *const *include, const char *const *exclude,
+                            const char *const *kinds, const char *subpath);
+
+/* Which layers of plan the filters keep (keep[i] per plan layer): SKIP
+ * never; FILE when its path passes include/exclude and its kind the kind
+ * filter; UNPACK by kind and, when it has a path (its directory, else its
+ * file-path annotation), by that path. kinds_mask 0 = no kind filter; a
+ * MODEL_KIND_NONE layer fails any kind filter. -ENOTSUP for a kept layer
+ * whose digest is not sha256. */
+int cache_plan_select(const oci_manifest *m, const oci_layout_plan *plan,
+                      const char *const *include, const char *const *exclude, unsigned kinds_mask,
+                      bool *keep, mv_error *err);
+
+/* Before anything is fetched: a plan that lays out nothing is -EPROTO
+ * naming the manifest and each media type nothing could place; filters
+ * that keep nothing the plan lays out are -EINVAL naming the filter. */
+int cache_plan_check(const char *manifest_digest, const oci_manifest *m,
+                     const oci_layout_plan *plan, const bool *keep, const char *filter,
+                     mv_error *err);
 
 typedef struct cache_tree_spec {
     const char *tree_id;
@@ -141,10 +165,12 @@ typedef struct cache_tree_spec {
     const char *manifest_digest;
     const char *index_digest; /* may be NULL */
     const oci_manifest *manifest;
+    const oci_layout_plan *plan; /* what each layer lays out, decided once */
+    const bool *keep;            /* per plan layer: whether the filters keep it */
     const char *const *include;
     const char *const *exclude;
-    const char *subpath; /* as the user gave it; NULL for the default */
-    bool image;          /* container image (modelcar): whiteouts, default subpath "models" */
+    const char *const *kinds;
+    const char *subpath; /* as the user gave it; NULL for the plan's default */
 } cache_tree_spec;
 
 /* Builds trees/<hex> from blobs and layers that are all present (the
@@ -161,6 +187,7 @@ typedef struct cache_tree_size {
     uint64_t size;   /* apparent bytes of regular files, every link counted */
     uint64_t bytes;  /* apparent bytes of regular files, each inode once */
     uint64_t inodes; /* entries (the root included), each inode once */
+    uint64_t files;  /* regular files, every link counted */
     int depth;       /* deepest directory, the root being 0 */
 } cache_tree_size;
 /* Measures the tree at dirfd/path, never following a symlink; -ELOOP when

@@ -97,11 +97,18 @@ typedef struct cache_request_args {
     const char *const *include;
     const char *const *exclude;
     const char *subpath; /* present only this directory; NULL or "" = the whole model */
+    /* The kind filter: words "weights", "config", "docs", "code",
+     * "datasets" (oci_kind_parse), as a CSV (volume attribute `kinds`)
+     * and/or a NULL-terminated list (repeated --kind); none = every kind. */
+    const char *kinds_csv;
+    const char *const *kinds;
     /* How errors name the inputs to the user: reference_what prefixes a bad
      * reference's message (NULL: none, it already reads 'reference "x": ...'),
-     * subpath_what a bad subpath's (NULL: "subpath"). */
+     * subpath_what a bad subpath's (NULL: "subpath"), kinds_what a bad
+     * kind word's (NULL: "kinds"). */
     const char *reference_what;
     const char *subpath_what;
+    const char *kinds_what;
 } cache_request_args;
 
 /* One pull, parsed and normalised. cache_request_parse fills the parsed
@@ -114,6 +121,12 @@ typedef struct cache_request {
     char **include; /* NULL-terminated, owned; NULL = every file */
     char **exclude; /* NULL-terminated, owned; NULL = nothing excluded */
     char *subpath;  /* normalised, owned; NULL = the whole model */
+    /* The kind filter: the words, each once in model_kind order
+     * (NULL-terminated, owned; NULL = every kind), and the same as a mask
+     * of 1u << model_kind. A layer whose kind is MODEL_KIND_NONE is kept
+     * only when there is no kind filter. */
+    char **kinds;
+    unsigned kinds_mask;
 
     const cache_registry *registry; /* config and default credentials; may be NULL */
     cache_creds *creds;             /* owned; replaces the registry's default credentials (a pod's
@@ -138,6 +151,12 @@ typedef struct cache_pull_result {
     uint64_t bytes_downloaded; /* network bytes this call */
     uint64_t bytes_from_mirror;
     bool cache_hit; /* the tree existed already */
+    /* Layers the layout plan skipped while other files were laid out
+     * (filtered-out layers are not counted). Known when this call built
+     * the tree; 0 on a cache hit. skipped lists the first few as
+     * "sha256:...: <media type>: <reason>", "; "-separated, truncated. */
+    size_t n_skipped;
+    char skipped[512];
 } cache_pull_result;
 void cache_pull_result_clear(cache_pull_result *r);
 
@@ -145,6 +164,18 @@ void cache_pull_result_clear(cache_pull_result *r);
  * what is missing, ingests, unpacks and builds the tree. Safe to call from
  * many processes at once: each blob, layer and tree is produced once. */
 int cache_pull(cache *c, const cache_request *rq, cache_pull_result *out, mv_error *err);
+
+/* What a model would lay out, without fetching any layer blob: the
+ * manifest (chosen from an index as cache_pull does) and its config are
+ * fetched and stored, and the layout plan made. modelpull inspect. */
+typedef struct cache_inspection {
+    char manifest_digest[OCI_DIGEST_MAX];
+    char index_digest[OCI_DIGEST_MAX]; /* "" when the reference named a manifest */
+    oci_manifest *manifest;            /* owned */
+    oci_layout_plan *plan;             /* owned; plan->layers[i].index into manifest->layers */
+} cache_inspection;
+int cache_inspect(cache *c, const cache_request *rq, cache_inspection *out, mv_error *err);
+void cache_inspection_clear(cache_inspection *in);
 
 /* Pins are records keyed by owner (e.g. "csi:<target>" or
  * "prewarm:<reference>"). GC never removes pinned trees nor what they link.
@@ -186,7 +217,7 @@ typedef struct cache_entry {
     char manifest_digest[OCI_DIGEST_MAX];
     char *reference; /* as first pulled; NULL if unknown */
     char *tree_path;
-    char *filter;  /* "include=a,b exclude=c subpath=d", "" when none */
+    char *filter;  /* "include=a,b exclude=c kinds=w subpath=d", "" when none */
     uint64_t size; /* bytes of the model's files */
     time_t last_use;
     size_t n_pins;

@@ -70,8 +70,8 @@ static char **json_strv(const cJSON *a, size_t *n)
 static char *filter_string(const cJSON *j)
 {
     char *s = mv_xstrdup("");
-    static const char *const keys[] = {"include", "exclude", "subpath"};
-    for (size_t k = 0; k < 3; k++) {
+    static const char *const keys[] = {"include", "exclude", "kinds", "subpath"};
+    for (size_t k = 0; k < 4; k++) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
         char *val = NULL;
         if (cJSON_IsString(a)) {

@@ -121,8 +121,13 @@ static char **config_diff_ids(const char *buf, size_t len, size_t *n)
     return v;
 }
 
-static int load_config(pull_ctx *p, const oci_manifest *m, char ***diff_ids, size_t *n)
+/* The config blob (stored or fetched): its bytes for the layout plan and
+ * its diff_ids for extraction. */
+static int load_config(pull_ctx *p, const oci_manifest *m, char **cfg, size_t *cfg_len,
+                       char ***diff_ids, size_t *n)
 {
+    *cfg = NULL;
+    *cfg_len = 0;
     *diff_ids = NULL;
     *n = 0;
     if (!m->has_config || !m->config.digest)
@@ -149,31 +154,8 @@ static int load_config(pull_ctx *p, const oci_manifest *m, char ***diff_ids, siz
             return r;
     }
     *diff_ids = config_diff_ids(buf, len, n);
-    return 0;
-}
-
-/* ---- layer selection ------------------------------------------------------ */
-
-/* Whether layer d is part of the tree: raw layers need a file path that
- * passes the filter; tar layers are filtered by their path if they have one. */
-static int layer_selected(const oci_descriptor *d, const cache_request *rq, bool *sel,
-                          mv_error *err)
-{
-    oci_media_class mc = {0};
-    oci_media_classify(d->media_type, &mc);
-    _cleanup_free_ char *path = NULL;
-    int r = oci_layer_filepath(d, &path, err);
-    if (r < 0 && r != -ENOENT)
-        return mv_error_wrap(err, "layer %s", d->digest);
-    const char *const *inc = (const char *const *)rq->include;
-    const char *const *exc = (const char *const *)rq->exclude;
-    if (mc.format == OCI_FMT_RAW)
-        *sel = path && cache_filter_match(path, inc, exc);
-    else
-        *sel = !path || cache_filter_match(path, inc, exc);
-    if (*sel && strncmp(d->digest, "sha256:", 7) != 0)
-        return mv_error_set(err, -ENOTSUP, "layer %s: only sha256 digests are supported",
-                            d->digest);
+    *cfg_len = len;
+    *cfg = MV_STEAL(buf);
     return 0;
 }
 
@@ -307,17 +289,16 @@ static int check_space(pull_ctx *p, const oci_descriptor **missing, size_t n)
         mv_format_size(need, a, sizeof(a)), p->c->root, mv_format_size(avail, b, sizeof(b)));
 }
 
-static int fetch_missing(pull_ctx *p, const oci_manifest *m, uint64_t *downloaded)
+static int fetch_missing(pull_ctx *p, const oci_manifest *m, const oci_layout_plan *plan,
+                         const bool *keep, uint64_t *downloaded)
 {
     const oci_descriptor **missing =
         mv_xcalloc(m->n_layers ? m->n_layers : 1, sizeof(const oci_descriptor *));
     size_t n = 0;
     int r = 0;
-    for (size_t i = 0; i < m->n_layers && r == 0; i++) {
-        const oci_descriptor *d = &m->layers[i];
-        bool sel = false;
-        r = layer_selected(d, p->rq, &sel, p->err);
-        if (r < 0 || !sel || cache_blob_exists(p->c, d->digest))
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_descriptor *d = &m->layers[plan->layers[i].index];
+        if (!keep[i] || cache_blob_exists(p->c, d->digest))
             continue;
         bool dup = false;
         for (size_t k = 0; k < n && !dup; k++)
@@ -360,12 +341,34 @@ static void hit(cache *c, const char *tree_id, const char *manifest_digest, cach
     out->cache_hit = true;
 }
 
+/* The layers the plan skipped while it laid out others, for the front
+ * ends to log and count. */
+static void note_skips(const oci_manifest *m, const oci_layout_plan *plan, cache_pull_result *out)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_layer_plan *lp = &plan->layers[i];
+        if (lp->place != OCI_PLACE_SKIP)
+            continue;
+        const oci_descriptor *d = &m->layers[lp->index];
+        out->n_skipped++;
+        if (used >= sizeof(out->skipped) - 1)
+            continue;
+        int k = snprintf(out->skipped + used, sizeof(out->skipped) - used, "%s%s: %s: %s",
+                         used ? "; " : "", d->digest, d->media_type,
+                         lp->skip_reason ? lp->skip_reason : "skipped");
+        used = k < 0 || used + (size_t)k >= sizeof(out->skipped) ? sizeof(out->skipped) - 1
+                                                                 : used + (size_t)k;
+    }
+}
+
 static int do_pull(pull_ctx *p, cache_pull_result *out)
 {
     cache *c = p->c;
     const cache_request *rq = p->rq;
     const char *const *include = (const char *const *)rq->include;
     const char *const *exclude = (const char *const *)rq->exclude;
+    const char *const *kinds = (const char *const *)rq->kinds;
     const char *subpath = rq->subpath;
     char manifest_digest[OCI_DIGEST_MAX] = "";
     char resolved[OCI_DIGEST_MAX] = "";
@@ -379,7 +382,7 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         mv_error sub = MV_ERROR_INIT;
         tag_known = cache_tag_get(c, p->refstr, manifest_digest, resolved, &sub) == 0;
         if (tag_known) {
-            cache_tree_id(manifest_digest, include, exclude, subpath, tree_id);
+            cache_tree_id(manifest_digest, include, exclude, kinds, subpath, tree_id);
             if (cache_tree_exists(c, tree_id)) {
                 hit(c, tree_id, manifest_digest, out);
                 return 0;
@@ -431,7 +434,7 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
             return r;
     }
 
-    cache_tree_id(manifest_digest, include, exclude, subpath, tree_id);
+    cache_tree_id(manifest_digest, include, exclude, kinds, subpath, tree_id);
     if (cache_tree_exists(c, tree_id)) {
         hit(c, tree_id, manifest_digest, out);
         return 0;
@@ -446,33 +449,42 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         return 0; /* another process built it while we waited */
     }
 
+    _cleanup_free_ char *cfg = NULL;
+    size_t cfg_len = 0;
     _cleanup_strv_ char **diff_ids = NULL;
     size_t n_diff = 0;
-    r = load_config(p, m, &diff_ids, &n_diff);
+    r = load_config(p, m, &cfg, &cfg_len, &diff_ids, &n_diff);
     if (r < 0)
         return r;
-    r = fetch_missing(p, m, &out->bytes_downloaded);
+    /* The layout is decided once, here; everything below executes it. */
+    _cleanup_layout_plan_ oci_layout_plan *plan = NULL;
+    r = oci_layout_plan_make(m, cfg, cfg_len, &plan, p->err);
+    if (r < 0)
+        return mv_error_wrap(p->err, "manifest %s", manifest_digest);
+    _cleanup_free_ bool *keep = mv_xcalloc(plan->n_layers ? plan->n_layers : 1, sizeof(*keep));
+    r = cache_plan_select(m, plan, include, exclude, rq->kinds_mask, keep, p->err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *filter = cache_filter_describe(include, exclude, kinds, subpath);
+    r = cache_plan_check(manifest_digest, m, plan, keep, filter, p->err);
+    if (r < 0)
+        return r;
+    r = fetch_missing(p, m, plan, keep, &out->bytes_downloaded);
     if (r < 0)
         return r;
 
-    bool image = false;
-    for (size_t i = 0; i < m->n_layers; i++) {
-        const oci_descriptor *d = &m->layers[i];
-        oci_media_class mc = {0};
-        oci_media_classify(d->media_type, &mc);
-        if (mc.format == OCI_FMT_RAW)
-            continue;
-        image |= mc.family == OCI_FAMILY_OCI || mc.family == OCI_FAMILY_DOCKER;
-        bool sel = false;
-        r = layer_selected(d, rq, &sel, p->err);
-        if (r < 0)
-            return r;
-        if (!sel)
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_layer_plan *lp = &plan->layers[i];
+        if (!keep[i] || lp->place != OCI_PLACE_UNPACK)
             continue;
         if (cancelled(rq))
             return mv_error_set(p->err, -ECANCELED, "cancelled");
-        const char *want = n_diff == m->n_layers && diff_ids[i][0] ? diff_ids[i] : NULL;
-        r = cache_layer_ensure(c, d, want, p->err);
+        /* The uncompressed tar's digest, when something vouches for it:
+         * an image's diff_id, or ORAS's io.deis.oras.content.digest. */
+        const char *want = lp->unpacked_digest;
+        if (!want && n_diff == m->n_layers && diff_ids[lp->index][0])
+            want = diff_ids[lp->index];
+        r = cache_layer_ensure(c, &m->layers[lp->index], want, p->err);
         if (r < 0)
             return r;
     }
@@ -484,14 +496,17 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         .manifest_digest = manifest_digest,
         .index_digest = index_digest,
         .manifest = m,
+        .plan = plan,
+        .keep = keep,
         .include = include,
         .exclude = exclude,
+        .kinds = kinds,
         .subpath = subpath,
-        .image = image,
     };
     r = cache_tree_build(c, &spec, p->err);
     if (r < 0)
         return r;
+    note_skips(m, plan, out);
     out->tree_path = cache_tree_path_of(c, tree_id);
     snprintf(out->tree_id, sizeof(out->tree_id), "%s", tree_id);
     snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s", manifest_digest);
@@ -523,4 +538,95 @@ int cache_pull(cache *c, const cache_request *rq, cache_pull_result *out, mv_err
         return mv_error_wrap(err, "pull %s", rq->reference);
     }
     return 0;
+}
+
+/* ---- cache_inspect -------------------------------------------------------- */
+
+static int do_inspect(pull_ctx *p, cache_inspection *out)
+{
+    char resolved[OCI_DIGEST_MAX] = "";
+    int r;
+    if (p->ref->digest) {
+        snprintf(resolved, sizeof(resolved), "%s", p->ref->digest);
+    } else if (p->rq->policy == CACHE_PULL_NEVER) {
+        mv_error sub = MV_ERROR_INIT;
+        char md[OCI_DIGEST_MAX];
+        if (cache_tag_get(p->c, p->refstr, md, resolved, &sub) < 0)
+            return mv_error_set(p->err, -ENOENT,
+                                "not in the cache and the pull policy is Never (pull it first)");
+    } else {
+        r = need_client(p, "the tag");
+        if (r < 0)
+            return r;
+        _cleanup_free_ char *ct = NULL;
+        _cleanup_free_ char *buf = NULL;
+        void *vbuf = NULL;
+        size_t len = 0;
+        r = pull_fetch_manifest(p->client, p->ref->tag, &vbuf, &len, &ct, resolved, p->err);
+        buf = vbuf;
+        if (r < 0)
+            return r;
+        r = cache_ingest_buf(p->c, resolved, buf, len, p->err);
+        if (r < 0)
+            return r;
+    }
+    _cleanup_manifest_ oci_manifest *m = NULL;
+    r = load_manifest(p, resolved, &m);
+    if (r < 0)
+        return r;
+    if (oci_manifest_is_index(m)) {
+        r = select_from_index(p, m, out->manifest_digest);
+        if (r < 0)
+            return mv_error_wrap(p->err, "index %s", resolved);
+        snprintf(out->index_digest, sizeof(out->index_digest), "%s", resolved);
+        oci_manifest_free(m);
+        m = NULL;
+        r = load_manifest(p, out->manifest_digest, &m);
+        if (r < 0)
+            return r;
+        if (oci_manifest_is_index(m))
+            return mv_error_set(p->err, -EINVAL, "index %s points at another index %s", resolved,
+                                out->manifest_digest);
+    } else {
+        snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s", resolved);
+    }
+    _cleanup_free_ char *cfg = NULL;
+    size_t cfg_len = 0;
+    _cleanup_strv_ char **diff_ids = NULL;
+    size_t n_diff = 0;
+    r = load_config(p, m, &cfg, &cfg_len, &diff_ids, &n_diff);
+    if (r < 0)
+        return r;
+    r = oci_layout_plan_make(m, cfg, cfg_len, &out->plan, p->err);
+    if (r < 0)
+        return mv_error_wrap(p->err, "manifest %s", out->manifest_digest);
+    out->manifest = MV_STEAL(m);
+    return 0;
+}
+
+int cache_inspect(cache *c, const cache_request *rq, cache_inspection *out, mv_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!rq || !rq->ref || !rq->reference)
+        return mv_error_set(err, -EINVAL, "inspect: no parsed request (cache_request_parse)");
+    pull_ctx p = {.c = c, .rq = rq, .ref = rq->ref, .refstr = rq->reference, .err = err};
+    p.po = rq->pull;
+    p.po.config = rq->registry ? rq->registry->config : NULL;
+    p.po.creds = rq->creds ? rq->creds : rq->registry ? rq->registry->creds : NULL;
+    int r = do_inspect(&p, out);
+    pull_client_free(p.client);
+    if (r < 0) {
+        cache_inspection_clear(out);
+        return mv_error_wrap(err, "inspect %s", rq->reference);
+    }
+    return 0;
+}
+
+void cache_inspection_clear(cache_inspection *in)
+{
+    if (!in)
+        return;
+    oci_layout_plan_free(in->plan);
+    oci_manifest_free(in->manifest);
+    memset(in, 0, sizeof(*in));
 }

@@ -57,6 +57,24 @@ int cache_request_parse(const cache_request_args *a, cache_request **out, mv_err
     rq->policy = a->policy;
     rq->include = globs_of(a->include_csv, a->include);
     rq->exclude = globs_of(a->exclude_csv, a->exclude);
+    _cleanup_strv_ char **words = globs_of(a->kinds_csv, a->kinds);
+    for (size_t i = 0; words && words[i]; i++) {
+        model_kind k = MODEL_KIND_NONE;
+        r = oci_kind_parse(words[i], &k, err);
+        if (r < 0)
+            return mv_error_wrap(err, "%s", a->kinds_what ? a->kinds_what : "kinds");
+        rq->kinds_mask |= 1u << k;
+    }
+    /* One spelling per filter, in a fixed order: the tree id and the
+     * listings see the same words however the user ordered them. */
+    size_t nk = 0;
+    for (unsigned k = 0; k < 32; k++) {
+        if (!(rq->kinds_mask & (1u << k)))
+            continue;
+        rq->kinds = mv_xrealloc(rq->kinds, (nk + 2) * sizeof(*rq->kinds));
+        rq->kinds[nk++] = mv_xstrdup(oci_kind_filter_name((model_kind)k));
+        rq->kinds[nk] = NULL;
+    }
     if (a->subpath && *a->subpath) {
         r = oci_path_normalize(a->subpath, &rq->subpath, err);
         if (r < 0)
@@ -74,6 +92,7 @@ void cache_request_free(cache_request *rq)
     free(rq->reference);
     mv_strvfreep(&rq->include);
     mv_strvfreep(&rq->exclude);
+    mv_strvfreep(&rq->kinds);
     free(rq->subpath);
     pull_creds_free(rq->creds);
     free(rq);

@@ -38,14 +38,20 @@ static void add_sorted(oci_hasher *h, char tag, const char *const *globs)
 }
 
 void cache_tree_id(const char *manifest_digest, const char *const *include,
-                   const char *const *exclude, const char *subpath, char out[OCI_DIGEST_MAX])
+                   const char *const *exclude, const char *const *kinds, const char *subpath,
+                   char out[OCI_DIGEST_MAX])
 {
     _cleanup_hasher_ oci_hasher *h = oci_hasher_new(OCI_DIGEST_SHA256);
-    static const char ver[] = "modelvol-tree-v1";
+    /* v2: trees laid out by the layout plan (issue 14). A v1 tree of an
+     * ORAS, KitOps or Docker Model Runner artifact could be empty or
+     * wrong; a new id makes every pull build its tree again (links only:
+     * blobs and extracted layers are shared). */
+    static const char ver[] = "modelvol-tree-v2";
     oci_hasher_update(h, ver, sizeof(ver));
     oci_hasher_update(h, manifest_digest, strlen(manifest_digest) + 1);
     add_sorted(h, 'i', include);
     add_sorted(h, 'e', exclude);
+    add_sorted(h, 'k', kinds);
     if (subpath) {
         oci_hasher_update(h, "s:", 2);
         oci_hasher_update(h, subpath, strlen(subpath) + 1);
@@ -72,6 +78,112 @@ bool cache_filter_match(const char *path, const char *const *include, const char
         if (glob_match(exclude[i], path))
             return false;
     return true;
+}
+
+static char *join_csv(const char *const *v)
+{
+    char *s = mv_xstrdup("");
+    for (size_t i = 0; v && v[i]; i++) {
+        char *n = mv_xasprintf("%s%s%s", s, i ? "," : "", v[i]);
+        free(s);
+        s = n;
+    }
+    return s;
+}
+
+char *cache_filter_describe(const char *const *include, const char *const *exclude,
+                            const char *const *kinds, const char *subpath)
+{
+    const char *names[] = {"include", "exclude", "kinds"};
+    const char *const *lists[] = {include, exclude, kinds};
+    char *s = mv_xstrdup("");
+    for (size_t k = 0; k < 3; k++) {
+        if (!lists[k] || !lists[k][0])
+            continue;
+        _cleanup_free_ char *v = join_csv(lists[k]);
+        char *n = mv_xasprintf("%s%s%s \"%s\"", s, *s ? " " : "", names[k], v);
+        free(s);
+        s = n;
+    }
+    if (subpath) {
+        char *n = mv_xasprintf("%s%ssubpath \"%s\"", s, *s ? " " : "", subpath);
+        free(s);
+        s = n;
+    }
+    return s;
+}
+
+int cache_plan_select(const oci_manifest *m, const oci_layout_plan *plan,
+                      const char *const *include, const char *const *exclude, unsigned kinds_mask,
+                      bool *keep, mv_error *err)
+{
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_layer_plan *lp = &plan->layers[i];
+        const oci_descriptor *d = &m->layers[lp->index];
+        keep[i] = false;
+        if (lp->place == OCI_PLACE_SKIP)
+            continue;
+        if (kinds_mask &&
+            (lp->kind == MODEL_KIND_NONE || !(kinds_mask & (1u << (unsigned)lp->kind))))
+            continue;
+        if (lp->place == OCI_PLACE_FILE) {
+            keep[i] = cache_filter_match(lp->path, include, exclude);
+        } else if (lp->path && lp->path[0]) {
+            keep[i] = cache_filter_match(lp->path, include, exclude);
+        } else {
+            /* A tar at the root: filtered by its file-path annotation when
+             * it has one (a ModelPack directory layer), as before plans. */
+            _cleanup_free_ char *path = NULL;
+            mv_error sub = MV_ERROR_INIT;
+            int r = oci_layer_filepath(d, &path, &sub);
+            if (r < 0 && r != -ENOENT) {
+                mv_error_copy(err, &sub);
+                return mv_error_wrap(err, "layer %s", d->digest);
+            }
+            keep[i] = !path || cache_filter_match(path, include, exclude);
+        }
+        if (keep[i] && strncmp(d->digest, "sha256:", 7) != 0)
+            return mv_error_set(err, -ENOTSUP, "layer %s: only sha256 digests are supported",
+                                d->digest);
+    }
+    return 0;
+}
+
+int cache_plan_check(const char *manifest_digest, const oci_manifest *m,
+                     const oci_layout_plan *plan, const bool *keep, const char *filter,
+                     mv_error *err)
+{
+    size_t placed = 0, kept = 0;
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        placed += plan->layers[i].place != OCI_PLACE_SKIP;
+        kept += keep[i];
+    }
+    if (plan->n_layers > 0 && placed == 0) {
+        /* Each media type once, with why it was skipped. */
+        char *types = mv_xstrdup("");
+        for (size_t i = 0; i < plan->n_layers; i++) {
+            const oci_layer_plan *lp = &plan->layers[i];
+            const char *mt = m->layers[lp->index].media_type;
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++)
+                seen = strcmp(m->layers[plan->layers[k].index].media_type, mt) == 0;
+            if (seen)
+                continue;
+            char *n = mv_xasprintf("%s%s%s (%s)", types, *types ? ", " : "", mt,
+                                   lp->skip_reason ? lp->skip_reason : "unknown");
+            free(types);
+            types = n;
+        }
+        int r = mv_error_set(err, -EPROTO,
+                             "manifest %s (%s) lays out no file: nothing places media type %s",
+                             manifest_digest, oci_artifact_family_name(plan->family), types);
+        free(types);
+        return r;
+    }
+    if (placed > 0 && kept == 0)
+        return mv_error_set(err, -EINVAL, "%s matches no file of %s",
+                            filter && *filter ? filter : "the filter", manifest_digest);
+    return 0;
 }
 
 char *cache_tree_path_of(cache *c, const char *tree_id)
@@ -220,7 +332,37 @@ int cache_tree_merge_layer(int layerfd, int treefd, bool whiteouts, const char *
 
 /* ---- building -------------------------------------------------------------- */
 
-static int link_raw(cache *c, int fullfd, const oci_descriptor *d, const char *path, mv_error *err)
+/* An executable file cannot be the blob itself: the blob's inode is shared
+ * by every tree that links it, and chmod on it would make the file
+ * executable in trees that asked for 0444 (and touch the verified store).
+ * So it gets its own 0555 copy; such files are small scripts and code, the
+ * weights stay zero-copy. */
+static int copy_executable(int blobfd, int pfd, const char *base, const char *path, mv_error *err)
+{
+    struct stat st;
+    if (fstat(blobfd, &st) < 0)
+        return mv_error_errno(err, -errno, "tree: stat blob of \"%s\"", path);
+    _cleanup_close_ int out =
+        openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0555);
+    if (out < 0) {
+        if (errno == EEXIST)
+            return mv_error_set(err, -EBADMSG, "tree: two layers present the file \"%s\"", path);
+        return mv_error_errno(err, -errno, "tree: create \"%s\"", path);
+    }
+    off_t left = st.st_size;
+    while (left > 0) {
+        ssize_t k = copy_file_range(blobfd, NULL, out, NULL, (size_t)left, 0);
+        if (k <= 0)
+            return mv_error_errno(err, k < 0 ? -errno : -EIO, "tree: copy \"%s\"", path);
+        left -= k;
+    }
+    if (fchmod(out, 0555) < 0)
+        return mv_error_errno(err, -errno, "tree: chmod \"%s\"", path);
+    return 0;
+}
+
+static int link_raw(cache *c, int fullfd, const oci_descriptor *d, const char *path,
+                    bool executable, mv_error *err)
 {
     _cleanup_free_ char *parent = NULL;
     const char *slash = strrchr(path, '/');
@@ -231,6 +373,12 @@ static int link_raw(cache *c, int fullfd, const oci_descriptor *d, const char *p
     if (r < 0)
         return mv_error_wrap(err, "tree: file \"%s\"", path);
     _cleanup_free_ char *blob = mv_xasprintf(CACHE_D_BLOBS "/%s", oci_digest_hex(d->digest));
+    if (executable) {
+        _cleanup_close_ int bfd = openat(c->root_fd, blob, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (bfd < 0)
+            return mv_error_errno(err, -errno, "tree: open blob %s", d->digest);
+        return copy_executable(bfd, pfd, base, path, err);
+    }
     if (linkat(c->root_fd, blob, pfd, base, 0) < 0) {
         if (errno == EEXIST)
             return mv_error_set(err, -EBADMSG, "tree: two layers present the file \"%s\"", path);
@@ -244,8 +392,10 @@ static int measure_one(const mv_walk_entry *e, void *ud, mv_error *err)
     (void)err;
     cache_tree_size *m = ud;
     bool reg = S_ISREG(e->st->st_mode);
-    if (reg)
+    if (reg) {
         m->size += (uint64_t)e->st->st_size;
+        m->files++;
+    }
     if (S_ISDIR(e->st->st_mode) && e->depth > m->depth)
         m->depth = e->depth;
     if (!e->first_link)
@@ -280,44 +430,37 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
     _cleanup_close_ int fullfd = openat(wfd, "full", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fullfd < 0)
         return mv_error_errno(err, -errno, "tree: open work directory");
-    for (size_t i = 0; i < m->n_layers; i++) {
-        const oci_descriptor *d = &m->layers[i];
-        oci_media_class mc = {0};
-        oci_media_classify(d->media_type, &mc);
-        _cleanup_free_ char *path = NULL;
-        mv_error sub = MV_ERROR_INIT;
-        int pr = oci_layer_filepath(d, &path, &sub);
-        if (pr < 0 && pr != -ENOENT) {
-            mv_error_copy(err, &sub);
-            return mv_error_wrap(err, "layer %s", d->digest);
-        }
-        if (path && !cache_filter_match(path, s->include, s->exclude))
+    const oci_layout_plan *plan = s->plan;
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_layer_plan *lp = &plan->layers[i];
+        const oci_descriptor *d = &m->layers[lp->index];
+        if (!s->keep[i])
             continue;
-        if (mc.format == OCI_FMT_RAW) {
-            if (!path)
-                continue; /* a raw blob without a file name presents nothing */
-            int r = link_raw(c, fullfd, d, path, err);
+        if (lp->place == OCI_PLACE_FILE) {
+            int r = link_raw(c, fullfd, d, lp->path, lp->executable, err);
             if (r < 0)
                 return r;
             cJSON_AddItemToArray(blobs, cJSON_CreateString(d->digest));
             continue;
         }
-        if (mc.format == OCI_FMT_UNKNOWN)
-            return mv_error_set(err, -ENOTSUP, "layer %s: unsupported media type %s", d->digest,
-                                d->media_type);
-        _cleanup_free_ char *lp = mv_xasprintf(CACHE_D_LAYERS "/%s", oci_digest_hex(d->digest));
+        _cleanup_free_ char *ldir = mv_xasprintf(CACHE_D_LAYERS "/%s", oci_digest_hex(d->digest));
         _cleanup_close_ int lfd =
-            openat(c->root_fd, lp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            openat(c->root_fd, ldir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (lfd < 0)
             return mv_error_errno(err, -errno, "layer %s: open extracted layer", d->digest);
-        int r = cache_tree_merge_layer(lfd, fullfd, s->image, d->digest, err);
+        _cleanup_close_ int underfd = -1;
+        int r = cache_open_dir_nofollow(fullfd, lp->path ? lp->path : "", true, &underfd, err);
+        if (r < 0)
+            return mv_error_wrap(err, "layer %s: unpack into \"%s\"", d->digest,
+                                 lp->path ? lp->path : "");
+        r = cache_tree_merge_layer(lfd, underfd, lp->whiteouts, d->digest, err);
         if (r < 0)
             return r;
         cJSON_AddItemToArray(blobs, cJSON_CreateString(d->digest));
         cJSON_AddItemToArray(layers, cJSON_CreateString(d->digest));
     }
 
-    const char *sp = s->subpath ? s->subpath : (s->image ? "models" : NULL);
+    const char *sp = s->subpath ? s->subpath : plan->default_subpath;
     if (sp) {
         _cleanup_free_ char *norm = NULL;
         int r = oci_path_normalize(sp, &norm, err);
@@ -355,6 +498,16 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
     r = cache_tree_measure_at(wfd, "root", CACHE_TREE_MAX_DEPTH, &size, err);
     if (r < 0)
         return mv_error_wrap(err, "tree: measure");
+    /* Never a silent empty volume: the plan placed layers, but what they
+     * held (or what the subpath or globs left of it) is no file at all. */
+    if (size.files == 0) {
+        _cleanup_free_ char *f =
+            cache_filter_describe(s->include, s->exclude, s->kinds, s->subpath);
+        if (*f)
+            return mv_error_set(err, -EINVAL, "%s matches no file of %s", f, s->manifest_digest);
+        return mv_error_set(err, -EPROTO, "manifest %s (%s) lays out no file: its layers hold none",
+                            s->manifest_digest, oci_artifact_family_name(plan->family));
+    }
 
     cJSON_AddItemToArray(blobs, cJSON_CreateString(s->manifest_digest));
     if (m->has_config)
@@ -371,6 +524,8 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
         cJSON_AddStringToObject(meta, "index", s->index_digest);
     cJSON_AddItemToObject(meta, "include", str_array(s->include));
     cJSON_AddItemToObject(meta, "exclude", str_array(s->exclude));
+    if (s->kinds && s->kinds[0])
+        cJSON_AddItemToObject(meta, "kinds", str_array(s->kinds));
     if (s->subpath)
         cJSON_AddStringToObject(meta, "subpath", s->subpath);
     cJSON_AddNumberToObject(meta, "size", (double)size.size);

@@ -14,6 +14,8 @@ static void usage(FILE *f)
             "  --plain-http          talk plain HTTP to this registry\n"
             "  --include GLOB        only files matching GLOB (repeatable)\n"
             "  --exclude GLOB        skip files matching GLOB (repeatable)\n"
+            "  --kind WORD           only files of this kind: weights, config, docs, code,\n"
+            "                        datasets (repeatable)\n"
             "  --subpath PATH        present only this directory of the model\n"
             "  --policy POLICY       IfNotPresent (default), Always or Never\n"
             "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n",
@@ -61,6 +63,7 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         {"include", required_argument, NULL, 'i'},
         {"exclude", required_argument, NULL, 'x'},
         {"subpath", required_argument, NULL, 's'},
+        {"kind", required_argument, NULL, 'K'},
         {"policy", required_argument, NULL, 'P'},
         {"progress", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
@@ -71,7 +74,8 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     pull_options po = {0};
     _cleanup_strv_ char **include = NULL;
     _cleanup_strv_ char **exclude = NULL;
-    size_t ni = 0, nx = 0;
+    _cleanup_strv_ char **kinds = NULL;
+    size_t ni = 0, nx = 0, nk = 0;
     mv_progress_mode pmode = MV_PROGRESS_AUTO;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -103,6 +107,9 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         case 's':
             args.subpath = optarg;
             break;
+        case 'K':
+            strv_push(&kinds, &nk, optarg);
+            break;
         case 'P':
             if (cache_pull_policy_parse(optarg, &args.policy, &err) < 0) {
                 cli_error("modelpull", &err);
@@ -130,7 +137,9 @@ static int pull_main(const cli_global *g, int argc, char **argv)
     args.reference = argv[optind];
     args.include = (const char *const *)include;
     args.exclude = (const char *const *)exclude;
+    args.kinds = (const char *const *)kinds;
     args.subpath_what = "--subpath";
+    args.kinds_what = "--kind";
     _cleanup_cache_request_ cache_request *rq = NULL;
     if (cache_request_parse(&args, &rq, &err) < 0) {
         cli_error("modelpull", &err);
@@ -158,6 +167,10 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         cli_error("modelpull", &err);
         return rc;
     }
+    /* Files were laid out, but some layers were not: say so (stderr, the
+     * tree path stays the last line on stdout). */
+    if (res.n_skipped > 0)
+        fprintf(stderr, "modelpull: %zu layer(s) skipped: %s\n", res.n_skipped, res.skipped);
     printf("%s\n", res.tree_path);
     cache_pull_result_clear(&res);
     return 0;

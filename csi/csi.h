@@ -298,6 +298,8 @@ void csi_metrics_stop(csi_plugin *p);
 void csi_metrics_pull(csi_metrics *m, csi_code result, double seconds, uint64_t bytes_origin,
                       uint64_t bytes_mirror, bool cache_hit);
 void csi_metrics_publish(csi_metrics *m, csi_code result);
+/* Layers a pull's layout plan skipped while it laid out others. */
+void csi_metrics_layers_skipped(csi_metrics *m, size_t n);
 /* Re-measures the cache's size and its file system's use. */
 void csi_metrics_update_cache(csi_metrics *m, cache *c);
 /* The /metrics page of p; caller frees. */

@@ -90,6 +90,15 @@ static void *job_main(void *arg)
     } else {
         mv_log("info", "pull_done", "reference", j->reference, "tree", res.tree_id, "seconds", dur,
                "bytes_downloaded", bytes, "cache_hit", res.cache_hit ? "true" : "false");
+        /* Files were laid out, but not from every layer: say which were
+         * left out, so a volume missing a file is explained. */
+        if (res.n_skipped > 0) {
+            char n[32];
+            snprintf(n, sizeof(n), "%zu", res.n_skipped);
+            mv_log("warn", "layer_skipped", "reference", j->reference, "manifest",
+                   res.manifest_digest, "layers", n, "skipped", res.skipped);
+            csi_metrics_layers_skipped(p->metrics, res.n_skipped);
+        }
         uint64_t mirror = res.bytes_from_mirror;
         uint64_t origin = res.bytes_downloaded > mirror ? res.bytes_downloaded - mirror : 0;
         csi_metrics_pull(p->metrics, CSI_OK, secs, origin, mirror, res.cache_hit);
@@ -205,7 +214,10 @@ static char *job_key(const cache_request *rq, const char *creds_id)
     key = mv_xasprintf("%s\x01exclude", k);
     free(k);
     key_globs(&key, rq->exclude);
-    return key;
+    k = mv_xasprintf("%s\x01kinds", key);
+    free(key);
+    key_globs(&k, rq->kinds);
+    return k;
 }
 
 int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,

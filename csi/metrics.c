@@ -22,6 +22,7 @@ struct csi_metrics {
     uint64_t bytes_origin;
     uint64_t bytes_mirror;
     uint64_t cache_hits;
+    uint64_t layers_skipped;
     uint64_t duration_bucket[N_BUCKETS]; /* non-cumulative; summed on render */
     uint64_t duration_count;
     double duration_sum;
@@ -49,6 +50,13 @@ void csi_metrics_free(csi_metrics *m)
 static unsigned code_index(csi_code c)
 {
     return (unsigned)c < N_CODES ? (unsigned)c : CSI_UNKNOWN;
+}
+
+void csi_metrics_layers_skipped(csi_metrics *m, size_t n)
+{
+    pthread_mutex_lock(&m->lock);
+    m->layers_skipped += n;
+    pthread_mutex_unlock(&m->lock);
 }
 
 void csi_metrics_pull(csi_metrics *m, csi_code result, double seconds, uint64_t bytes_origin,
@@ -136,6 +144,12 @@ char *csi_metrics_render(csi_plugin *p)
               "# TYPE modelvol_cache_hits_total counter\n"
               "modelvol_cache_hits_total %llu\n",
               (unsigned long long)m->cache_hits);
+    sb_printf(&b,
+              "# HELP modelvol_layers_skipped_total Manifest layers a pull's layout plan skipped "
+              "while it laid out others (see the layer_skipped log).\n"
+              "# TYPE modelvol_layers_skipped_total counter\n"
+              "modelvol_layers_skipped_total %llu\n",
+              (unsigned long long)m->layers_skipped);
     sb_printf(&b, "# HELP modelvol_pull_duration_seconds Time from pull start to tree ready.\n"
                   "# TYPE modelvol_pull_duration_seconds histogram\n");
     uint64_t cum = 0;

@@ -13,6 +13,7 @@
 #define CTX_POLICY    "pullPolicy"
 #define CTX_INCLUDE   "include"
 #define CTX_EXCLUDE   "exclude"
+#define CTX_KINDS     "kinds"
 #define CTX_PATH      "path"
 #define CTX_EPHEMERAL "csi.storage.k8s.io/ephemeral"
 
@@ -210,6 +211,8 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         a->exclude = "";
     args.include_csv = a->include;
     args.exclude_csv = a->exclude;
+    args.kinds_csv = ctx_get(ctx, n, CTX_KINDS);
+    args.kinds_what = "volumeAttributes.kinds";
     const char *path = ctx_get(ctx, n, CTX_PATH);
     if (path && *path && strcmp(path, "/") != 0 && strcmp(path, ".") != 0) {
         while (*path == '/')

@@ -155,10 +155,44 @@ MV_TEST(out_of_range_connections_are_refused)
     ct_rmtree(dir);
 }
 
+/* The kind filter: words from the CSV and the list, each once, in one
+ * order; a bad word names itself and the input it came from. */
+MV_TEST(kinds_parsed_once)
+{
+    static const char *const more[] = {"weights", "docs", NULL};
+    _cleanup_cache_request_ cache_request *rq = parse_ok(&(cache_request_args){
+        .reference = "r.example/m:v1", .kinds_csv = " docs, ,config,", .kinds = more});
+    if (!rq)
+        return;
+    CHECK(rq->kinds && rq->kinds[0] && rq->kinds[1] && rq->kinds[2] && !rq->kinds[3]);
+    if (rq->kinds && rq->kinds[0] && rq->kinds[1] && rq->kinds[2]) {
+        CHECK_STR(rq->kinds[0], "weights");
+        CHECK_STR(rq->kinds[1], "config");
+        CHECK_STR(rq->kinds[2], "docs");
+    }
+    CHECK_INT(rq->kinds_mask, (1u << MODEL_KIND_WEIGHT) | (1u << MODEL_KIND_WEIGHT_CONFIG) |
+                                  (1u << MODEL_KIND_DOC));
+    _cleanup_cache_request_ cache_request *none =
+        parse_ok(&(cache_request_args){.reference = "r.example/m:v1", .kinds_csv = ""});
+    CHECK(none && !none->kinds && none->kinds_mask == 0);
+
+    cache_request *bad = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_request_parse(&(cache_request_args){.reference = "r.example/m:v1",
+                                                        .kinds_csv = "weights,weight",
+                                                        .kinds_what = "volumeAttributes.kinds"},
+                                  &bad, &e),
+              -EINVAL);
+    CHECK(!bad);
+    CHECK_CONTAINS(e.msg, "volumeAttributes.kinds");
+    CHECK_CONTAINS(e.msg, "\"weight\"");
+}
+
 int main(void)
 {
     MV_RUN(reference_is_normalised_once);
     MV_RUN(globs_and_subpath);
+    MV_RUN(kinds_parsed_once);
     MV_RUN(errors_name_the_bad_input);
     MV_RUN(pull_needs_a_parsed_request);
     MV_RUN(connection_limit);
