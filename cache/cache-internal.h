@@ -140,6 +140,8 @@ typedef struct cache_tree_spec {
     const char *reference;
     const char *manifest_digest;
     const char *index_digest; /* may be NULL */
+    /* Every index walked to the manifest, outermost first; may be NULL. */
+    const char *const *index_chain;
     const oci_manifest *manifest;
     const char *const *include;
     const char *const *exclude;

@@ -102,6 +102,14 @@ typedef struct cache_request_args {
      * subpath_what a bad subpath's (NULL: "subpath"). */
     const char *reference_what;
     const char *subpath_what;
+    /* Choosing in an index (NULL or "" = not asked for): an artifactType,
+     * a platform "os/arch[/variant]", an annotation "key=value". */
+    const char *artifact_type;
+    const char *platform;
+    const char *annotation;
+    /* What prefixes a bad one's message (NULL: none; it already reads
+     * 'platform "x": ...'). */
+    const char *select_what;
 } cache_request_args;
 
 /* One pull, parsed and normalised. cache_request_parse fills the parsed
@@ -114,6 +122,8 @@ typedef struct cache_request {
     char **include; /* NULL-terminated, owned; NULL = every file */
     char **exclude; /* NULL-terminated, owned; NULL = nothing excluded */
     char *subpath;  /* normalised, owned; NULL = the whole model */
+    /* Owned; empty = today's rules (the model, else this node's platform). */
+    oci_index_selector select;
 
     const cache_registry *registry; /* config and default credentials; may be NULL */
     cache_creds *creds;             /* owned; replaces the registry's default credentials (a pod's
@@ -123,9 +133,10 @@ typedef struct cache_request {
     pull_options pull;
 } cache_request;
 
-/* Parses a->reference, splits the globs, normalises the subpath. Errors
- * name the bad input: 'reference "Foo/bar": ...', 'subpath: path "../x"
- * contains ".."' (see reference_what, subpath_what). */
+/* Parses a->reference, splits the globs, normalises the subpath, parses the
+ * index selector. Errors name the bad input: 'reference "Foo/bar": ...',
+ * 'subpath: path "../x" contains ".."', 'platform "linux": not
+ * os/arch[/variant]' (see reference_what, subpath_what, select_what). */
 int cache_request_parse(const cache_request_args *a, cache_request **out, mv_error *err);
 void cache_request_free(cache_request *rq);
 MV_DEFINE_FREEP(cache_request, cache_request_freep, cache_request_free)
