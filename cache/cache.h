@@ -273,7 +273,8 @@ void cache_verify_result_clear(cache_verify_result *r);
 #define CACHE_PREWARM_STOP_GRACE_MS 10000
 
 typedef struct cache_prewarm_entry {
-    char *reference;   /* as written in the list: the pin owner is built from it */
+    char *reference;   /* as written in the list, its words joined by one blank (the
+                          reference, then any fields): the pin owner is built from it */
     int line;          /* 1-based */
     cache_request *rq; /* the reference parsed once; a pass sets its options */
 } cache_prewarm_entry;
@@ -292,6 +293,9 @@ typedef struct cache_prewarm_list {
 
 /* Parses a pre-warm list: one reference per line, '#' starts a comment,
  * surrounding blanks, CR line ends, blank lines and duplicates are ignored.
+ * After the reference a line may carry blank-separated key=value fields
+ * (artifactType, platform, annotation: the index selector); an unknown key
+ * makes the line bad.
  * A line that is not one valid reference goes into bad (the run must fail)
  * without stopping the valid ones. -E2BIG over CACHE_PREWARM_MAX_ENTRIES. */
 int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error *err);
