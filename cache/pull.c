@@ -425,9 +425,9 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         /* Behind an index the manifest depends on the selector, so the
          * record's one is only taken for a plain manifest; an index is
          * walked again below, from the store. */
-        if (tag_known && strcmp(manifest_digest, resolved) == 0) {
+        if (tag_known) {
             cache_tree_id(manifest_digest, include, exclude, subpath, tree_id);
-            if (cache_tree_exists(c, tree_id)) {
+            if (strcmp(manifest_digest, resolved) == 0 && cache_tree_exists(c, tree_id)) {
                 hit(c, tree_id, manifest_digest, out);
                 return 0;
             }
