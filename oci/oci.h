@@ -10,10 +10,10 @@
 /* References                                                               */
 /* ------------------------------------------------------------------------ */
 
-#define OCI_DOCKER_HUB     "docker.io"
-#define OCI_DOCKER_HUB_API "registry-1.docker.io"
-#define OCI_NAME_MAX       255
-#define OCI_TAG_MAX        128
+#define OCI_DOCKER_HUB        "docker.io"
+#define OCI_DOCKER_HUB_API    "registry-1.docker.io"
+#define OCI_NAME_MAX          255
+#define OCI_TAG_MAX           128
 
 /* A parsed, normalised reference [host[:port]/]path[:tag][@digest]. */
 typedef struct oci_ref {
@@ -66,34 +66,34 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 /* Media types                                                              */
 /* ------------------------------------------------------------------------ */
 
-#define OCI_MT_MANIFEST          "application/vnd.oci.image.manifest.v1+json"
-#define OCI_MT_INDEX             "application/vnd.oci.image.index.v1+json"
-#define OCI_MT_CONFIG            "application/vnd.oci.image.config.v1+json"
-#define OCI_MT_EMPTY             "application/vnd.oci.empty.v1+json"
-#define OCI_MT_LAYER_TAR         "application/vnd.oci.image.layer.v1.tar"
-#define OCI_MT_LAYER_GZIP        "application/vnd.oci.image.layer.v1.tar+gzip"
-#define OCI_MT_LAYER_ZSTD        "application/vnd.oci.image.layer.v1.tar+zstd"
-#define OCI_MT_LAYER_ND_TAR      "application/vnd.oci.image.layer.nondistributable.v1.tar"
-#define OCI_MT_LAYER_ND_GZIP     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-#define OCI_MT_LAYER_ND_ZSTD     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-#define DOCKER_MT_MANIFEST       "application/vnd.docker.distribution.manifest.v2+json"
-#define DOCKER_MT_LIST           "application/vnd.docker.distribution.manifest.list.v2+json"
-#define DOCKER_MT_V1             "application/vnd.docker.distribution.manifest.v1+json"
-#define DOCKER_MT_V1_SIGNED      "application/vnd.docker.distribution.manifest.v1+prettyjws"
-#define DOCKER_MT_CONFIG         "application/vnd.docker.container.image.v1+json"
-#define DOCKER_MT_LAYER_GZIP     "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#define DOCKER_MT_LAYER_FOREIGN  "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-#define MODEL_ARTIFACT_TYPE      "application/vnd.cncf.model.manifest.v1+json"
-#define MODEL_MT_CONFIG          "application/vnd.cncf.model.config.v1+json"
+#define OCI_MT_MANIFEST       "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_INDEX          "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_CONFIG         "application/vnd.oci.image.config.v1+json"
+#define OCI_MT_EMPTY          "application/vnd.oci.empty.v1+json"
+#define OCI_MT_LAYER_TAR      "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_LAYER_GZIP     "application/vnd.oci.image.layer.v1.tar+gzip"
+#define OCI_MT_LAYER_ZSTD     "application/vnd.oci.image.layer.v1.tar+zstd"
+#define OCI_MT_LAYER_ND_TAR   "application/vnd.oci.image.layer.nondistributable.v1.tar"
+#define OCI_MT_LAYER_ND_GZIP  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+#define OCI_MT_LAYER_ND_ZSTD  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+#define DOCKER_MT_MANIFEST    "application/vnd.docker.distribution.manifest.v2+json"
+#define DOCKER_MT_LIST        "application/vnd.docker.distribution.manifest.list.v2+json"
+#define DOCKER_MT_V1          "application/vnd.docker.distribution.manifest.v1+json"
+#define DOCKER_MT_V1_SIGNED   "application/vnd.docker.distribution.manifest.v1+prettyjws"
+#define DOCKER_MT_CONFIG      "application/vnd.docker.container.image.v1+json"
+#define DOCKER_MT_LAYER_GZIP  "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define DOCKER_MT_LAYER_FOREIGN "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#define MODEL_ARTIFACT_TYPE   "application/vnd.cncf.model.manifest.v1+json"
+#define MODEL_MT_CONFIG       "application/vnd.cncf.model.config.v1+json"
 #define MODEL_ARTIFACT_TYPE_CNAI "application/vnd.cnai.model.manifest.v1+json"
-#define MODEL_MT_CONFIG_CNAI     "application/vnd.cnai.model.config.v1+json"
+#define MODEL_MT_CONFIG_CNAI  "application/vnd.cnai.model.config.v1+json"
 /* Layer types are "application/vnd.cncf.model.<kind>.v1.<format>", kind one
  * of weight, weight.config, doc, code, dataset; format raw, tar, tar+gzip,
  * tar+zstd; and the same with "vnd.cnai.model". */
 
-#define OCI_ANNO_TITLE           "org.opencontainers.image.title"
-#define MODEL_ANNO_FILEPATH      "org.cncf.model.filepath"
-#define MODEL_ANNO_FILEMETA      "org.cncf.model.file.metadata+json"
+#define OCI_ANNO_TITLE        "org.opencontainers.image.title"
+#define MODEL_ANNO_FILEPATH   "org.cncf.model.filepath"
+#define MODEL_ANNO_FILEMETA   "org.cncf.model.file.metadata+json"
 #define MODEL_ANNO_FILEPATH_CNAI "org.cnai.model.filepath"
 
 /* The Accept header value for manifest requests: every type we parse. */
@@ -101,7 +101,7 @@ const char *oci_manifest_accept(void);
 
 typedef enum {
     OCI_FMT_UNKNOWN = 0,
-    OCI_FMT_RAW, /* the blob is the file */
+    OCI_FMT_RAW,      /* the blob is the file */
     OCI_FMT_TAR,
     OCI_FMT_TAR_GZIP,
     OCI_FMT_TAR_ZSTD,
@@ -127,9 +127,9 @@ typedef enum {
 typedef struct oci_media_class {
     oci_layer_family family;
     oci_layer_format format;
-    model_kind kind;       /* MODELPACK only */
-    bool nondistributable; /* OCI nondistributable and Docker foreign layers */
-    bool legacy_cnai;      /* spelled vnd.cnai.* */
+    model_kind kind;          /* MODELPACK only */
+    bool nondistributable;    /* OCI nondistributable and Docker foreign layers */
+    bool legacy_cnai;         /* spelled vnd.cnai.* */
 } oci_media_class;
 
 /* Classifies a layer media type. Unknown non-empty types classify as an
@@ -148,7 +148,7 @@ const char *model_kind_name(model_kind kind); /* "weight", "weight.config", ... 
 /* Descriptors, manifests, indexes                                          */
 /* ------------------------------------------------------------------------ */
 
-#define OCI_MANIFEST_MAX_BYTES  (4 * 1024 * 1024)
+#define OCI_MANIFEST_MAX_BYTES (4 * 1024 * 1024)
 #define OCI_MANIFEST_MAX_LAYERS 10000
 
 typedef struct oci_annotation {
@@ -165,15 +165,15 @@ typedef struct oci_platform {
 
 typedef struct oci_descriptor {
     char *media_type;
-    char *digest; /* validated */
-    int64_t size; /* >= 0 */
+    char *digest;      /* validated */
+    int64_t size;      /* >= 0 */
     char *artifact_type;
     oci_annotation *annotations;
     size_t n_annotations;
     oci_platform *platform; /* NULL if absent */
     char **urls;
     size_t n_urls;
-    char *data; /* base64 text as given, NULL if absent */
+    char *data;       /* base64 text as given, NULL if absent */
 } oci_descriptor;
 
 typedef enum {
