@@ -164,6 +164,8 @@ typedef struct cache_tree_spec {
     const char *reference;
     const char *manifest_digest;
     const char *index_digest; /* may be NULL */
+    /* Every index walked to the manifest, outermost first; may be NULL. */
+    const char *const *index_chain;
     const oci_manifest *manifest;
     const oci_layout_plan *plan; /* what each layer lays out, decided once */
     const bool *keep;            /* per plan layer: whether the filters keep it */

@@ -109,6 +109,14 @@ typedef struct cache_request_args {
     const char *reference_what;
     const char *subpath_what;
     const char *kinds_what;
+    /* Choosing in an index (NULL or "" = not asked for): an artifactType,
+     * a platform "os/arch[/variant]", an annotation "key=value". */
+    const char *artifact_type;
+    const char *platform;
+    const char *annotation;
+    /* What prefixes a bad one's message (NULL: none; it already reads
+     * 'platform "x": ...'). */
+    const char *select_what;
 } cache_request_args;
 
 /* One pull, parsed and normalised. cache_request_parse fills the parsed
@@ -127,6 +135,8 @@ typedef struct cache_request {
      * only when there is no kind filter. */
     char **kinds;
     unsigned kinds_mask;
+    /* Owned; empty = today's rules (the model, else this node's platform). */
+    oci_index_selector select;
 
     const cache_registry *registry; /* config and default credentials; may be NULL */
     cache_creds *creds;             /* owned; replaces the registry's default credentials (a pod's
@@ -136,9 +146,10 @@ typedef struct cache_request {
     pull_options pull;
 } cache_request;
 
-/* Parses a->reference, splits the globs, normalises the subpath. Errors
- * name the bad input: 'reference "Foo/bar": ...', 'subpath: path "../x"
- * contains ".."' (see reference_what, subpath_what). */
+/* Parses a->reference, splits the globs, normalises the subpath, parses the
+ * index selector. Errors name the bad input: 'reference "Foo/bar": ...',
+ * 'subpath: path "../x" contains ".."', 'platform "linux": not
+ * os/arch[/variant]' (see reference_what, subpath_what, select_what). */
 int cache_request_parse(const cache_request_args *a, cache_request **out, mv_error *err);
 void cache_request_free(cache_request *rq);
 MV_DEFINE_FREEP(cache_request, cache_request_freep, cache_request_free)
@@ -293,7 +304,8 @@ void cache_verify_result_clear(cache_verify_result *r);
 #define CACHE_PREWARM_STOP_GRACE_MS 10000
 
 typedef struct cache_prewarm_entry {
-    char *reference;   /* as written in the list: the pin owner is built from it */
+    char *reference;   /* as written in the list, its words joined by one blank (the
+                          reference, then any fields): the pin owner is built from it */
     int line;          /* 1-based */
     cache_request *rq; /* the reference parsed once; a pass sets its options */
 } cache_prewarm_entry;
@@ -312,6 +324,9 @@ typedef struct cache_prewarm_list {
 
 /* Parses a pre-warm list: one reference per line, '#' starts a comment,
  * surrounding blanks, CR line ends, blank lines and duplicates are ignored.
+ * After the reference a line may carry blank-separated key=value fields
+ * (artifactType, platform, annotation: the index selector); an unknown key
+ * makes the line bad.
  * A line that is not one valid reference goes into bad (the run must fail)
  * without stopping the valid ones. -E2BIG over CACHE_PREWARM_MAX_ENTRIES. */
 int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error *err);

@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -52,8 +53,59 @@ bool cache_prewarm_list_equal(const cache_prewarm_list *a, const cache_prewarm_l
     return true;
 }
 
-/* References never contain '#' or blanks, so a comment and the blanks around
- * a reference can be cut before it is parsed. */
+/* The fields a list line may carry after its reference, each "key=value",
+ * and where each goes in the request: the one place that says which keys
+ * a line accepts. */
+static const struct {
+    const char *key;
+    size_t offset; /* of a const char * in cache_request_args */
+} line_fields[] = {
+    {"artifactType", offsetof(cache_request_args, artifact_type)},
+    {"platform", offsetof(cache_request_args, platform)},
+    {"annotation", offsetof(cache_request_args, annotation)},
+    {"kinds", offsetof(cache_request_args, kinds_csv)},
+};
+
+/* The words of a line, split at blanks, set into a: the reference, then
+ * its fields. name is the line as one text, for messages. */
+static int parse_line(char *line, const char *name, cache_request_args *a, mv_error *perr)
+{
+    enum { N_FIELDS = sizeof(line_fields) / sizeof(line_fields[0]) };
+    bool seen[N_FIELDS] = {0};
+    char *save = NULL;
+    a->reference = strtok_r(line, " \t", &save);
+    for (char *w = strtok_r(NULL, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+        char *eq = strchr(w, '=');
+        if (!eq)
+            return mv_error_set(perr, -EINVAL,
+                                "\"%s\" is not one reference: \"%s\" is not a key=value field",
+                                MV_QUOTED(name), MV_QUOTED(w));
+        size_t i = 0;
+        while (i < N_FIELDS && (strlen(line_fields[i].key) != (size_t)(eq - w) ||
+                                strncmp(w, line_fields[i].key, (size_t)(eq - w)) != 0))
+            i++;
+        if (i == N_FIELDS) {
+            *eq = '\0';
+            char known[128] = "";
+            for (size_t k = 0; k < N_FIELDS; k++)
+                snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                         k ? ", " : "", line_fields[k].key);
+            return mv_error_set(perr, -EINVAL, "\"%s\": unknown field \"%s\" (known: %s)",
+                                MV_QUOTED(name), MV_QUOTED(w), known);
+        }
+        if (seen[i])
+            return mv_error_set(perr, -EINVAL, "\"%s\": field %s given twice", MV_QUOTED(name),
+                                line_fields[i].key);
+        seen[i] = true;
+        *(const char **)(void *)((char *)a + line_fields[i].offset) = eq + 1;
+    }
+    return 0;
+}
+
+/* References and fields never contain '#', so a comment and the blanks
+ * around them can be cut before they are parsed. An entry is named by its
+ * words joined by one blank: the pin owner, so the same reference with
+ * other fields is another entry with a pin of its own. */
 int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error *err)
 {
     _cleanup_free_ char *copy = mv_xstrdup(text);
@@ -73,14 +125,24 @@ int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error
         size_t len = strlen(line);
         while (len > 0 && strchr(" \t\r", line[len - 1]))
             line[--len] = '\0';
-        if (len == 0 || list_has(&l, line))
+        if (len == 0)
+            continue;
+        _cleanup_free_ char *name = NULL;
+        for (const char *w = line; *w;) {
+            size_t n = strcspn(w, " \t");
+            char *t = mv_xasprintf("%s%s%.*s", name ? name : "", name ? " " : "", (int)n, w);
+            free(name);
+            name = t;
+            w += n;
+            w += strspn(w, " \t");
+        }
+        if (list_has(&l, name))
             continue;
         _cleanup_cache_request_ cache_request *rq = NULL;
         mv_error perr = MV_ERROR_INIT;
-        if (strpbrk(line, " \t") ||
-            cache_request_parse(&(cache_request_args){.reference = line}, &rq, &perr) < 0) {
-            if (!perr.msg[0])
-                mv_error_set(&perr, -EINVAL, "\"%s\" is not one reference", line);
+        cache_request_args args = {0};
+        if (parse_line(line, name, &args, &perr) < 0 ||
+            cache_request_parse(&args, &rq, &perr) < 0) {
             l.bad = mv_xrealloc(l.bad, (l.n_bad + 1) * sizeof(*l.bad));
             l.bad[l.n_bad++] = (cache_prewarm_bad_line){lineno, mv_xstrdup(perr.msg)};
             continue;
@@ -88,7 +150,7 @@ int cache_prewarm_list_parse(const char *text, cache_prewarm_list *out, mv_error
         if (l.n >= CACHE_PREWARM_MAX_ENTRIES)
             return mv_error_set(err, -E2BIG, "more than %d references", CACHE_PREWARM_MAX_ENTRIES);
         l.v = mv_xrealloc(l.v, (l.n + 1) * sizeof(*l.v));
-        l.v[l.n++] = (cache_prewarm_entry){mv_xstrdup(line), lineno, MV_STEAL(rq)};
+        l.v[l.n++] = (cache_prewarm_entry){MV_STEAL(name), lineno, MV_STEAL(rq)};
     }
     *out = l;
     l = (cache_prewarm_list){0};

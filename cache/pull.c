@@ -79,17 +79,61 @@ static const char *host_arch(void)
     return u.machine;
 }
 
-/* Picks the model (or this node's platform) from an index. */
-static int select_from_index(pull_ctx *p, const oci_manifest *idx, char out[OCI_DIGEST_MAX])
+/* How deep indexes may nest before we call it a loop or an abuse. */
+#define INDEX_DEPTH_MAX 4
+
+static void chain_push(char ***v, size_t *n, const char *s)
 {
-    const oci_descriptor *d = NULL;
-    if (oci_index_select_artifact(idx, MODEL_ARTIFACT_TYPE, &d, NULL) < 0 &&
-        oci_index_select_artifact(idx, MODEL_ARTIFACT_TYPE_CNAI, &d, NULL) < 0) {
-        int r = oci_index_select_platform(idx, "linux", host_arch(), NULL, &d, p->err);
+    *v = mv_xrealloc(*v, (*n + 2) * sizeof(**v));
+    (*v)[(*n)++] = mv_xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+static char *chain_text(char *const *v)
+{
+    char *s = mv_xstrdup("");
+    for (; v && *v; v++) {
+        char *t = mv_xasprintf("%s%s%s", s, *s ? " -> " : "", *v);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
+/* From the document at top down to one manifest: at each index, the
+ * request's selector (or today's rules: the model, else this node's
+ * platform) picks one entry, which may be an index again. On entry *m is
+ * the top document; on return the manifest, whose digest is in
+ * manifest_digest, and *chain the index digests walked, outermost first
+ * (NULL when top is a manifest). */
+static int resolve_index(pull_ctx *p, const char *top, oci_manifest **m,
+                         char manifest_digest[OCI_DIGEST_MAX], char ***chain)
+{
+    char cur[OCI_DIGEST_MAX];
+    snprintf(cur, sizeof(cur), "%s", top);
+    size_t n = 0;
+    *chain = NULL;
+    while (oci_manifest_is_index(*m)) {
+        chain_push(chain, &n, cur);
+        if (n > INDEX_DEPTH_MAX) {
+            _cleanup_free_ char *t = chain_text(*chain);
+            return mv_error_set(p->err, -ELOOP, "indexes nested deeper than %d: %s",
+                                INDEX_DEPTH_MAX, t);
+        }
+        const oci_descriptor *d = NULL;
+        int r = oci_index_select(*m, &p->rq->select, "linux", host_arch(), &d, p->err);
+        if (r < 0)
+            return mv_error_wrap(p->err, "index %s", cur);
+        char next[OCI_DIGEST_MAX];
+        snprintf(next, sizeof(next), "%s", d->digest);
+        oci_manifest_free(*m);
+        *m = NULL;
+        r = load_manifest(p, next, m);
         if (r < 0)
             return r;
+        snprintf(cur, sizeof(cur), "%s", next);
     }
-    snprintf(out, OCI_DIGEST_MAX, "%s", d->digest);
+    snprintf(manifest_digest, OCI_DIGEST_MAX, "%s", cur);
     return 0;
 }
 
@@ -381,9 +425,12 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
     } else if (rq->policy != CACHE_PULL_ALWAYS) {
         mv_error sub = MV_ERROR_INIT;
         tag_known = cache_tag_get(c, p->refstr, manifest_digest, resolved, &sub) == 0;
+        /* Behind an index the manifest depends on the selector, so the
+         * record's one is only taken for a plain manifest; an index is
+         * walked again below, from the store. */
         if (tag_known) {
             cache_tree_id(manifest_digest, include, exclude, kinds, subpath, tree_id);
-            if (cache_tree_exists(c, tree_id)) {
+            if (strcmp(manifest_digest, resolved) == 0 && cache_tree_exists(c, tree_id)) {
                 hit(c, tree_id, manifest_digest, out);
                 return 0;
             }
@@ -411,23 +458,11 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
     int r = load_manifest(p, resolved, &m);
     if (r < 0)
         return r;
-    const char *index_digest = NULL;
-    if (oci_manifest_is_index(m)) {
-        r = select_from_index(p, m, manifest_digest);
-        if (r < 0)
-            return mv_error_wrap(p->err, "index %s", resolved);
-        oci_manifest_free(m);
-        m = NULL;
-        r = load_manifest(p, manifest_digest, &m);
-        if (r < 0)
-            return r;
-        if (oci_manifest_is_index(m))
-            return mv_error_set(p->err, -EINVAL, "index %s points at another index %s", resolved,
-                                manifest_digest);
-        index_digest = resolved;
-    } else {
-        snprintf(manifest_digest, sizeof(manifest_digest), "%s", resolved);
-    }
+    _cleanup_strv_ char **index_chain = NULL;
+    r = resolve_index(p, resolved, &m, manifest_digest, &index_chain);
+    if (r < 0)
+        return r;
+    const char *index_digest = index_chain ? resolved : NULL;
     if (p->ref->tag && !p->ref->digest && !tag_known) {
         r = cache_tag_put(c, p->refstr, manifest_digest, resolved, p->err);
         if (r < 0)
@@ -495,6 +530,7 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         .reference = p->refstr,
         .manifest_digest = manifest_digest,
         .index_digest = index_digest,
+        .index_chain = (const char *const *)index_chain,
         .manifest = m,
         .plan = plan,
         .keep = keep,
@@ -574,22 +610,12 @@ static int do_inspect(pull_ctx *p, cache_inspection *out)
     r = load_manifest(p, resolved, &m);
     if (r < 0)
         return r;
-    if (oci_manifest_is_index(m)) {
-        r = select_from_index(p, m, out->manifest_digest);
-        if (r < 0)
-            return mv_error_wrap(p->err, "index %s", resolved);
-        snprintf(out->index_digest, sizeof(out->index_digest), "%s", resolved);
-        oci_manifest_free(m);
-        m = NULL;
-        r = load_manifest(p, out->manifest_digest, &m);
-        if (r < 0)
-            return r;
-        if (oci_manifest_is_index(m))
-            return mv_error_set(p->err, -EINVAL, "index %s points at another index %s", resolved,
-                                out->manifest_digest);
-    } else {
-        snprintf(out->manifest_digest, sizeof(out->manifest_digest), "%s", resolved);
-    }
+    _cleanup_strv_ char **chain = NULL;
+    r = resolve_index(p, resolved, &m, out->manifest_digest, &chain);
+    if (r < 0)
+        return r;
+    if (chain)
+        snprintf(out->index_digest, sizeof(out->index_digest), "%s", chain[0]);
     _cleanup_free_ char *cfg = NULL;
     size_t cfg_len = 0;
     _cleanup_strv_ char **diff_ids = NULL;

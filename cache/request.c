@@ -1,7 +1,7 @@
 /* request.c — the boundary of a pull: a front end's text (reference, globs,
- * subpath) parsed once into a cache_request, and the registry context and
- * credentials re-exported so front ends above the cache need no other
- * library. */
+ * subpath, index selector) parsed once into a cache_request, and the
+ * registry context and credentials re-exported so front ends above the
+ * cache need no other library. */
 #include "cache-internal.h"
 
 #include <string.h>
@@ -80,6 +80,9 @@ int cache_request_parse(const cache_request_args *a, cache_request **out, mv_err
         if (r < 0)
             return mv_error_wrap(err, "%s", a->subpath_what ? a->subpath_what : "subpath");
     }
+    r = oci_index_selector_parse(a->artifact_type, a->platform, a->annotation, &rq->select, err);
+    if (r < 0)
+        return a->select_what ? mv_error_wrap(err, "%s", a->select_what) : r;
     *out = MV_STEAL(rq);
     return 0;
 }
@@ -94,6 +97,7 @@ void cache_request_free(cache_request *rq)
     mv_strvfreep(&rq->exclude);
     mv_strvfreep(&rq->kinds);
     free(rq->subpath);
+    oci_index_selector_clear(&rq->select);
     pull_creds_free(rq->creds);
     free(rq);
 }

@@ -514,6 +514,9 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
         cJSON_AddItemToArray(blobs, cJSON_CreateString(m->config.digest));
     if (s->index_digest)
         cJSON_AddItemToArray(blobs, cJSON_CreateString(s->index_digest));
+    for (const char *const *ix = s->index_chain; ix && *ix; ix++)
+        if (!s->index_digest || strcmp(*ix, s->index_digest) != 0)
+            cJSON_AddItemToArray(blobs, cJSON_CreateString(*ix));
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddNumberToObject(meta, "version", 1);
     cJSON_AddStringToObject(meta, "tree", s->tree_id);
@@ -522,6 +525,8 @@ static int build_in(cache *c, const cache_tree_spec *s, int wfd, cJSON *blobs, c
     cJSON_AddStringToObject(meta, "manifest", s->manifest_digest);
     if (s->index_digest)
         cJSON_AddStringToObject(meta, "index", s->index_digest);
+    if (s->index_chain && s->index_chain[0] && s->index_chain[1])
+        cJSON_AddItemToObject(meta, "indexes", str_array(s->index_chain));
     cJSON_AddItemToObject(meta, "include", str_array(s->include));
     cJSON_AddItemToObject(meta, "exclude", str_array(s->exclude));
     if (s->kinds && s->kinds[0])

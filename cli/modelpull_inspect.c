@@ -14,7 +14,10 @@ static void usage(FILE *f)
                "  --json                one JSON document instead of text\n"
                "  --plain-http          talk plain HTTP to this registry\n"
                "  --policy POLICY       IfNotPresent (default: ask the registry), Always or\n"
-               "                        Never (only what the cache holds)\n");
+               "                        Never (only what the cache holds)\n"
+               "  --artifact-type T     in an index, the manifest of artifactType T\n"
+               "  --platform OS/ARCH[/VARIANT]  in an index, the manifest for this platform\n"
+               "  --annotation K=V      in an index, the manifest annotated K=V\n");
 }
 
 static const char *kind_word(model_kind k)
@@ -122,6 +125,9 @@ static int inspect_main(const cli_global *g, int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"plain-http", no_argument, NULL, 'p'},
         {"policy", required_argument, NULL, 'P'},
+        {"artifact-type", required_argument, NULL, 'A'},
+        {"platform", required_argument, NULL, 'L'},
+        {"annotation", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -142,6 +148,15 @@ static int inspect_main(const cli_global *g, int argc, char **argv)
                 cli_error("modelpull", &err);
                 return 2;
             }
+            break;
+        case 'A':
+            args.artifact_type = optarg;
+            break;
+        case 'L':
+            args.platform = optarg;
+            break;
+        case 'N':
+            args.annotation = optarg;
             break;
         case 'h':
             usage(stdout);

@@ -18,6 +18,9 @@ static void usage(FILE *f)
             "                        datasets (repeatable)\n"
             "  --subpath PATH        present only this directory of the model\n"
             "  --policy POLICY       IfNotPresent (default), Always or Never\n"
+            "  --artifact-type T     in an index, the manifest of artifactType T\n"
+            "  --platform OS/ARCH[/VARIANT]  in an index, the manifest for this platform\n"
+            "  --annotation K=V      in an index, the manifest annotated K=V\n"
             "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n",
             CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX, CACHE_CONNECTIONS_DEFAULT);
 }
@@ -54,6 +57,9 @@ static void strv_push(char ***v, size_t *n, const char *s)
     (*v)[*n] = NULL;
 }
 
+/* Long-only options, numbered clear of any short letter. */
+enum { OPT_ARTIFACT_TYPE = 0x100, OPT_PLATFORM, OPT_ANNOTATION };
+
 static int pull_main(const cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -66,6 +72,9 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         {"kind", required_argument, NULL, 'K'},
         {"policy", required_argument, NULL, 'P'},
         {"progress", required_argument, NULL, 'g'},
+        {"artifact-type", required_argument, NULL, OPT_ARTIFACT_TYPE},
+        {"platform", required_argument, NULL, OPT_PLATFORM},
+        {"annotation", required_argument, NULL, OPT_ANNOTATION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -121,6 +130,15 @@ static int pull_main(const cli_global *g, int argc, char **argv)
                 cli_error("modelpull", &err);
                 return 2;
             }
+            break;
+        case OPT_ARTIFACT_TYPE:
+            args.artifact_type = optarg;
+            break;
+        case OPT_PLATFORM:
+            args.platform = optarg;
+            break;
+        case OPT_ANNOTATION:
+            args.annotation = optarg;
             break;
         case 'h':
             usage(stdout);

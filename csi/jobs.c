@@ -197,9 +197,9 @@ static void key_globs(char **key, char *const *v)
 }
 
 /* Identifies what a job produces: the normalised reference, so that
- * "host/m" and "host/m:latest" share a pull, and the filter. The
- * credentials enter only as a digest, so one tenant's secret never serves
- * another's pull. */
+ * "host/m" and "host/m:latest" share a pull, the filter and the index
+ * selector. The credentials enter only as a digest, so one tenant's secret
+ * never serves another's pull. */
 static char *job_key(const cache_request *rq, const char *creds_id)
 {
     static const char *const policies[] = {"IfNotPresent", "Always", "Never"};
@@ -217,6 +217,12 @@ static char *job_key(const cache_request *rq, const char *creds_id)
     k = mv_xasprintf("%s\x01kinds", key);
     free(key);
     key_globs(&k, rq->kinds);
+    /* Two selectors on one index reference pick different manifests. Last,
+     * so an annotation value with any byte in it stays unambiguous. */
+    _cleanup_free_ char *sel = oci_index_selector_string(&rq->select);
+    key = k;
+    k = mv_xasprintf("%s\x01select\x01%s", key, sel);
+    free(key);
     return k;
 }
 

@@ -16,6 +16,10 @@
 #define CTX_KINDS     "kinds"
 #define CTX_PATH      "path"
 #define CTX_EPHEMERAL "csi.storage.k8s.io/ephemeral"
+/* Choosing in an index. */
+#define CTX_ARTIFACT_TYPE "artifactType"
+#define CTX_PLATFORM      "platform"
+#define CTX_ANNOTATION    "annotation"
 
 csi_code csi_node_get_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
                            csi_status *st)
@@ -221,6 +225,10 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
             return csi_status_set(st, CSI_INVALID_ARGUMENT, "volumeAttributes.path: empty path");
         args.subpath = path;
     }
+    args.artifact_type = ctx_get(ctx, n, CTX_ARTIFACT_TYPE);
+    args.platform = ctx_get(ctx, n, CTX_PLATFORM);
+    args.annotation = ctx_get(ctx, n, CTX_ANNOTATION);
+    args.select_what = "volumeAttributes";
     if (cache_request_parse(&args, &a->rq, &err) < 0)
         return csi_fail(st, &err, CSI_FAIL_REQUEST, NULL);
     a->reference = ref;

@@ -362,4 +362,42 @@ int oci_kind_parse(const char *name, model_kind *out, mv_error *err);
 /* NULL for MODEL_KIND_NONE and values out of range. */
 const char *oci_kind_filter_name(model_kind k);
 
+/* What a user asks an index for: any of an artifactType, a platform and one
+ * annotation key=value; every field given must match. All fields NULL is
+ * "no selector": today's rules (see oci_index_select). Owned strings. */
+typedef struct oci_index_selector {
+    char *artifact_type;
+    oci_platform platform; /* os and architecture both set, or both NULL */
+    char *annotation_key;
+    char *annotation_value;
+} oci_index_selector;
+
+/* "os/arch[/variant]" into p (owned strings; arch normalised: x86_64 ->
+ * amd64, aarch64 -> arm64). Errors name the input: 'platform "linux": not
+ * os/arch[/variant]'. */
+int oci_platform_parse(const char *s, oci_platform *p, mv_error *err);
+/* "key=value" (the value may be empty, the key not). */
+int oci_annotation_selector_parse(const char *s, char **key, char **value, mv_error *err);
+/* Fills sel from the three texts (NULL or "" = not asked for). */
+int oci_index_selector_parse(const char *artifact_type, const char *platform,
+                             const char *annotation, oci_index_selector *sel, mv_error *err);
+void oci_index_selector_clear(oci_index_selector *sel);
+bool oci_index_selector_empty(const oci_index_selector *sel);
+/* "artifactType=T platform=os/arch/v annotation=k=v" with only what was
+ * asked for, "" for no selector. Caller frees. */
+char *oci_index_selector_string(const oci_index_selector *sel);
+
+/* The one entry of idx the selector picks. With no selector (sel NULL or
+ * empty): the first ModelPack artifactType entry (vnd.cncf, then vnd.cnai),
+ * else the best host_os/host_arch platform entry, else the only entry that
+ * is itself an index. With one: every field given must match (an entry that
+ * is an index and lacks a field is not ruled out by it, so nested indexes
+ * can be followed); among platform matches only the best is kept. Several
+ * matches: -EINVAL listing each candidate (digest, artifactType, platform,
+ * annotations); none: -ENOENT listing what was there. *out points into idx. */
+int oci_index_select(const oci_manifest *idx, const oci_index_selector *sel, const char *host_os,
+                     const char *host_arch, const oci_descriptor **out, mv_error *err);
+/* Whether a descriptor's media type names an index or manifest list. */
+bool oci_descriptor_is_index(const oci_descriptor *d);
+
 #endif

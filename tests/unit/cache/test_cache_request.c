@@ -1,7 +1,7 @@
 /* test_cache_request.c — cache_request_parse, the one parse of a pull
  * request: the reference normalised once (spellings of one model agree),
- * globs split from a CSV and taken from lists, the subpath normalised, and
- * errors that name the bad input. Also the connection limit: one parse,
+ * globs split from a CSV and taken from lists, the subpath normalised, the
+ * index selector parsed, and errors that name the bad input. Also the connection limit: one parse,
  * and the puller refuses what is out of range instead of capping it. */
 #include "cachetest.h"
 
@@ -109,6 +109,42 @@ MV_TEST(errors_name_the_bad_input)
 }
 
 /* cache_pull refuses what did not come from cache_request_parse. */
+MV_TEST(index_selector_is_parsed_once)
+{
+    _cleanup_cache_request_ cache_request *none =
+        parse_ok(&(cache_request_args){.reference = "r.example/m:v1", .platform = ""});
+    _cleanup_cache_request_ cache_request *rq = parse_ok(&(cache_request_args){
+        .reference = "r.example/m:v1",
+        .artifact_type = "application/vnd.example.model",
+        .platform = "linux/x86_64",
+        .annotation = "org.example.quant=q4=x",
+    });
+    if (!none || !rq)
+        return;
+    CHECK(oci_index_selector_empty(&none->select));
+    CHECK_STR(rq->select.artifact_type, "application/vnd.example.model");
+    CHECK_STR(rq->select.platform.os, "linux");
+    CHECK_STR(rq->select.platform.architecture, "amd64");
+    CHECK(rq->select.platform.variant == NULL);
+    CHECK_STR(rq->select.annotation_key, "org.example.quant");
+    CHECK_STR(rq->select.annotation_value, "q4=x");
+
+    cache_request *bad = NULL;
+    mv_error e = MV_ERROR_INIT;
+    CHECK_INT(cache_request_parse(&(cache_request_args){.reference = "r.example/m:v1",
+                                                        .platform = "linux",
+                                                        .select_what = "volumeAttributes"},
+                                  &bad, &e),
+              -EINVAL);
+    CHECK(bad == NULL);
+    CHECK_STR(e.msg, "volumeAttributes: platform \"linux\": not os/arch[/variant]");
+    CHECK_INT(
+        cache_request_parse(&(cache_request_args){.reference = "r.example/m:v1", .annotation = "k"},
+                            &bad, &e),
+        -EINVAL);
+    CHECK_STR(e.msg, "annotation \"k\": not key=value");
+}
+
 MV_TEST(pull_needs_a_parsed_request)
 {
     cache_request empty = {0};
@@ -194,6 +230,7 @@ int main(void)
     MV_RUN(globs_and_subpath);
     MV_RUN(kinds_parsed_once);
     MV_RUN(errors_name_the_bad_input);
+    MV_RUN(index_selector_is_parsed_once);
     MV_RUN(pull_needs_a_parsed_request);
     MV_RUN(connection_limit);
     MV_RUN(out_of_range_connections_are_refused);

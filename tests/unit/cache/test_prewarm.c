@@ -1,6 +1,6 @@
 /* test_prewarm.c — the pre-warm pass without a registry: list parsing
  * (comments, blanks, CRLF, duplicates, invalid lines named by number, the
- * size limits), loading through a ConfigMap-style symlink, and
+ * size limits, index selector fields), loading through a ConfigMap-style symlink, and
  * cache_prewarm_reconcile over models stored straight into a cache and
  * pulled by digest with policy Never: pins, stale pins dropped (removed,
  * tag moved), a failure keeping its pin, and a stop request. */
@@ -69,6 +69,44 @@ MV_TEST(parse_invalid_lines_are_named_and_do_not_stop_the_rest)
         CHECK_INT(l.bad[2].line, 5);
         for (size_t i = 0; i < l.n_bad; i++)
             CHECK(l.bad[i].error[0] && !strchr(l.bad[i].error, '\n'));
+    }
+}
+
+MV_TEST(parse_selector_fields)
+{
+    _cleanup_(cache_prewarm_list_clearp) cache_prewarm_list l =
+        parse_ok("ghcr.io/a/one:v1  platform=linux/arm64\tannotation=org.example.q=q4 # arm\n"
+                 "ghcr.io/a/one:v1 platform=linux/arm64 annotation=org.example.q=q4\n"
+                 "ghcr.io/a/one:v1 artifactType=application/vnd.example.model\n"
+                 "ghcr.io/a/one:v1\n"
+                 "ghcr.io/a/two:v1 colour=red\n"
+                 "ghcr.io/a/two:v1 platform=linux\n"
+                 "ghcr.io/a/two:v1 platform=linux/amd64 platform=linux/arm64\n"
+                 "ghcr.io/a/two:v1 =x\n");
+    /* The same words are one entry; other fields on one reference are
+     * another entry, with a pin owner of its own. */
+    CHECK_INT(l.n, 3);
+    if (l.n == 3) {
+        CHECK_STR(l.v[0].reference,
+                  "ghcr.io/a/one:v1 platform=linux/arm64 annotation=org.example.q=q4");
+        CHECK_STR(l.v[0].rq->reference, "ghcr.io/a/one:v1");
+        CHECK_STR(l.v[0].rq->select.platform.architecture, "arm64");
+        CHECK_STR(l.v[0].rq->select.annotation_key, "org.example.q");
+        CHECK_STR(l.v[0].rq->select.annotation_value, "q4");
+        CHECK(l.v[0].rq->select.artifact_type == NULL);
+        CHECK_STR(l.v[1].rq->select.artifact_type, "application/vnd.example.model");
+        CHECK_STR(l.v[2].reference, "ghcr.io/a/one:v1");
+        CHECK(oci_index_selector_empty(&l.v[2].rq->select));
+    }
+    CHECK_INT(l.n_bad, 4);
+    if (l.n_bad == 4) {
+        CHECK_INT(l.bad[0].line, 5);
+        CHECK_CONTAINS(l.bad[0].error, "\"ghcr.io/a/two:v1 colour=red\": unknown field "
+                                       "\"colour\" (known: artifactType, platform, annotation)");
+        CHECK_INT(l.bad[1].line, 6);
+        CHECK_CONTAINS(l.bad[1].error, "platform \"linux\": not os/arch[/variant]");
+        CHECK_CONTAINS(l.bad[2].error, "field platform given twice");
+        CHECK_CONTAINS(l.bad[3].error, "unknown field \"\"");
     }
 }
 
@@ -317,6 +355,7 @@ int main(void)
 {
     MV_RUN(parse_comments_blanks_crlf_duplicates);
     MV_RUN(parse_invalid_lines_are_named_and_do_not_stop_the_rest);
+    MV_RUN(parse_selector_fields);
     MV_RUN(parse_limits_and_equality);
     MV_RUN(load_follows_symlinks_and_names_the_file);
     MV_RUN(reconcile_pins_and_drops_stale_pins);
