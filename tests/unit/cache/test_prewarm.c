@@ -102,7 +102,7 @@ MV_TEST(parse_selector_fields)
     if (l.n_bad == 4) {
         CHECK_INT(l.bad[0].line, 5);
         CHECK_CONTAINS(l.bad[0].error, "\"ghcr.io/a/two:v1 colour=red\": unknown field "
-                                       "\"colour\" (known: artifactType, platform, annotation)");
+                                       "\"colour\" (known: artifactType, platform, annotation, kinds)");
         CHECK_INT(l.bad[1].line, 6);
         CHECK_CONTAINS(l.bad[1].error, "platform \"linux\": not os/arch[/variant]");
         CHECK_CONTAINS(l.bad[2].error, "field platform given twice");
