@@ -27,8 +27,9 @@ static void usage(FILE *f)
                "                       (default: one raw layer per file)\n"
                "  --tar-max SIZE       size limit for --tar (default 16M)\n"
                "  --zstd               compress tar layers with zstd\n"
-               "  --format FMT         modelpack (default) or oras (empty config, raw blobs\n"
-               "                       titled with their path)\n"
+               "  --format FMT         modelpack (default), oras (empty config, raw blobs\n"
+               "                       titled with their path) or kitops (a KitOps ModelKit:\n"
+               "                       Kitfile config, one tar layer per file; --zstd applies)\n"
                "  --artifact-type T    artifactType for --format oras\n"
                "                       (default " PUSH_ORAS_ARTIFACT_TYPE ")\n"
                "  --name NAME          descriptor.name (default: the repository's last part)\n"
@@ -138,8 +139,11 @@ static int parse_args(int argc, char **argv, push_request *rq, push_args *a,
                 rq->pack.format = PUSH_FORMAT_MODELPACK;
             else if (strcmp(optarg, "oras") == 0)
                 rq->pack.format = PUSH_FORMAT_ORAS;
+            else if (strcmp(optarg, "kitops") == 0)
+                rq->pack.format = PUSH_FORMAT_KITOPS;
             else
-                r = mv_error_set(err, -EINVAL, "--format %s: expected modelpack or oras", optarg);
+                r = mv_error_set(err, -EINVAL, "--format %s: expected modelpack, oras or kitops",
+                                 optarg);
             break;
         case 'a':
             rq->pack.artifact_type = optarg;

@@ -51,7 +51,7 @@ int push_parse_time(const char *s, int64_t *out, mv_error *err)
 /* Config and manifest                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void annos_add(oci_descriptor *d, const char *k, const char *v)
+void push_annos_add(oci_descriptor *d, const char *k, const char *v)
 {
     d->annotations = mv_xrealloc(d->annotations, (d->n_annotations + 1) * sizeof(oci_annotation));
     d->annotations[d->n_annotations].key = mv_xstrdup(k);
@@ -94,7 +94,7 @@ static char *file_metadata_json(const push_file *f, int64_t mtime)
     return s;
 }
 
-static push_blob *blob_add(push_pack *p, const char *digest)
+push_blob *push_blob_add(push_pack *p, const char *digest)
 {
     for (size_t i = 0; i < p->n_blobs; i++)
         if (strcmp(p->blobs[i].digest, digest) == 0)
@@ -107,7 +107,7 @@ static push_blob *blob_add(push_pack *p, const char *digest)
     return b;
 }
 
-static oci_descriptor *layer_add(push_pack *p)
+oci_descriptor *push_layer_add(push_pack *p)
 {
     oci_manifest *m = &p->manifest;
     m->layers = mv_xrealloc(m->layers, (m->n_layers + 1) * sizeof(*m->layers));
@@ -118,20 +118,20 @@ static oci_descriptor *layer_add(push_pack *p)
 
 static int add_raw_layer(push_pack *p, const push_file *f, const push_pack_opts *o)
 {
-    oci_descriptor *d = layer_add(p);
+    oci_descriptor *d = push_layer_add(p);
     d->digest = mv_xstrdup(f->digest);
     d->size = (int64_t)f->size;
     if (o->spec.format == PUSH_FORMAT_ORAS) {
         d->media_type = mv_xstrdup(PUSH_MT_OCTET);
-        annos_add(d, OCI_ANNO_TITLE, f->rel);
+        push_annos_add(d, OCI_ANNO_TITLE, f->rel);
     } else {
         d->media_type = mv_xstrdup(model_media_type(f->kind, OCI_FMT_RAW));
         _cleanup_free_ char *meta = file_metadata_json(f, o->spec.created);
-        annos_add(d, MODEL_ANNO_FILEPATH, f->rel);
-        annos_add(d, OCI_ANNO_TITLE, f->rel);
-        annos_add(d, MODEL_ANNO_FILEMETA, meta);
+        push_annos_add(d, MODEL_ANNO_FILEPATH, f->rel);
+        push_annos_add(d, OCI_ANNO_TITLE, f->rel);
+        push_annos_add(d, MODEL_ANNO_FILEMETA, meta);
         if (f->guessed)
-            annos_add(d, MODEL_ANNO_UNTESTED, "true");
+            push_annos_add(d, MODEL_ANNO_UNTESTED, "true");
         /* Sorted keys: the bytes must not depend on insertion order. */
         qsort(d->annotations, d->n_annotations, sizeof(*d->annotations), anno_cmp);
     }
@@ -165,7 +165,7 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
             continue;
         add_raw_layer(p, f, o);
         cJSON_AddItemToArray(diff_ids, cJSON_CreateString(f->digest));
-        push_blob *b = blob_add(p, f->digest);
+        push_blob *b = push_blob_add(p, f->digest);
         if (b) {
             b->label = mv_xstrdup(f->rel);
             b->path = mv_xstrdup(f->path);
@@ -187,13 +187,13 @@ static int pack_layers(push_pack *p, const push_pack_opts *o, cJSON *diff_ids, m
         r = push_build_tar(p->files, idx, n, o, &tb, diff_id, err);
         if (r < 0)
             return mv_error_wrap(err, "tar layer for %s files", model_kind_name(k));
-        oci_descriptor *d = layer_add(p);
+        oci_descriptor *d = push_layer_add(p);
         d->digest = mv_xstrdup(tb.digest);
         d->size = (int64_t)tb.size;
         d->media_type =
             mv_xstrdup(model_media_type(k, o->spec.zstd ? OCI_FMT_TAR_ZSTD : OCI_FMT_TAR));
         cJSON_AddItemToArray(diff_ids, cJSON_CreateString(diff_id));
-        push_blob *b = blob_add(p, tb.digest);
+        push_blob *b = push_blob_add(p, tb.digest);
         if (b) {
             b->label = mv_xasprintf("tar layer of %s files", model_kind_name(k));
             b->fd = tb.fd;
@@ -240,10 +240,21 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
     char when[32];
     push_time_rfc3339(o->spec.created, when, sizeof(when));
     m->annotations = mv_xcalloc(1, sizeof(*m->annotations));
-    m->annotations[0].key = mv_xstrdup(OCI_ANNO_CREATED);
-    m->annotations[0].value = mv_xstrdup(when);
+    /* kit pack stamps its version and, since 2026, no created time on a
+     * Kit-format manifest (kitops-ml/kitops pkg/lib/filesystem/
+     * local-storage.go createManifest; createManifest_test.go
+     * TestCreateManifestSkipsCreatedAnnotationForKitFormat). */
+    m->annotations[0].key =
+        mv_xstrdup(o->spec.format == PUSH_FORMAT_KITOPS ? PUSH_KIT_ANNO_CLI : OCI_ANNO_CREATED);
+    m->annotations[0].value =
+        mv_xstrdup(o->spec.format == PUSH_FORMAT_KITOPS ? "modelpush/" MV_VERSION : when);
     m->n_annotations = 1;
-    if (o->spec.format == PUSH_FORMAT_ORAS) {
+    if (o->spec.format == PUSH_FORMAT_KITOPS) {
+        cJSON_Delete(diff_ids);
+        /* p->config_json is the Kitfile push_pack_kitops wrote. */
+        m->artifact_type = mv_xstrdup(PUSH_KIT_ARTIFACT_TYPE);
+        m->config.media_type = mv_xstrdup(PUSH_KIT_MT_CONFIG);
+    } else if (o->spec.format == PUSH_FORMAT_ORAS) {
         cJSON_Delete(diff_ids);
         m->artifact_type =
             mv_xstrdup(o->spec.artifact_type ? o->spec.artifact_type : PUSH_ORAS_ARTIFACT_TYPE);
@@ -259,7 +270,7 @@ static int build_manifest(push_pack *p, const push_pack_opts *o, cJSON *diff_ids
     oci_digest_buf(OCI_DIGEST_SHA256, p->config_json, clen, cdig);
     m->config.digest = mv_xstrdup(cdig);
     m->config.size = (int64_t)clen;
-    push_blob *b = blob_add(p, cdig);
+    push_blob *b = push_blob_add(p, cdig);
     if (b) {
         b->label = mv_xstrdup("config");
         b->mem = mv_xstrdup(p->config_json);
@@ -284,6 +295,10 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
         return mv_error_set(err, -EINVAL,
                             "--tar packs ModelPack layers; --format oras keeps "
                             "every file a raw blob");
+    if (o->spec.format == PUSH_FORMAT_KITOPS && (o->spec.tar || o->spec.tar_max))
+        return mv_error_set(err, -EINVAL,
+                            "--tar packs ModelPack layers; --format kitops makes "
+                            "one tar layer per file already");
     _cleanup_(push_pack_freep) push_pack *p = mv_xcalloc(1, sizeof(*p));
     int r = push_walk(dir, o, &p->files, &p->n_files, err);
     if (r < 0)
@@ -294,7 +309,8 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
         p->files[i].kind =
             push_classify(p->files[i].rel, o->spec.rules, o->spec.n_rules, &p->files[i].guessed);
     cJSON *diff_ids = cJSON_CreateArray();
-    r = pack_layers(p, o, diff_ids, err);
+    r = o->spec.format == PUSH_FORMAT_KITOPS ? push_pack_kitops(p, o, err)
+                                             : pack_layers(p, o, diff_ids, err);
     if (r < 0) {
         cJSON_Delete(diff_ids);
         return mv_error_wrap(err, "model directory %s", dir);

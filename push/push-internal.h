@@ -10,6 +10,12 @@
 
 #define PUSH_MT_OCTET    "application/octet-stream"
 #define OCI_ANNO_CREATED "org.opencontainers.image.created"
+/* KitOps: kitops-ml/kitops pkg/lib/constants/mediatype/kitops.go (config
+ * and layer types), .../mediatype/artifacttype.go (artifactType),
+ * pkg/lib/constants/consts.go (annotation). */
+#define PUSH_KIT_MT_CONFIG     "application/vnd.kitops.modelkit.config.v1+json"
+#define PUSH_KIT_ARTIFACT_TYPE "application/vnd.kitops.modelkit.manifest.v1+json"
+#define PUSH_KIT_ANNO_CLI      "ml.kitops.modelkit.cli-version"
 /* One read buffer per hashing or tar worker. */
 #define PUSH_READ_BUF (1u << 20)
 
@@ -76,6 +82,16 @@ int push_pack_dir(const char *dir, const push_pack_opts *o, push_pack **out, mv_
 void push_pack_free(push_pack *p);
 MV_DEFINE_FREEP(push_pack, push_pack_freep, push_pack_free)
 
+/* pack.c: a new layer descriptor and a new blob (NULL when the pack holds
+ * that digest already: upload once), and an annotation on a descriptor. */
+oci_descriptor *push_layer_add(push_pack *p);
+push_blob *push_blob_add(push_pack *p, const char *digest);
+void push_annos_add(oci_descriptor *d, const char *k, const char *v);
+
+/* kitops.c: --format kitops: the layers (one tar per file) and the
+ * Kitfile config of a ModelKit, from the classified files. */
+int push_pack_kitops(push_pack *p, const push_pack_opts *o, mv_error *err);
+
 /* walk.c: the regular files under dir in byte order of their path,
  * through symlinks that stay inside; .git and --exclude matches are not
  * entered. *files is set (for the caller to free) even on failure. */
@@ -107,6 +123,10 @@ char *push_format_params(uint64_t n);
  * diffId of the uncompressed tar. */
 int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
                    push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err);
+/* The same for one file as `kit pack` tars it: its parent directories
+ * first, owner 1000:0, mtime 0, no user or group names (kitops.c). */
+int push_build_kit_tar(push_file *f, const push_pack_opts *o, push_blob *b,
+                       char diff_id[OCI_DIGEST_MAX], mv_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Upload (upload.c)                                                        */

@@ -21,7 +21,10 @@
 #define PUSH_ORAS_ARTIFACT_TYPE "application/vnd.unknown.artifact.v1"
 #define MODEL_ANNO_UNTESTED     "org.cncf.model.file.mediatype.untested"
 
-typedef enum { PUSH_FORMAT_MODELPACK = 0, PUSH_FORMAT_ORAS } push_format;
+/* MODELPACK: vnd.cncf.model.* layers; ORAS: an empty config and titled raw
+ * blobs; KITOPS: a KitOps ModelKit (Kitfile config, one kitops tar layer
+ * per file), as `kit pack` writes one (kitops.c). */
+typedef enum { PUSH_FORMAT_MODELPACK = 0, PUSH_FORMAT_ORAS, PUSH_FORMAT_KITOPS } push_format;
 
 /* A user glob forcing files into a kind (--weight, --config, ...). */
 typedef struct push_rule {
@@ -35,7 +38,7 @@ typedef struct push_pack_spec {
     push_format format;
     const char *artifact_type; /* ORAS only; NULL = PUSH_ORAS_ARTIFACT_TYPE */
     bool tar;                  /* small files go into one tar layer per kind */
-    bool zstd;                 /* ... compressed with zstd */
+    bool zstd;                 /* ... compressed with zstd (kitops: every layer) */
     uint64_t tar_max;          /* "small": at most this many bytes; 0 = default */
     const push_rule *rules;    /* checked in order before the defaults */
     size_t n_rules;

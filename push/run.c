@@ -13,11 +13,18 @@ int push_request_check(const push_request *rq, mv_error *err)
         return mv_error_set(
             err, -EINVAL,
             "--tar packs ModelPack layers; --format oras keeps every file a raw blob");
-    if ((rq->pack.zstd || rq->pack.tar_max) && !rq->pack.tar)
+    if (rq->pack.format == PUSH_FORMAT_KITOPS && (rq->pack.tar || rq->pack.tar_max))
+        return mv_error_set(
+            err, -EINVAL,
+            "--tar packs ModelPack layers; --format kitops makes one tar layer per file already");
+    /* Every kitops layer is a tar: --zstd needs no --tar there. */
+    if ((rq->pack.zstd || rq->pack.tar_max) && !rq->pack.tar &&
+        rq->pack.format != PUSH_FORMAT_KITOPS)
         return mv_error_set(err, -EINVAL, "--zstd and --tar-max apply to --tar layers; add --tar");
     if (rq->pack.artifact_type && rq->pack.format != PUSH_FORMAT_ORAS)
-        return mv_error_set(err, -EINVAL,
-                            "--artifact-type applies to --format oras; ModelPack's is fixed");
+        return mv_error_set(
+            err, -EINVAL,
+            "--artifact-type applies to --format oras; ModelPack's and KitOps' are fixed");
     return 0;
 }
 
@@ -209,7 +216,7 @@ int push_run(const push_request *rq, push_result *res, mv_error *err)
     if (!rq->pack.created_set && (r = default_created(&po.spec.created, err)) < 0)
         return r;
     const char *base = strrchr(ref->repository, '/');
-    if (!po.spec.name && po.spec.format == PUSH_FORMAT_MODELPACK)
+    if (!po.spec.name && po.spec.format != PUSH_FORMAT_ORAS)
         po.spec.name = base ? base + 1 : ref->repository;
 
     /* Resume records and the hash cache live in the state directory. */

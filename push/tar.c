@@ -1,7 +1,8 @@
 /* tar.c — tar layers: small files of one kind as one deterministic tar
  * (path order, owner 0:0, fixed mtime, pax only where ustar cannot say
- * it), optionally zstd-compressed, streamed to an unlinked staging file
- * while the tar and the stored bytes are hashed. */
+ * it), or one file as kit pack tars it; optionally zstd-compressed,
+ * streamed to an unlinked staging file while the tar and the stored bytes
+ * are hashed. */
 #include "push-internal.h"
 
 #include <archive_entry.h>
@@ -82,9 +83,50 @@ static int staging_fd(const char *tmpdir, mv_error *err)
     return fd;
 }
 
-static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_t mtime,
+/* How the entries' headers read: modelpush's own tars (owner 0:0, mtime
+ * --created) or kit pack's. */
+typedef struct tar_style {
+    int64_t uid;
+    int64_t mtime;
+    bool parents; /* a directory entry for each parent of the file first */
+} tar_style;
+
+/* kit pack walks the context directory and writes a header for every
+ * directory on the way down to the layer's path (kitops-ml/kitops
+ * pkg/lib/filesystem/tar.go writeLayerToTar: sameDirTree keeps the
+ * ancestors). libarchive ends a directory's name with '/', Go's tar does
+ * not: both extract the same. The walk already made every mode 0644 or
+ * 0755, so directories are 0755. */
+static int tar_add_parents(struct archive *a, const char *rel, const tar_style *st, mv_error *err)
+{
+    _cleanup_free_ char *dir = mv_xstrdup(rel);
+    for (char *s = strchr(dir, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, dir);
+        archive_entry_set_filetype(e, AE_IFDIR);
+        archive_entry_set_perm(e, 0755);
+        archive_entry_set_size(e, 0);
+        archive_entry_set_uid(e, st->uid);
+        archive_entry_set_gid(e, 0);
+        archive_entry_set_mtime(e, st->mtime, 0);
+        int ar = archive_write_header(a, e);
+        archive_entry_free(e);
+        if (ar != ARCHIVE_OK)
+            return mv_error_set(err, -EIO, "%s: tar header: %s", dir, archive_error_string(a));
+        *s = '/';
+    }
+    return 0;
+}
+
+static int tar_add_file(struct archive *a, const push_file *f, char *buf, const tar_style *st,
                         mv_error *err)
 {
+    if (st->parents) {
+        int r = tar_add_parents(a, f->rel, st, err);
+        if (r < 0)
+            return r;
+    }
     _cleanup_close_ int fd = push_open_vetted(f, err);
     if (fd < 0)
         return fd;
@@ -93,9 +135,9 @@ static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, f->mode);
     archive_entry_set_size(e, (la_int64_t)f->size);
-    archive_entry_set_uid(e, 0);
+    archive_entry_set_uid(e, st->uid);
     archive_entry_set_gid(e, 0);
-    archive_entry_set_mtime(e, mtime, 0);
+    archive_entry_set_mtime(e, st->mtime, 0);
     int ar = archive_write_header(a, e);
     archive_entry_free(e);
     if (ar != ARCHIVE_OK)
@@ -121,10 +163,10 @@ static int tar_add_file(struct archive *a, const push_file *f, char *buf, int64_
     return 0;
 }
 
-/* Writes files[idx[0..n)] as one tar (entries in path order, owner 0:0,
- * mtime fixed) into a staging file; fills the blob and the diffId. */
-int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
-                   push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err)
+/* Writes files[idx[0..n)] as one tar (entries in path order, headers as
+ * st says) into a staging file; fills the blob and the diffId. */
+static int build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
+                     const tar_style *st, push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err)
 {
     const char *tmpdir = o->tmpdir ? o->tmpdir : getenv("TMPDIR");
     if (!tmpdir || !*tmpdir)
@@ -155,7 +197,7 @@ int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pac
         if (archive_write_open(a, &s, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
             r = mv_error_set(err, -EIO, "tar: %s", archive_error_string(a));
         for (size_t i = 0; i < n && r == 0; i++)
-            r = tar_add_file(a, &files[idx[i]], buf, o->spec.created, err);
+            r = tar_add_file(a, &files[idx[i]], buf, st, err);
         if (r == 0 && archive_write_close(a) != ARCHIVE_OK)
             r = mv_error_set(err, -EIO, "tar: %s",
                              s.error ? strerror(s.error) : archive_error_string(a));
@@ -173,4 +215,22 @@ int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pac
     b->size = s.blob_size;
     b->fd = MV_STEAL_FD(fd);
     return 0;
+}
+
+int push_build_tar(push_file *files, const size_t *idx, size_t n, const push_pack_opts *o,
+                   push_blob *b, char diff_id[OCI_DIGEST_MAX], mv_error *err)
+{
+    const tar_style st = {.uid = 0, .mtime = o->spec.created};
+    return build_tar(files, idx, n, o, &st, b, diff_id, err);
+}
+
+/* kit pack's headers: uid 1000, gid 0, no user or group name, and the
+ * zero time, which Go's tar writes as mtime 0 (kitops-ml/kitops
+ * pkg/lib/filesystem/tar.go sanitizeTarHeader). */
+int push_build_kit_tar(push_file *f, const push_pack_opts *o, push_blob *b,
+                       char diff_id[OCI_DIGEST_MAX], mv_error *err)
+{
+    const tar_style st = {.uid = 1000, .mtime = 0, .parents = true};
+    const size_t idx = 0;
+    return build_tar(f, &idx, 1, o, &st, b, diff_id, err);
 }

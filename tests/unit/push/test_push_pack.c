@@ -1,10 +1,13 @@
 /* test_push_pack.c — modelpush's packing without a registry: kind
  * classification and overrides, hostile directories, the config facts
  * (format, parameter count, precision), and reproducible manifests (raw,
- * tar+zstd and ORAS), through libpush's internal header. */
+ * tar+zstd, ORAS and KitOps), through libpush's internal header. */
 #include "push-internal.h"
 
 #include "mvtest.h"
+
+#include <archive_entry.h>
+#include <cjson/cJSON.h>
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -505,6 +508,188 @@ MV_TEST(hash_cache_skips_unchanged_files_and_catches_changed_ones)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* --format kitops: a ModelKit as kit pack writes one                       */
+/* ------------------------------------------------------------------------ */
+
+static const push_blob *blob_of(const push_pack *p, const char *digest)
+{
+    for (size_t i = 0; i < p->n_blobs; i++)
+        if (strcmp(p->blobs[i].digest, digest) == 0)
+            return &p->blobs[i];
+    return NULL;
+}
+
+static const char *json_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "(missing)";
+}
+
+/* One tar entry as the test sees it: "name type mode uid:gid mtime uname". */
+static void tar_entries(const push_blob *b, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (!b || b->fd < 0 || lseek(b->fd, 0, SEEK_SET) != 0)
+        return;
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_zstd(a);
+    if (archive_read_open_fd(a, b->fd, 65536) != ARCHIVE_OK) {
+        archive_read_free(a);
+        return;
+    }
+    struct archive_entry *e;
+    size_t used = 0;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        const char *un = archive_entry_uname(e);
+        int w = snprintf(
+            out + used, len - used, "%s %c %o %lld:%lld %lld %s;", archive_entry_pathname(e),
+            archive_entry_filetype(e) == AE_IFDIR ? 'd' : 'f', (unsigned)archive_entry_perm(e),
+            (long long)archive_entry_uid(e), (long long)archive_entry_gid(e),
+            (long long)archive_entry_mtime(e), un && *un ? un : "-");
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+    }
+    archive_read_free(a);
+}
+
+MV_TEST(kitops_format_is_a_modelkit_with_a_kitfile_config)
+{
+    _cleanup_free_ char *a = mkdir_tmp("kit");
+    make_model(a);
+    write_str(a, "Kitfile", "manifestVersion: 1.0.0\n"); /* describes a pack: never packed */
+    push_pack_opts o = base_opts();
+    o.spec.format = PUSH_FORMAT_KITOPS;
+    o.spec.version = "v1";
+    _cleanup_(push_pack_freep) push_pack *p = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+    if (!p)
+        return;
+    const oci_manifest *m = &p->manifest;
+    CHECK_STR(m->media_type, OCI_MT_MANIFEST);
+    CHECK_STR(m->artifact_type, "application/vnd.kitops.modelkit.manifest.v1+json");
+    CHECK_STR(m->config.media_type, "application/vnd.kitops.modelkit.config.v1+json");
+    CHECK(oci_annotation_get(m->annotations, m->n_annotations, "ml.kitops.modelkit.cli-version"));
+    CHECK(!oci_annotation_get(m->annotations, m->n_annotations, OCI_ANNO_CREATED));
+    /* kit pack's order: model, model parts, code, datasets, docs. */
+    static const char *const want[][2] = {
+        {"model", "model.safetensors"},  {"modelpart", "config.json"},
+        {"modelpart", "tokenizer.json"}, {"modelpart", "vocab.txt"},
+        {"code", "scripts/run.sh"},      {"dataset", "data/train.jsonl"},
+        {"docs", "README.md"},
+    };
+    CHECK_INT(m->n_layers, 7);
+    for (size_t i = 0; i < m->n_layers && i < 7; i++) {
+        const oci_descriptor *l = &m->layers[i];
+        _cleanup_free_ char *mt =
+            mv_xasprintf("application/vnd.kitops.modelkit.%s.v1.tar", want[i][0]);
+        CHECK_STR(l->media_type, mt);
+        CHECK_INT(l->n_annotations, 1);
+        CHECK_STR(oci_annotation_get(l->annotations, l->n_annotations, MODEL_ANNO_FILEPATH),
+                  want[i][1]);
+    }
+    /* The config is the Kitfile, as json.Marshal writes it. */
+    const char *head =
+        "{\"manifestVersion\":\"1.0.0\",\"package\":{\"name\":\"m\",\"version\":\"v1\"},"
+        "\"model\":{\"name\":\"model\",\"path\":\"model.safetensors\",\"parts\":[";
+    CHECK(strncmp(p->config_json, head, strlen(head)) == 0);
+    cJSON *kf = cJSON_Parse(p->config_json);
+    CHECK(kf != NULL);
+    if (!kf)
+        return;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(kf, "model");
+    CHECK_STR(json_str(model, "digest"), m->layers[0].digest);
+    /* Uncompressed: the diffId is the digest. */
+    CHECK_STR(json_str(model, "diffId"), m->layers[0].digest);
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(model, "parts");
+    CHECK_INT(cJSON_GetArraySize(parts), 3);
+    CHECK_STR(json_str(cJSON_GetArrayItem(parts, 0), "path"), "config.json");
+    CHECK_STR(json_str(cJSON_GetArrayItem(parts, 0), "digest"), m->layers[1].digest);
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(kf, "code");
+    CHECK_STR(json_str(cJSON_GetArrayItem(code, 0), "path"), "scripts/run.sh");
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(kf, "datasets");
+    CHECK_STR(json_str(cJSON_GetArrayItem(ds, 0), "path"), "data/train.jsonl");
+    const cJSON *docs = cJSON_GetObjectItemCaseSensitive(kf, "docs");
+    CHECK_STR(json_str(cJSON_GetArrayItem(docs, 0), "description"), "Readme file");
+    CHECK(!strstr(p->config_json, "Kitfile"));
+    cJSON_Delete(kf);
+    /* Tar entries: the parents first, then the file at its path in the
+     * directory; owner 1000:0, mtime 0, no names (kit's sanitizeTarHeader). */
+    char got[1024];
+    tar_entries(blob_of(p, m->layers[4].digest), got, sizeof(got));
+    CHECK_STR(got, "scripts/ d 755 1000:0 0 -;scripts/run.sh f 755 1000:0 0 -;");
+    tar_entries(blob_of(p, m->layers[0].digest), got, sizeof(got));
+    CHECK_STR(got, "model.safetensors f 644 1000:0 0 -;");
+}
+
+MV_TEST(kitops_format_is_reproducible_and_zstd_keeps_diff_ids)
+{
+    _cleanup_free_ char *a = mkdir_tmp("kit-repro");
+    make_model(a);
+    push_pack_opts o = base_opts();
+    o.spec.format = PUSH_FORMAT_KITOPS;
+    char d1[OCI_DIGEST_MAX], d2[OCI_DIGEST_MAX], d3[OCI_DIGEST_MAX];
+    digest_of_dir(a, &o, d1);
+    digest_of_dir(a, &o, d2);
+    CHECK(d1[0] != '\0');
+    CHECK_STR(d1, d2);
+    /* kit pack writes no time at all into a Kit-format ModelKit: another
+     * SOURCE_DATE_EPOCH gives the same bytes. */
+    o.spec.created = 1800000000;
+    digest_of_dir(a, &o, d3);
+    CHECK_STR(d1, d3);
+
+    o.spec.zstd = true;
+    _cleanup_(push_pack_freep) push_pack *p = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+    if (!p)
+        return;
+    CHECK_STR(p->manifest.layers[0].media_type,
+              "application/vnd.kitops.modelkit.model.v1.tar+zstd");
+    cJSON *kf = cJSON_Parse(p->config_json);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(kf, "model");
+    CHECK_STR(json_str(model, "digest"), p->manifest.layers[0].digest);
+    CHECK(strcmp(json_str(model, "diffId"), p->manifest.layers[0].digest) != 0);
+    CHECK(strncmp(json_str(model, "diffId"), "sha256:", 7) == 0);
+    cJSON_Delete(kf);
+    char got[256];
+    tar_entries(blob_of(p, p->manifest.layers[0].digest), got, sizeof(got));
+    CHECK_STR(got, "model.safetensors f 644 1000:0 0 -;");
+
+    /* --tar has nothing to group: every kitops layer is a tar. */
+    o.spec.tar = true;
+    _cleanup_(push_pack_freep) push_pack *q = NULL;
+    CHECK_INT(push_pack_dir(a, &o, &q, &err), -EINVAL);
+    CHECK_CONTAINS(err.msg, "--format kitops");
+}
+
+MV_TEST(kitops_without_weights_makes_config_files_datasets)
+{
+    _cleanup_free_ char *a = mkdir_tmp("kit-noweights");
+    write_str(a, "settings.yaml", "a: 1\n");
+    write_str(a, "LICENSE", "MIT\n");
+    write_str(a, "q&a<1>.csv", "x\n");
+    push_pack_opts o = base_opts();
+    o.spec.format = PUSH_FORMAT_KITOPS;
+    _cleanup_(push_pack_freep) push_pack *p = NULL;
+    mv_error err = MV_ERROR_INIT;
+    CHECK_INT(push_pack_dir(a, &o, &p, &err), 0);
+    if (!p)
+        return;
+    CHECK_INT(p->manifest.n_layers, 3);
+    CHECK_STR(p->manifest.layers[0].media_type, "application/vnd.kitops.modelkit.dataset.v1.tar");
+    CHECK_STR(p->manifest.layers[1].media_type, "application/vnd.kitops.modelkit.dataset.v1.tar");
+    CHECK_STR(p->manifest.layers[2].media_type, "application/vnd.kitops.modelkit.docs.v1.tar");
+    CHECK(!strstr(p->config_json, "\"model\""));
+    /* Go's encoding/json escapes <, > and &. */
+    CHECK_CONTAINS(p->config_json, "q\\u0026a\\u003c1\\u003e.csv");
+    CHECK_CONTAINS(p->config_json, "\"description\":\"License file\"");
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/modelvol-push-pack.XXXXXX";
@@ -524,6 +709,9 @@ int main(void)
     MV_RUN(excluded_paths_are_never_entered);
     MV_RUN(hostile_dirs_fail_with_one_line_naming_the_file);
     MV_RUN(hash_cache_skips_unchanged_files_and_catches_changed_ones);
+    MV_RUN(kitops_format_is_a_modelkit_with_a_kitfile_config);
+    MV_RUN(kitops_format_is_reproducible_and_zstd_keeps_diff_ids);
+    MV_RUN(kitops_without_weights_makes_config_files_datasets);
     rm_rf(tmp_root);
     MV_DONE();
 }
