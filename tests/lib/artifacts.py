@@ -494,8 +494,10 @@ def _ollama_layer(kind, blob):
 
 def ollama(reg, repo="library/tinyllama", tag="1b"):
     """`ollama create` + `ollama push`: the model GGUF, a projector, then
-    template, system, license and params layers (server/create.go adds
-    them in that order after the model's base layers)."""
+    template, system, license and params layers (server/create.go
+    createModel adds them in that order after the model's base layers).
+    Layer.From (json "from,omitempty") is left empty, as in the manifests
+    registry.ollama.ai serves for its library models."""
     parts = [
         ("model", gguf_payload("ollama-model"), "model.gguf", "weights"),
         ("projector", gguf_payload("ollama-projector", 2048), "projector.gguf", "weights"),
