@@ -244,24 +244,6 @@ def oras_dir(reg, repo="oras/weights", tag="v1"):
 # pkg/lib/constants/consts.go: CliVersionAnnotation.
 KIT_CONFIG_MT = "application/vnd.kitops.modelkit.config.v1+json"
 KIT_ARTIFACT = "application/vnd.kitops.modelkit.manifest.v1+json"
-KITFILE_YAML = """manifestVersion: v1.0.0
-package:
-  name: tiny
-  version: 1.0.0
-  authors: [modelvol tests]
-model:
-  name: tiny
-  path: models/tiny.gguf
-  framework: llama.cpp
-  format: gguf
-code:
-  - path: src
-datasets:
-  - name: train
-    path: data
-docs:
-  - path: README.md
-"""
 
 
 def _kit_layer_tar(entries):
@@ -288,7 +270,15 @@ def kitops(reg, repo="kitops/tiny", tag="v1", compression="none"):
     annotated org.cncf.model.filepath = the Kitfile path
     (pkg/lib/filesystem/util.go fillDescAnnotations). The config is the
     Kitfile as JSON with each element's layer digest and diffId
-    (pkg/artifact/kitfile.go field order, LayerInfo inlined last)."""
+    (pkg/artifact/kitfile.go field order, LayerInfo inlined last).
+
+    The Kitfile packed:
+        manifestVersion: v1.0.0
+        package: {name: tiny, version: 1.0.0, authors: [modelvol tests]}
+        model: {name: tiny, path: models/tiny.gguf, framework: llama.cpp, format: gguf}
+        code: [{path: src}]
+        datasets: [{name: train, path: data}]
+        docs: [{path: README.md}]"""
     gguf = gguf_payload("models/tiny.gguf")
     infer = b"import sys\nprint('infer', sys.argv)\n"
     run = b"#!/bin/sh\nexec python3 \"$(dirname \"$0\")/infer.py\" \"$@\"\n"
