@@ -9,7 +9,9 @@ decided for issue 14 (decision 2):
     only the files of that kind;
   * ORAS hello.txt no longer fails with "not a tar archive", the ORAS
     directory no longer with `subpath "models" is not a directory`, and a
-    KitOps ModelKit or a Docker Model Runner model is never an empty tree;
+    KitOps ModelKit or a Docker Model Runner model is never an empty tree,
+    and an ORAS artifact whose only layer has no title fails naming the
+    manifest and the media type instead of giving an empty tree;
   * modelvol-csi publishes the same trees through real bind mounts (root
     only: without root that half is skipped with a message).
 
@@ -157,7 +159,7 @@ def builder_shape(t, reg, b):
                      sha256_bytes(gzip.decompress(blob)) == ann["io.deis.oras.content.digest"])
 
 
-def pulls(t, built, work):
+def pulls(t, reg, built, work):
     cache = os.path.join(work, "cache")
     for b in built:
         rc, out, err = modelpull(cache, "pull", "--plain-http", "--progress=none", b.ref)
@@ -176,6 +178,14 @@ def pulls(t, built, work):
         if b.family in ("kitops", "docker-model-runner"):
             t.fcheck(b.family, f"{b.name} pull: never an empty tree", bool(got) or rc != 0,
                      "exit 0 with an empty tree")
+
+    # Nothing placeable: an error naming the manifest and the media type.
+    u = artifacts.oras_untitled(reg)
+    rc, out, err = modelpull(cache, "pull", "--plain-http", "--progress=none", u.ref)
+    t.fcheck(u.family, "oras-untitled pull: fails rather than an empty tree", rc != 0,
+             f"rc {rc}, stdout {out.strip()[-200:]}")
+    t.fcheck(u.family, "oras-untitled pull: the error names the manifest and the media type",
+             u.digest in err and "application/octet-stream" in err, first_line(err))
 
     # The kind filter (decision 3): only the files of that kind.
     by_name = {b.name: b for b in built}
@@ -242,7 +252,7 @@ def main():
             built = artifacts.build_all(reg)
             for b in built:
                 builder_shape(t, reg, b)
-            pulls(t, built, work)
+            pulls(t, reg, built, work)
             if os.geteuid() == 0:
                 publishes(t, reg, built, work)
             else:

@@ -235,6 +235,20 @@ def oras_dir(reg, repo="oras/weights", tag="v1"):
                  {p: None for p in files}, EMPTY_DESC["mediaType"])
 
 
+def oras_untitled(reg, repo="oras/untitled", tag="v1"):
+    """An artifact made with the oras-go library rather than the CLI: a
+    blob pushed with oras.PushBytes (oras-go content.go: a descriptor with
+    no annotations, "application/octet-stream" when no media type is
+    given) packed by PackManifest. With no title nothing names the file,
+    so nothing can be laid out: the pull must fail, naming the manifest
+    and the media type, never give an empty volume."""
+    data = payload("untitled.bin", 1024)
+    layer = descriptor("application/octet-stream", data)
+    _push_all(reg, repo, [EMPTY_JSON, data])
+    dg = push_manifest_bytes(reg, repo, tag, _oras_manifest([layer]), MT_OCI_MANIFEST)
+    return Built("oras-untitled", "oras", reg, repo, tag, dg, {}, {}, EMPTY_DESC["mediaType"])
+
+
 # ---- KitOps --------------------------------------------------------------------
 
 # kitops-ml/kitops pkg/lib/constants/mediatype/kitops.go: config
@@ -584,7 +598,7 @@ def modctl_cnai(reg, repo="modctl/tiny", tag="v1"):
                  CNAI + "config.v1+json")
 
 
-# Every builder, in the order a test runs them.
+# Every builder whose artifact lays out files, in the order a test runs them.
 ALL = [
     oras_file,
     oras_dir,
