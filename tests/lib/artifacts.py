@@ -409,7 +409,8 @@ def dmr_gguf(reg, repo="dmr/qwen", tag="v1"):
     gguf.v3 layer per shard with partial.NewLayer (filepath = base name),
     the builder appends license, mmproj and template layers the same way
     (internal/mutate), and the manifest keeps the default config type
-    v0.1 (partial.go ManifestForLayers): v0.2 is only for directories."""
+    v0.1 (internal/partial/model.go BaseModel.Manifest: an empty
+    ConfigMediaType means v0.1; only builder/from_directory.go sets v0.2)."""
     names = [("Qwen3-0.6B-Q4_K_M.gguf", DMR_GGUF, gguf_payload("Qwen3-0.6B-Q4_K_M.gguf"), "weights"),
              ("LICENSE", DMR_LICENSE, b"Apache License 2.0 (synthetic)\n", "docs"),
              ("mmproj-Qwen3-0.6B-F16.gguf", DMR_MMPROJ, gguf_payload("mmproj.gguf", 3072), "weights"),
