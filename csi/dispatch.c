@@ -42,6 +42,7 @@ csi_code csi_code_from_errno(int code)
         return CSI_RESOURCE_EXHAUSTED;
     case -ECANCELED:
         return CSI_ABORTED;
+    case -ENOTSUP: /* an artifact we cannot lay out: a media type, a digest algorithm */
     case -EPROTO:
         /* A registry we cannot trust (unknown CA) or that answers in a way
          * we cannot use: retrying changes nothing until the configuration

@@ -542,6 +542,24 @@ static int plan_dmr(planner *pl, size_t i, oci_layer_plan *lp)
         lp->declared_path = MV_STEAL(path);
         return 0;
     }
+    if (streq(t, DMR_MT_FILE)) {
+        /* `docker model package --safetensors-dir` sends every file that is
+         * not a weight this way, each named; there is no legacy name. */
+        if (unpack_flag(d))
+            return layer_error(pl, -EINVAL, i, "%s=true on media type \"%s\", which is not a tar",
+                               ORAS_ANNO_UNPACK, MV_QUOTED(d->media_type));
+        _cleanup_free_ char *path = NULL;
+        int r = layer_path(pl, i, &path);
+        if (r == -ENOENT) {
+            set_skip(lp, "Docker Model Runner file layer without " MODEL_ANNO_FILEPATH);
+            lp->kind = MODEL_KIND_WEIGHT_CONFIG;
+            return 0;
+        }
+        if (r < 0)
+            return r;
+        set_file(lp, MV_STEAL(path), MODEL_KIND_WEIGHT_CONFIG);
+        return 0;
+    }
     model_kind kind;
     if (streq(t, DMR_MT_GGUF) || streq(t, DMR_MT_SAFETENSORS) || streq(t, DMR_MT_DDUF) ||
         streq(t, DMR_MT_MMPROJ))

@@ -119,6 +119,10 @@ void oci_digest_buf(oci_digest_alg alg, const void *buf, size_t len, char out[OC
 #define DMR_MT_LICENSE        "application/vnd.docker.ai.license"
 #define DMR_MT_MMPROJ         "application/vnd.docker.ai.mmproj"
 #define DMR_MT_CHAT_TEMPLATE  "application/vnd.docker.ai.chat.template.jinja"
+/* Any other file of a model directory (config.json, tokenizer.json, ...),
+ * always named by org.cncf.model.filepath (docker/model-runner
+ * types/config.go MediaTypeModelFile). */
+#define DMR_MT_FILE           "application/vnd.docker.ai.model.file"
 #define DMR_MT_PREFIX         "application/vnd.docker.ai."
 
 /* Ollama (ollama/ollama server/images.go GetModel, server/create.go). */

@@ -531,6 +531,30 @@ MV_TEST(dmr_legacy_names)
     check_file(p, 5, "LICENSE-2", MODEL_KIND_DOC);
 }
 
+/* `docker model package --safetensors-dir` sends each non-weight file as
+ * application/vnd.docker.ai.model.file, named by org.cncf.model.filepath
+ * (docker/model-runner types/config.go). */
+MV_TEST(dmr_model_file_layers)
+{
+    // clang-format off
+    static const char M[] =
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"config\":{\"mediaType\":\"application/vnd.docker.ai.model.config.v0.2+json\","
+        "\"digest\":\"" H7 "\",\"size\":4},\"layers\":["
+        LAYER("application/vnd.docker.ai.safetensors", H1,
+              ANNOS(KV("org.cncf.model.filepath", "model.safetensors"))) ","
+        LAYER("application/vnd.docker.ai.model.file", H2,
+              ANNOS(KV("org.cncf.model.filepath", "text_encoder/config.json"))) ","
+        LAYER("application/vnd.docker.ai.model.file", H3, "") "]}";
+    // clang-format on
+    _cleanup_layout_plan_ oci_layout_plan *p = plan_ok(M, NULL);
+    if (!p)
+        return;
+    check_file(p, 0, "model.safetensors", MODEL_KIND_WEIGHT);
+    check_file(p, 1, "text_encoder/config.json", MODEL_KIND_WEIGHT_CONFIG);
+    check_skip(p, 2, "without org.cncf.model.filepath");
+}
+
 MV_TEST(dmr_single_gguf_safetensors_and_tars)
 {
     static const char ONE[] =
@@ -930,6 +954,7 @@ int main(void)
     MV_RUN(kitops_file_inside_a_layer_directory);
     MV_RUN(dmr_legacy_names);
     MV_RUN(dmr_single_gguf_safetensors_and_tars);
+    MV_RUN(dmr_model_file_layers);
     MV_RUN(ollama_names);
     MV_RUN(ollama_every_layer_type);
     MV_RUN(an_index_or_no_layers);
