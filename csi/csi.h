@@ -122,6 +122,13 @@ typedef struct csi_plugin {
         bool stopping;
     } jobs;
 
+    /* The cache GC pass after pulls (jobs.c): one at a time, and one more
+     * when asked during one. Under gc.lock. */
+    struct {
+        pthread_mutex_t lock;
+        bool running, again;
+    } gc;
+
     /* gRPC calls in flight (server.c), under calls.lock. */
     struct {
         pthread_mutex_t lock;

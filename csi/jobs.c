@@ -163,27 +163,25 @@ static void gc_once(csi_plugin *p)
 
 void csi_cache_maintain(csi_plugin *p)
 {
-    static pthread_mutex_t gc_lock = PTHREAD_MUTEX_INITIALIZER;
-    static bool gc_running, gc_again;
     if (!p->cache)
         return;
     /* One collection at a time; a request arriving during one gets a
      * further pass, since what it pulled may not have been counted. */
-    pthread_mutex_lock(&gc_lock);
-    if (gc_running) {
-        gc_again = true;
-        pthread_mutex_unlock(&gc_lock);
+    pthread_mutex_lock(&p->gc.lock);
+    if (p->gc.running) {
+        p->gc.again = true;
+        pthread_mutex_unlock(&p->gc.lock);
         return;
     }
-    gc_running = true;
+    p->gc.running = true;
     do {
-        gc_again = false;
-        pthread_mutex_unlock(&gc_lock);
+        p->gc.again = false;
+        pthread_mutex_unlock(&p->gc.lock);
         gc_once(p);
-        pthread_mutex_lock(&gc_lock);
-    } while (gc_again);
-    gc_running = false;
-    pthread_mutex_unlock(&gc_lock);
+        pthread_mutex_lock(&p->gc.lock);
+    } while (p->gc.again);
+    p->gc.running = false;
+    pthread_mutex_unlock(&p->gc.lock);
 }
 
 /* Appends the globs of v to key, \x02 before each. */

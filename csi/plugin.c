@@ -19,6 +19,9 @@ void csi_plugin_init(csi_plugin *p)
     p->jobs.threads = 0;
     p->jobs.stopping = false;
 
+    pthread_mutex_init(&p->gc.lock, NULL);
+    p->gc.running = p->gc.again = false;
+
     pthread_mutex_init(&p->calls.lock, NULL);
     pthread_cond_init(&p->calls.cond, NULL);
     p->calls.running = 0;
@@ -32,6 +35,7 @@ void csi_plugin_destroy(csi_plugin *p)
     p->metrics = NULL;
     pthread_cond_destroy(&p->calls.cond);
     pthread_mutex_destroy(&p->calls.lock);
+    pthread_mutex_destroy(&p->gc.lock);
     pthread_cond_destroy(&p->jobs.cond);
     pthread_mutex_destroy(&p->jobs.lock);
     for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
