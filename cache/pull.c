@@ -406,6 +406,34 @@ static void note_skips(const oci_manifest *m, const oci_layout_plan *plan, cache
     }
 }
 
+/* The manifest the reference names: its tag asked of the registry unless
+ * resolved already holds a digest (the reference's, or the tag record's),
+ * then through any indexes (resolve_index). */
+static int fetch_and_resolve(pull_ctx *p, char resolved[OCI_DIGEST_MAX], oci_manifest **m,
+                             char manifest_digest[OCI_DIGEST_MAX], char ***chain)
+{
+    if (!resolved[0]) {
+        int r = need_client(p, "the tag");
+        if (r < 0)
+            return r;
+        _cleanup_free_ char *ct = NULL;
+        _cleanup_free_ char *buf = NULL;
+        void *vbuf = NULL;
+        size_t len = 0;
+        r = pull_fetch_manifest(p->client, p->ref->tag, &vbuf, &len, &ct, resolved, p->err);
+        buf = vbuf;
+        if (r < 0)
+            return r;
+        r = cache_ingest_buf(p->c, resolved, buf, len, p->err);
+        if (r < 0)
+            return r;
+    }
+    int r = load_manifest(p, resolved, m);
+    if (r < 0)
+        return r;
+    return resolve_index(p, resolved, m, manifest_digest, chain);
+}
+
 static int do_pull(pull_ctx *p, cache_pull_result *out)
 {
     cache *c = p->c;
@@ -439,27 +467,8 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
                                 "not in the cache and the pull policy is Never (pull it first)");
         }
     }
-    if (!resolved[0]) {
-        int r = need_client(p, "the tag");
-        if (r < 0)
-            return r;
-        _cleanup_free_ char *ct = NULL;
-        _cleanup_free_ char *buf = NULL;
-        void *vbuf = NULL;
-        size_t len = 0;
-        r = pull_fetch_manifest(p->client, p->ref->tag, &vbuf, &len, &ct, resolved, p->err);
-        buf = vbuf;
-        if (r < 0)
-            return r;
-        r = cache_ingest_buf(c, resolved, buf, len, p->err);
-        if (r < 0)
-            return r;
-    }
-    int r = load_manifest(p, resolved, &m);
-    if (r < 0)
-        return r;
     _cleanup_strv_ char **index_chain = NULL;
-    r = resolve_index(p, resolved, &m, manifest_digest, &index_chain);
+    int r = fetch_and_resolve(p, resolved, &m, manifest_digest, &index_chain);
     if (r < 0)
         return r;
     const char *index_digest = index_chain ? resolved : NULL;
@@ -549,15 +558,23 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
     return 0;
 }
 
+/* A pull's or an inspection's context: the request's options, with the
+ * registry's config and the pod's credentials, else the node's. */
+static pull_ctx ctx_of(cache *c, const cache_request *rq, mv_error *err)
+{
+    pull_ctx p = {.c = c, .rq = rq, .ref = rq->ref, .refstr = rq->reference, .err = err};
+    p.po = rq->pull;
+    p.po.config = rq->registry ? rq->registry->config : NULL;
+    p.po.creds = rq->creds ? rq->creds : rq->registry ? rq->registry->creds : NULL;
+    return p;
+}
+
 int cache_pull(cache *c, const cache_request *rq, cache_pull_result *out, mv_error *err)
 {
     memset(out, 0, sizeof(*out));
     if (!rq || !rq->ref || !rq->reference)
         return mv_error_set(err, -EINVAL, "pull: no parsed request (cache_request_parse)");
-    pull_ctx p = {.c = c, .rq = rq, .ref = rq->ref, .refstr = rq->reference, .err = err};
-    p.po = rq->pull;
-    p.po.config = rq->registry ? rq->registry->config : NULL;
-    p.po.creds = rq->creds ? rq->creds : rq->registry ? rq->registry->creds : NULL;
+    pull_ctx p = ctx_of(c, rq, err);
     _cleanup_close_ int gfd = -1;
     int r = cache_lock(c, CACHE_LOCK_GC, LOCK_SH, &gfd, err);
     if (r < 0)
@@ -590,28 +607,10 @@ static int do_inspect(pull_ctx *p, cache_inspection *out)
         if (cache_tag_get(p->c, p->refstr, md, resolved, &sub) < 0)
             return mv_error_set(p->err, -ENOENT,
                                 "not in the cache and the pull policy is Never (pull it first)");
-    } else {
-        r = need_client(p, "the tag");
-        if (r < 0)
-            return r;
-        _cleanup_free_ char *ct = NULL;
-        _cleanup_free_ char *buf = NULL;
-        void *vbuf = NULL;
-        size_t len = 0;
-        r = pull_fetch_manifest(p->client, p->ref->tag, &vbuf, &len, &ct, resolved, p->err);
-        buf = vbuf;
-        if (r < 0)
-            return r;
-        r = cache_ingest_buf(p->c, resolved, buf, len, p->err);
-        if (r < 0)
-            return r;
     }
     _cleanup_manifest_ oci_manifest *m = NULL;
-    r = load_manifest(p, resolved, &m);
-    if (r < 0)
-        return r;
     _cleanup_strv_ char **chain = NULL;
-    r = resolve_index(p, resolved, &m, out->manifest_digest, &chain);
+    r = fetch_and_resolve(p, resolved, &m, out->manifest_digest, &chain);
     if (r < 0)
         return r;
     if (chain)
@@ -635,10 +634,7 @@ int cache_inspect(cache *c, const cache_request *rq, cache_inspection *out, mv_e
     memset(out, 0, sizeof(*out));
     if (!rq || !rq->ref || !rq->reference)
         return mv_error_set(err, -EINVAL, "inspect: no parsed request (cache_request_parse)");
-    pull_ctx p = {.c = c, .rq = rq, .ref = rq->ref, .refstr = rq->reference, .err = err};
-    p.po = rq->pull;
-    p.po.config = rq->registry ? rq->registry->config : NULL;
-    p.po.creds = rq->creds ? rq->creds : rq->registry ? rq->registry->creds : NULL;
+    pull_ctx p = ctx_of(c, rq, err);
     int r = do_inspect(&p, out);
     pull_client_free(p.client);
     if (r < 0) {
