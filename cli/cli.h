@@ -38,6 +38,22 @@ void cli_register_verb(cli_verb *v);
  * exit code the verb should return (0 after --help, 2 on misuse). */
 int cli_simple_args(int argc, char **argv, const char *usage, int min_pos, int max_pos);
 
+/* The index selector flags of `pull` and `inspect`: their getopt entries,
+ * their help lines, and where each value goes in the request. */
+enum { CLI_OPT_ARTIFACT_TYPE = 0x100, CLI_OPT_PLATFORM, CLI_OPT_ANNOTATION };
+#define CLI_SELECTOR_OPTIONS                                                                       \
+    {"artifact-type", required_argument, NULL, CLI_OPT_ARTIFACT_TYPE},                             \
+        {"platform", required_argument, NULL, CLI_OPT_PLATFORM},                                   \
+    {                                                                                              \
+        "annotation", required_argument, NULL, CLI_OPT_ANNOTATION                                  \
+    }
+#define CLI_SELECTOR_HELP                                                                          \
+    "  --artifact-type T     in an index, the manifest of artifactType T\n"                        \
+    "  --platform OS/ARCH[/VARIANT]  in an index, the manifest for this platform\n"                \
+    "  --annotation K=V      in an index, the manifest annotated K=V\n"
+/* Stores a selector flag's value in a; false when ch is not one. */
+bool cli_selector_arg(int ch, const char *arg, cache_request_args *a);
+
 /* Prints "modelpull: <msg>" to stderr as one line. */
 void cli_error(const char *prog, const mv_error *err);
 

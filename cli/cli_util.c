@@ -30,3 +30,20 @@ int cli_simple_args(int argc, char **argv, const char *usage, int min_pos, int m
     }
     return -1;
 }
+
+bool cli_selector_arg(int ch, const char *arg, cache_request_args *a)
+{
+    switch (ch) {
+    case CLI_OPT_ARTIFACT_TYPE:
+        a->artifact_type = arg;
+        return true;
+    case CLI_OPT_PLATFORM:
+        a->platform = arg;
+        return true;
+    case CLI_OPT_ANNOTATION:
+        a->annotation = arg;
+        return true;
+    default:
+        return false;
+    }
+}

@@ -14,10 +14,7 @@ static void usage(FILE *f)
                "  --json                one JSON document instead of text\n"
                "  --plain-http          talk plain HTTP to this registry\n"
                "  --policy POLICY       IfNotPresent (default: ask the registry), Always or\n"
-               "                        Never (only what the cache holds)\n"
-               "  --artifact-type T     in an index, the manifest of artifactType T\n"
-               "  --platform OS/ARCH[/VARIANT]  in an index, the manifest for this platform\n"
-               "  --annotation K=V      in an index, the manifest annotated K=V\n");
+               "                        Never (only what the cache holds)\n" CLI_SELECTOR_HELP);
 }
 
 static const char *kind_word(model_kind k)
@@ -122,14 +119,9 @@ static void print_text(const char *reference, const cache_inspection *in)
 static int inspect_main(const cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"plain-http", no_argument, NULL, 'p'},
-        {"policy", required_argument, NULL, 'P'},
-        {"artifact-type", required_argument, NULL, 'A'},
-        {"platform", required_argument, NULL, 'L'},
-        {"annotation", required_argument, NULL, 'N'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},         {"plain-http", no_argument, NULL, 'p'},
+        {"policy", required_argument, NULL, 'P'}, CLI_SELECTOR_OPTIONS,
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     mv_error err = MV_ERROR_INIT;
     cache_request_args args = {0};
@@ -149,19 +141,12 @@ static int inspect_main(const cli_global *g, int argc, char **argv)
                 return 2;
             }
             break;
-        case 'A':
-            args.artifact_type = optarg;
-            break;
-        case 'L':
-            args.platform = optarg;
-            break;
-        case 'N':
-            args.annotation = optarg;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
+            if (cli_selector_arg(ch, optarg, &args))
+                break;
             usage(stderr);
             return 2;
         }

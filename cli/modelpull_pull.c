@@ -17,10 +17,7 @@ static void usage(FILE *f)
             "  --kind WORD           only files of this kind: weights, config, docs, code,\n"
             "                        datasets (repeatable)\n"
             "  --subpath PATH        present only this directory of the model\n"
-            "  --policy POLICY       IfNotPresent (default), Always or Never\n"
-            "  --artifact-type T     in an index, the manifest of artifactType T\n"
-            "  --platform OS/ARCH[/VARIANT]  in an index, the manifest for this platform\n"
-            "  --annotation K=V      in an index, the manifest annotated K=V\n"
+            "  --policy POLICY       IfNotPresent (default), Always or Never\n" CLI_SELECTOR_HELP
             "  --progress=MODE       auto, bar (or tty), json or none; on stderr\n",
             CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX, CACHE_CONNECTIONS_DEFAULT);
 }
@@ -58,8 +55,6 @@ static void strv_push(char ***v, size_t *n, const char *s)
 }
 
 /* Long-only options, numbered clear of any short letter. */
-enum { OPT_ARTIFACT_TYPE = 0x100, OPT_PLATFORM, OPT_ANNOTATION };
-
 static int pull_main(const cli_global *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -72,9 +67,7 @@ static int pull_main(const cli_global *g, int argc, char **argv)
         {"kind", required_argument, NULL, 'K'},
         {"policy", required_argument, NULL, 'P'},
         {"progress", required_argument, NULL, 'g'},
-        {"artifact-type", required_argument, NULL, OPT_ARTIFACT_TYPE},
-        {"platform", required_argument, NULL, OPT_PLATFORM},
-        {"annotation", required_argument, NULL, OPT_ANNOTATION},
+        CLI_SELECTOR_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -131,19 +124,12 @@ static int pull_main(const cli_global *g, int argc, char **argv)
                 return 2;
             }
             break;
-        case OPT_ARTIFACT_TYPE:
-            args.artifact_type = optarg;
-            break;
-        case OPT_PLATFORM:
-            args.platform = optarg;
-            break;
-        case OPT_ANNOTATION:
-            args.annotation = optarg;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
+            if (cli_selector_arg(ch, optarg, &args))
+                break;
             usage(stderr);
             return 2;
         }
