@@ -102,17 +102,27 @@ static void print_text(const char *reference, const cache_inspection *in)
         printf("config:    %s\n", m->config.media_type);
     if (plan->default_subpath)
         printf("subpath:   %s (by default)\n", plan->default_subpath);
-    /* The action last: a skip's reason is as long as it needs to be. */
-    printf("\n%-32s %10s %-9s %-44s %s\n", "PATH", "SIZE", "KIND", "MEDIA TYPE", "ACTION");
+    /* Columns as wide as their longest entry; the action last: a skip's
+     * reason is as long as it needs to be. */
+    int wpath = 4, wtype = 10;
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_layer_plan *lp = &plan->layers[i];
+        const char *path = lp->place == OCI_PLACE_FILE ? lp->path : "-";
+        int lpath = (int)strlen(path), ltype = (int)strlen(m->layers[lp->index].media_type);
+        wpath = lpath > wpath ? lpath : wpath;
+        wtype = ltype > wtype ? ltype : wtype;
+    }
+    printf("\n%-*s %10s %-9s %-*s %s\n", wpath, "PATH", "SIZE", "KIND", wtype, "MEDIA TYPE",
+           "ACTION");
     for (size_t i = 0; i < plan->n_layers; i++) {
         const oci_layer_plan *lp = &plan->layers[i];
         const oci_descriptor *d = &m->layers[lp->index];
         char size[32];
         _cleanup_free_ char *act = action_text(lp);
         const char *path = lp->place == OCI_PLACE_FILE ? lp->path : "-";
-        printf("%-32s %10s %-9s %-44s %s\n", path,
+        printf("%-*s %10s %-9s %-*s %s\n", wpath, path,
                mv_format_size((uint64_t)d->size, size, sizeof(size)),
-               kind_word(lp->kind) ? kind_word(lp->kind) : "-", d->media_type, act);
+               kind_word(lp->kind) ? kind_word(lp->kind) : "-", wtype, d->media_type, act);
     }
 }
 
