@@ -296,7 +296,7 @@ void cache_verify_result_clear(cache_verify_result *r);
 /* Pins of pre-warmed models are owned by "prewarm:<reference>", the
  * reference as written in the list. */
 #define CACHE_PREWARM_OWNER_PREFIX   "prewarm:"
-#define CACHE_PREWARM_MAX_LIST_BYTES (1024 * 1024)
+#define CACHE_PREWARM_MAX_LIST_BYTES ((size_t)1024 * 1024)
 #define CACHE_PREWARM_MAX_ENTRIES    4096
 #define CACHE_PREWARM_MAX_PARALLEL   64
 /* After a stop request, running pulls get this long to cancel before they

@@ -126,9 +126,9 @@ int cache_plan_select(const oci_manifest *m, const oci_layout_plan *plan,
         if (kinds_mask &&
             (lp->kind == MODEL_KIND_NONE || !(kinds_mask & (1u << (unsigned)lp->kind))))
             continue;
-        if (lp->place == OCI_PLACE_FILE) {
-            keep[i] = cache_filter_match(lp->path, include, exclude);
-        } else if (lp->path && lp->path[0]) {
+        /* A file, or a tar unpacked into a directory of its own: filtered
+         * by that path. */
+        if (lp->place == OCI_PLACE_FILE || (lp->path && lp->path[0])) {
             keep[i] = cache_filter_match(lp->path, include, exclude);
         } else {
             /* A tar at the root: filtered by its file-path annotation when
