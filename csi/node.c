@@ -345,15 +345,21 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
  * readonly flag are not: every capability a publish accepts gets the same
  * read-only mount, which is compatible with each of them, and for a
  * compatible republish the spec says OK. A field an older plugin did not
- * record (NULL) is not compared: its record cannot say. */
-typedef struct record_field {
-    const char *name; /* as the user spells it */
-    const char *recorded, *asked;
-} record_field;
-
-static size_t record_fields(const csi_record *r, const publish_args *a, record_field out[9])
+ * record (NULL) is not compared: its record cannot say.
+ *
+ * Under the target's lock: the target already has a record. The same
+ * model with the same attributes is a repeat; anything else is
+ * ALREADY_EXISTS, naming the first attribute that differs. */
+static csi_code check_repeat(const csi_record *r, const publish_args *a, csi_status *st)
 {
-    record_field f[] = {
+    if (strcmp(r->reference, a->reference) != 0)
+        return csi_status_set(st, CSI_ALREADY_EXISTS,
+                              "target %s already holds %s (volume %s), not %s", a->target,
+                              r->reference, r->volume_id, a->reference);
+    const struct {
+        const char *name; /* as the user spells it */
+        const char *recorded, *asked;
+    } f[] = {
         {"volume_id", r->volume_id, a->volume_id},
         {CTX_POLICY, r->policy, a->policy_name},
         {CTX_INCLUDE, r->include, a->include},
@@ -364,22 +370,7 @@ static size_t record_fields(const csi_record *r, const publish_args *a, record_f
         {CTX_PLATFORM, r->platform, a->platform},
         {CTX_ANNOTATION, r->annotation, a->annotation},
     };
-    memcpy(out, f, sizeof(f));
-    return sizeof(f) / sizeof(f[0]);
-}
-
-/* Under the target's lock: the target already has a record. The same
- * model with the same attributes is a repeat; anything else is
- * ALREADY_EXISTS, naming the first attribute that differs. */
-static csi_code check_repeat(const csi_record *r, const publish_args *a, csi_status *st)
-{
-    if (strcmp(r->reference, a->reference) != 0)
-        return csi_status_set(st, CSI_ALREADY_EXISTS,
-                              "target %s already holds %s (volume %s), not %s", a->target,
-                              r->reference, r->volume_id, a->reference);
-    record_field f[9];
-    size_t n = record_fields(r, a, f);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         if (!f[i].recorded || strcmp(f[i].recorded, f[i].asked) == 0)
             continue;
         return csi_status_set(st, CSI_ALREADY_EXISTS,
