@@ -105,7 +105,9 @@ typedef struct csi_plugin {
 
     /* set once by recovery, then read-only */
     cache *cache;
-    atomic_bool ready; /* cache recovery and reconciliation finished */
+    atomic_bool ready;              /* cache recovery and reconciliation finished */
+    atomic_bool failed;             /* recovery failed: Probe answers FAILED_PRECONDITION */
+    char failure[MV_ERROR_MSG_MAX]; /* why; written before failed is set */
 
     /* Serialise the calls on one target path (its mount, pin and record).
      * Striped by a hash of the path: calls on different targets, the
@@ -239,6 +241,12 @@ typedef struct csi_record {
     char *subpath;
     char *tree_id;
     char *tree_path;
+    /* Recorded since the index selector came: NULL in an older record,
+     * which cannot say what it was published with. */
+    char *kinds;
+    char *artifact_type;
+    char *platform;
+    char *annotation;
 } csi_record;
 
 void csi_record_free(csi_record *r);
@@ -260,7 +268,8 @@ int csi_state_list(const char *dir, csi_record ***out, size_t *n, mv_error *err)
 
 /* Start-up: opens the cache (its recovery), then reconciles the records
  * with /proc/self/mountinfo: a record whose target is no longer mounted is
- * dropped with its pin. Sets plugin->ready when done. */
+ * dropped with its pin. Sets plugin->ready when done, or plugin->failed
+ * (and plugin->failure) when it fails. */
 int csi_recover(csi_plugin *p, mv_error *err);
 
 /* ------------------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* identity.c — the CSI Identity service: who we are (name and version),
  * what we offer (a node-only plugin: no controller service), and whether we
- * are ready (only once cache recovery has finished). */
+ * are ready (only once cache recovery has finished) or broken (recovery
+ * failed). */
 #include "csi.h"
 
 csi_code csi_identity_get_plugin_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
@@ -33,7 +34,15 @@ csi_code csi_identity_probe(csi_call *call, const ProtobufCMessage *req, csi_rep
                             csi_status *st)
 {
     (void)req;
-    (void)st;
+    /* Still recovering is healthy and answers ready=false; a failed
+     * recovery needs a restart, which the spec's Probe Errors table says
+     * is "Plugin not healthy": FAILED_PRECONDITION. */
+    const csi_plugin *p = call->plugin;
+    if (atomic_load(&p->failed))
+        return csi_status_set(st, CSI_FAILED_PRECONDITION,
+                              "%s is not healthy: cache recovery failed (%s); fix the cause and "
+                              "restart the plugin",
+                              CSI_PLUGIN_NAME, p->failure);
     Csi__V1__BoolValue ready = CSI__V1__BOOL_VALUE__INIT;
     ready.value = atomic_load(&call->plugin->ready);
     Csi__V1__ProbeResponse resp = CSI__V1__PROBE_RESPONSE__INIT;

@@ -15,11 +15,37 @@
 #define CTX_EXCLUDE   "exclude"
 #define CTX_KINDS     "kinds"
 #define CTX_PATH      "path"
-#define CTX_EPHEMERAL "csi.storage.k8s.io/ephemeral"
+/* Keys the kubelet adds (pod.name, ephemeral, serviceAccount.tokens, ...):
+ * never ours to refuse. */
+#define CTX_K8S_PREFIX "csi.storage.k8s.io/"
+#define CTX_EPHEMERAL  CTX_K8S_PREFIX "ephemeral"
 /* Choosing in an index. */
 #define CTX_ARTIFACT_TYPE "artifactType"
 #define CTX_PLATFORM      "platform"
 #define CTX_ANNOTATION    "annotation"
+
+/* The volume attributes a publish reads, in the order docs/usage.md lists
+ * them: the one list that both checks a volume_context and names the known
+ * keys when it refuses one. */
+static const char *const known_attrs[] = {
+    CTX_REFERENCE, CTX_POLICY,        CTX_INCLUDE,  CTX_EXCLUDE,    CTX_KINDS,
+    CTX_PATH,      CTX_ARTIFACT_TYPE, CTX_PLATFORM, CTX_ANNOTATION,
+};
+#define N_KNOWN_ATTRS (sizeof(known_attrs) / sizeof(known_attrs[0]))
+
+/* Until recovery has run the handlers that need the cache answer
+ * UNAVAILABLE; the message says whether it is still running or failed. */
+static csi_code not_ready(const csi_plugin *p, csi_status *st)
+{
+    if (atomic_load(&p->failed))
+        return csi_status_set(st, CSI_UNAVAILABLE,
+                              "%s cannot serve volumes: cache recovery failed (%s); fix the cause "
+                              "and restart the plugin",
+                              CSI_PLUGIN_NAME, p->failure);
+    return csi_status_set(st, CSI_UNAVAILABLE,
+                          "%s is still recovering its cache; the kubelet will retry",
+                          CSI_PLUGIN_NAME);
+}
 
 csi_code csi_node_get_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
                            csi_status *st)
@@ -114,6 +140,12 @@ static csi_code check_capability(const Csi__V1__VolumeCapability *cap, bool read
 {
     if (!cap)
         return csi_status_set(st, CSI_INVALID_ARGUMENT, "volume_capability is missing");
+    /* The spec makes one of block and mount REQUIRED. */
+    if (cap->access_type_case != CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK &&
+        cap->access_type_case != CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT)
+        return csi_status_set(st, CSI_INVALID_ARGUMENT,
+                              "volume_capability.access_type is missing: it must be mount "
+                              "(volumeMode: Filesystem)");
     if (cap->access_type_case == CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK)
         return csi_status_set(st, CSI_INVALID_ARGUMENT,
                               "block volumes are not supported: %s serves models as read-only "
@@ -122,6 +154,12 @@ static csi_code check_capability(const Csi__V1__VolumeCapability *cap, bool read
     if (!cap->access_mode)
         return csi_status_set(st, CSI_INVALID_ARGUMENT, "volume_capability.access_mode is missing");
     int mode = cap->access_mode->mode;
+    if (mode == CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__UNKNOWN ||
+        !protobuf_c_enum_descriptor_get_value(
+            &csi__v1__volume_capability__access_mode__mode__descriptor, mode))
+        return csi_status_set(st, CSI_INVALID_ARGUMENT,
+                              "volume_capability.access_mode.mode %d is not a known access mode",
+                              mode);
     bool ro_mode = mode == CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY ||
                    mode == CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_READER_ONLY;
     if (!ro_mode && !readonly)
@@ -143,6 +181,10 @@ typedef struct publish_args {
     const char *policy_name;
     const char *include;
     const char *exclude;
+    const char *kinds;
+    const char *artifact_type; /* the index selector */
+    const char *platform;
+    const char *annotation;
     char *subpath;     /* normalised, "" for the whole model */
     cache_request *rq; /* with the pod's secret, if any; handed to the job */
     char creds_id[OCI_DIGEST_MAX];
@@ -164,6 +206,46 @@ static const char *ctx_get(Csi__V1__NodePublishVolumeRequest__VolumeContextEntry
     return NULL;
 }
 
+static const char *or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+/* A key outside csi.storage.k8s.io/ that is not in known_attrs would be
+ * dropped silently ("pullpolicy: Always", "includes: *.json"): refused, with
+ * the key named, the known keys listed and, for a case slip, the one meant. */
+static csi_code check_attr_keys(Csi__V1__NodePublishVolumeRequest__VolumeContextEntry **v, size_t n,
+                                csi_status *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key = v[i]->key ? v[i]->key : "";
+        if (strncmp(key, CTX_K8S_PREFIX, strlen(CTX_K8S_PREFIX)) == 0)
+            continue;
+        const char *meant = NULL;
+        bool known = false;
+        for (size_t k = 0; k < N_KNOWN_ATTRS && !known; k++) {
+            known = strcmp(key, known_attrs[k]) == 0;
+            if (!meant && strcasecmp(key, known_attrs[k]) == 0)
+                meant = known_attrs[k];
+        }
+        if (known)
+            continue;
+        char list[256] = "";
+        for (size_t k = 0; k < N_KNOWN_ATTRS; k++) {
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof(list) - len, "%s%s", k ? ", " : "", known_attrs[k]);
+        }
+        char hint[64] = "";
+        if (meant)
+            snprintf(hint, sizeof(hint), " (did you mean %s?)", meant);
+        return csi_status_set(st, CSI_INVALID_ARGUMENT,
+                              "volumeAttributes: unknown key \"%s\"%s; known keys: %s, and any "
+                              "key under " CTX_K8S_PREFIX,
+                              MV_QUOTED(key), hint, list);
+    }
+    return CSI_OK;
+}
+
 static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publish_args *a,
                               csi_status *st)
 {
@@ -179,6 +261,8 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
 
     Csi__V1__NodePublishVolumeRequest__VolumeContextEntry **ctx = req->volume_context;
     size_t n = req->n_volume_context;
+    if ((c = check_attr_keys(ctx, n, st)) != CSI_OK)
+        return c;
     const char *ref = ctx_get(ctx, n, CTX_REFERENCE);
     if (ref && !*ref)
         return csi_status_set(st, CSI_INVALID_ARGUMENT,
@@ -215,7 +299,8 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         a->exclude = "";
     args.include_csv = a->include;
     args.exclude_csv = a->exclude;
-    args.kinds_csv = ctx_get(ctx, n, CTX_KINDS);
+    a->kinds = or_empty(ctx_get(ctx, n, CTX_KINDS));
+    args.kinds_csv = a->kinds;
     args.kinds_what = "volumeAttributes.kinds";
     const char *path = ctx_get(ctx, n, CTX_PATH);
     if (path && *path && strcmp(path, "/") != 0 && strcmp(path, ".") != 0) {
@@ -225,9 +310,12 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
             return csi_status_set(st, CSI_INVALID_ARGUMENT, "volumeAttributes.path: empty path");
         args.subpath = path;
     }
-    args.artifact_type = ctx_get(ctx, n, CTX_ARTIFACT_TYPE);
-    args.platform = ctx_get(ctx, n, CTX_PLATFORM);
-    args.annotation = ctx_get(ctx, n, CTX_ANNOTATION);
+    a->artifact_type = or_empty(ctx_get(ctx, n, CTX_ARTIFACT_TYPE));
+    a->platform = or_empty(ctx_get(ctx, n, CTX_PLATFORM));
+    a->annotation = or_empty(ctx_get(ctx, n, CTX_ANNOTATION));
+    args.artifact_type = a->artifact_type;
+    args.platform = a->platform;
+    args.annotation = a->annotation;
     args.select_what = "volumeAttributes";
     if (cache_request_parse(&args, &a->rq, &err) < 0)
         return csi_fail(st, &err, CSI_FAIL_REQUEST, NULL);
@@ -252,33 +340,55 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
     return CSI_OK;
 }
 
-/* Same volume, same model, same filters: a repeat of an earlier publish. */
-static bool record_matches(const csi_record *r, const publish_args *a)
-{
-    return strcmp(r->volume_id, a->volume_id) == 0 && strcmp(r->reference, a->reference) == 0 &&
-           strcmp(r->policy, a->policy_name) == 0 && strcmp(r->include, a->include) == 0 &&
-           strcmp(r->exclude, a->exclude) == 0 && strcmp(r->subpath, a->subpath) == 0;
-}
-
-static csi_code already_exists(const csi_record *r, const publish_args *a, csi_status *st)
+/* What a republish to a recorded target is compared on: every volume
+ * attribute that changes what the target shows. The capability and the
+ * readonly flag are not: every capability a publish accepts gets the same
+ * read-only mount, which is compatible with each of them, and for a
+ * compatible republish the spec says OK. A field an older plugin did not
+ * record (NULL) is not compared: its record cannot say.
+ *
+ * Under the target's lock: the target already has a record. The same
+ * model with the same attributes is a repeat; anything else is
+ * ALREADY_EXISTS, naming the first attribute that differs. */
+static csi_code check_repeat(const csi_record *r, const publish_args *a, csi_status *st)
 {
     if (strcmp(r->reference, a->reference) != 0)
         return csi_status_set(st, CSI_ALREADY_EXISTS,
                               "target %s already holds %s (volume %s), not %s", a->target,
                               r->reference, r->volume_id, a->reference);
-    return csi_status_set(st, CSI_ALREADY_EXISTS,
-                          "target %s already holds %s published with other arguments (volume %s, "
-                          "pullPolicy %s, include \"%s\", exclude \"%s\", path \"%s\")",
-                          a->target, r->reference, r->volume_id, r->policy, r->include, r->exclude,
-                          r->subpath);
+    const struct {
+        const char *name; /* as the user spells it */
+        const char *recorded, *asked;
+    } f[] = {
+        {"volume_id", r->volume_id, a->volume_id},
+        {CTX_POLICY, r->policy, a->policy_name},
+        {CTX_INCLUDE, r->include, a->include},
+        {CTX_EXCLUDE, r->exclude, a->exclude},
+        {CTX_KINDS, r->kinds, a->kinds},
+        {CTX_PATH, r->subpath, a->subpath},
+        {CTX_ARTIFACT_TYPE, r->artifact_type, a->artifact_type},
+        {CTX_PLATFORM, r->platform, a->platform},
+        {CTX_ANNOTATION, r->annotation, a->annotation},
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (!f[i].recorded || strcmp(f[i].recorded, f[i].asked) == 0)
+            continue;
+        return csi_status_set(st, CSI_ALREADY_EXISTS,
+                              "target %s already holds %s published with %s \"%s\", not \"%s\"; "
+                              "unpublish it first",
+                              a->target, r->reference, f[i].name, MV_QUOTED(f[i].recorded),
+                              MV_QUOTED(f[i].asked));
+    }
+    return CSI_OK;
 }
 
 /* Under the target's lock: the target already has a record. Mounted and matching is
  * an idempotent repeat; a record whose mount vanished is mounted again. */
 static csi_code publish_existing(const csi_record *r, const publish_args *a, csi_status *st)
 {
-    if (!record_matches(r, a))
-        return already_exists(r, a, st);
+    csi_code c = check_repeat(r, a, st);
+    if (c != CSI_OK)
+        return c;
     mv_error err = MV_ERROR_INIT;
     bool mounted = false;
     if (csi_is_mounted(a->target, &mounted, &err) < 0)
@@ -310,7 +420,11 @@ static csi_code publish_new(csi_plugin *p, const publish_args *a, const cache_pu
         .policy = (char *)a->policy_name,
         .include = (char *)a->include,
         .exclude = (char *)a->exclude,
+        .kinds = (char *)a->kinds,
         .subpath = a->subpath,
+        .artifact_type = (char *)a->artifact_type,
+        .platform = (char *)a->platform,
+        .annotation = (char *)a->annotation,
         .tree_id = (char *)res->tree_id,
         .tree_path = res->tree_path,
     };
@@ -429,9 +543,7 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
     publish_args a = {0};
     csi_code c = parse_publish(req, &a, st);
     if (c == CSI_OK && !atomic_load(&call->plugin->ready))
-        c = csi_status_set(st, CSI_UNAVAILABLE,
-                           "%s is still recovering its cache; the kubelet will retry",
-                           CSI_PLUGIN_NAME);
+        c = not_ready(call->plugin, st);
     if (c == CSI_OK)
         c = do_publish(call, &a, st);
     if (c == CSI_OK) {
@@ -451,13 +563,20 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
 
 /* The part of an unpublish that holds the target's lock. *rec is the
  * target's record, or NULL when it was never published here. */
-static csi_code unpublish_locked(csi_plugin *p, const char *target, csi_record **rec,
-                                 csi_status *st)
+static csi_code unpublish_locked(csi_plugin *p, const char *target, const char *volume_id,
+                                 csi_record **rec, csi_status *st)
 {
     mv_error err = MV_ERROR_INIT;
     int r = p->state_dir ? csi_state_load(p->state_dir, target, rec, &err) : -ENOENT;
     if (r < 0 && r != -ENOENT)
         return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
+    /* The target holds another volume: this one does not exist there
+     * (spec.md, NodeUnpublishVolume Errors), and the other stays mounted. */
+    if (*rec && strcmp((*rec)->volume_id, volume_id) != 0 && (*rec)->volume_id[0])
+        return csi_status_set(st, CSI_NOT_FOUND,
+                              "volume %s is not published at %s (it holds volume %s); nothing "
+                              "was unmounted",
+                              volume_id, target, (*rec)->volume_id);
     if (csi_unmount(target, &err) < 0)
         return csi_fail(st, &err, CSI_FAIL_NODE, "unpublish %s", target);
     if (!csi_dry_run() && rmdir(target) < 0 && errno != ENOENT) {
@@ -491,14 +610,12 @@ csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *msg, csi_rep
     if ((c = check_path("target_path", req->target_path, st)) != CSI_OK)
         return c;
     if (!atomic_load(&p->ready))
-        return csi_status_set(st, CSI_UNAVAILABLE,
-                              "%s is still recovering its cache; the kubelet will retry",
-                              CSI_PLUGIN_NAME);
+        return not_ready(p, st);
     const char *target = req->target_path;
     pthread_mutex_t *lock = csi_target_lock(p, target);
     _cleanup_record_ csi_record *rec = NULL;
     pthread_mutex_lock(lock);
-    c = unpublish_locked(p, target, &rec, st);
+    c = unpublish_locked(p, target, req->volume_id, &rec, st);
     pthread_mutex_unlock(lock);
     if (c != CSI_OK)
         return c;
@@ -519,13 +636,16 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
     csi_code c;
     if ((c = check_volume_id(req->volume_id, st)) != CSI_OK)
         return c;
-    if ((c = check_path("volume_path", req->volume_path, st)) != CSI_OK)
-        return c;
+    /* Only a missing path is INVALID_ARGUMENT. Any other path, relative
+     * ones included, either is where this volume was published or is
+     * "volume does not exist on volume_path": NOT_FOUND (spec.md,
+     * NodeGetVolumeStats Errors; csi-sanity asks with "some/path"). A
+     * record is looked up by a digest of the path, so no path is unsafe. */
+    if (!req->volume_path || !*req->volume_path)
+        return csi_status_set(st, CSI_INVALID_ARGUMENT, "volume_path is missing");
     /* The usage comes from the cache, which recovery opens. */
     if (!atomic_load(&p->ready))
-        return csi_status_set(st, CSI_UNAVAILABLE,
-                              "%s is still recovering its cache; the kubelet will retry",
-                              CSI_PLUGIN_NAME);
+        return not_ready(p, st);
     mv_error err = MV_ERROR_INIT;
     _cleanup_record_ csi_record *rec = NULL;
     pthread_mutex_t *lock = csi_target_lock(p, req->volume_path);
@@ -534,7 +654,7 @@ csi_code csi_node_get_volume_stats(csi_call *call, const ProtobufCMessage *msg, 
     pthread_mutex_unlock(lock);
     if (r == -ENOENT || (r == 0 && strcmp(rec->volume_id, req->volume_id) != 0))
         return csi_status_set(st, CSI_NOT_FOUND, "volume %s is not published at %s", req->volume_id,
-                              req->volume_path);
+                              MV_QUOTED(req->volume_path));
     if (r < 0)
         return csi_fail(st, &err, CSI_FAIL_NODE, NULL);
 

@@ -6,6 +6,7 @@
 void csi_plugin_init(csi_plugin *p)
 {
     atomic_init(&p->ready, false);
+    atomic_init(&p->failed, false);
     for (size_t i = 0; i < CSI_TARGET_LOCKS; i++)
         pthread_mutex_init(&p->target_locks[i], NULL);
 

@@ -32,6 +32,10 @@ void csi_record_free(csi_record *r)
     free(r->subpath);
     free(r->tree_id);
     free(r->tree_path);
+    free(r->kinds);
+    free(r->artifact_type);
+    free(r->platform);
+    free(r->annotation);
     free(r);
 }
 
@@ -109,6 +113,10 @@ int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
     put_field(f, "path", r->subpath);
     put_field(f, "tree_id", r->tree_id);
     put_field(f, "tree_path", r->tree_path);
+    put_field(f, "kinds", r->kinds);
+    put_field(f, "artifact_type", r->artifact_type);
+    put_field(f, "platform", r->platform);
+    put_field(f, "annotation", r->annotation);
     if (fclose(f) != 0)
         return mv_error_errno(err, -errno, "write record %s", path);
     /* No MV_WRITE_SYNC: records need to survive a killed daemon only (see
@@ -163,6 +171,14 @@ static int parse_record(const char *file, csi_record **out, mv_error *err)
             slot = &r->tree_id;
         else if (strcmp(line, "tree_path") == 0)
             slot = &r->tree_path;
+        else if (strcmp(line, "kinds") == 0)
+            slot = &r->kinds;
+        else if (strcmp(line, "artifact_type") == 0)
+            slot = &r->artifact_type;
+        else if (strcmp(line, "platform") == 0)
+            slot = &r->platform;
+        else if (strcmp(line, "annotation") == 0)
+            slot = &r->annotation;
         if (!slot)
             continue; /* a newer writer's field */
         free(*slot);
@@ -170,6 +186,8 @@ static int parse_record(const char *file, csi_record **out, mv_error *err)
     }
     if (!r->target || !r->tree_id || !r->tree_path || !r->reference)
         return mv_error_set(err, -EBADMSG, "record %s is incomplete", file);
+    /* Fields every record has had: absent means empty. The selector's and
+     * kinds stay NULL when absent (see csi_record). */
     char **opt[] = {&r->volume_id, &r->policy, &r->include, &r->exclude, &r->subpath};
     for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
         if (!*opt[i])
@@ -273,7 +291,19 @@ static size_t drop_orphan_pins(csi_plugin *p)
     return dropped;
 }
 
+static int recover(csi_plugin *p, mv_error *err);
+
 int csi_recover(csi_plugin *p, mv_error *err)
+{
+    int r = recover(p, err);
+    if (r < 0) {
+        snprintf(p->failure, sizeof(p->failure), "%s", err->msg[0] ? err->msg : "unknown error");
+        atomic_store(&p->failed, true);
+    }
+    return r;
+}
+
+static int recover(csi_plugin *p, mv_error *err)
 {
     int64_t t0 = csi_now_ns();
     int r = cache_open(p->cache_dir, &p->cache_opts, &p->cache, err);

@@ -166,8 +166,8 @@ def metrics(t, d):
 
 
 def not_ready(t, work):
-    """A cache that cannot be opened: the plugin serves, but never reports
-    ready, and refuses to publish."""
+    """A cache that cannot be opened: the plugin serves, but Probe reports it
+    unhealthy, and it refuses to publish."""
     bad_cache = os.path.join(work, "not-a-directory")
     with open(bad_cache, "w") as f:
         f.write("x")
@@ -178,7 +178,12 @@ def not_ready(t, work):
         c = d.client
         util.wait_for(lambda: "event=recovery_failed" in d.read_log(), 30)
         t.check("recovery failure is logged", "event=recovery_failed" in d.read_log())
-        t.check("Probe says not ready", c.probe() is False)
+        # spec.md, Probe Errors: "Plugin not healthy" is FAILED_PRECONDITION;
+        # ready=false is for a plugin still initialising, which this one is
+        # not: it needs a restart once the cache is fixed.
+        code, details = csiclient.code_of(c.probe)
+        t.check("Probe after a failed recovery -> FAILED_PRECONDITION",
+                code == SC.FAILED_PRECONDITION and bad_cache in details, f"{code}: {details}")
         t.check("NodeGetInfo still answers", c.call("Node", "NodeGetInfo").node_id == "csi-grpc-node")
         code, details = csiclient.code_of(c.publish, os.path.join(work, "t"), "r.example/m:v1")
         t.check("publish before ready -> UNAVAILABLE", code == SC.UNAVAILABLE, f"{code}: {details}")

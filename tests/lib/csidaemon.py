@@ -57,8 +57,11 @@ class Daemon:
             try:
                 if self.client.probe(timeout=2) or not wait_ready:
                     return True
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as e:
+                # A plugin whose recovery failed answers Probe with
+                # FAILED_PRECONDITION: an answer, though not "ready".
+                if not wait_ready and e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return True
             return exited()
         wait_for(answered, max(0.0, deadline - time.monotonic()),
                  message=lambda: "modelvol-csi never became ready:\n" + self.read_log())
