@@ -4,8 +4,10 @@
  * fd; smaller blobs are one stream. The URL is resolved once per blob (a
  * registry redirect is followed by hand, so the Authorization header stays
  * with the registry) and every range goes to the final URL. Ranges retry on
- * their own with backoff; completed ranges are recorded for resume; the
- * in-order hasher (hashq.c) verifies the digest as the prefix fills. */
+ * their own with backoff; the bytes written so far (completed ranges and
+ * the written prefix of each range in flight) are recorded for resume, and a
+ * resumed range asks for its first missing byte; the in-order hasher
+ * (hashq.c) verifies the digest as the prefix fills. */
 #include "puller-internal.h"
 
 #include <fcntl.h>
@@ -18,9 +20,13 @@
 #define MAX_RESOLVES    4
 /* A light record (saver.c) costs a write and a rename: keep it close behind
  * the download, so a killed pull fetches little again. */
-#define SAVE_INTERVAL_MS  200
-#define EVENT_INTERVAL_MS 200
-#define ERROR_BODY_MAX    (64u << 10)
+#define SAVE_INTERVAL_MS 200
+/* How often the written prefixes of ranges in flight are handed to the
+ * saver (a completed range goes at once). Well under SAVE_INTERVAL_MS, so
+ * the record the saver writes is at most this much older than the disk. */
+#define PROGRESS_INTERVAL_MS 50
+#define EVENT_INTERVAL_MS    200
+#define ERROR_BODY_MAX       (64u << 10)
 /* libcurl hands the write callback at most 16 KiB (CURL_MAX_WRITE_SIZE) at
  * a time: a 1 GiB blob was 65,606 pwrites. Gathered to 64 KiB per transfer,
  * a 1 GiB pull from a registry on loopback went from 2.30 s to 1.86 s
@@ -63,8 +69,11 @@ typedef struct dl_job {
     int inflight;
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
     pull_hashq *hq;
-    pull_rangeset done;
-    bool dirty;    /* done is newer than what was saved or handed over */
+    pull_rangeset done;    /* completed ranges */
+    pull_rangeset written; /* scratch: done plus the prefixes of ranges in flight */
+    bool dirty;            /* bytes were written since the last save or handover */
+    bool completed;        /* a range completed since then: start its writeback */
+    uint64_t last_handover;
     bool handed;   /* the saver holds ranges it may not have written yet */
     int save_slot; /* in x->saver, or -1 */
     pull_saver *saver;
@@ -159,29 +168,50 @@ static void attach_saver(dl_ctx *x, dl_job *j)
     }
 }
 
-/* Records j's completed ranges for resume: handed to the saver thread in the
- * normal course, written here when forced (the pull is ending) or when no
- * saver thread could start. */
+/* The bytes of j known written: the completed ranges and the written prefix
+ * of every other range. Bytes still gathered in a transfer's buffer are not
+ * in r->got, so they are not claimed. Into j->written. */
+static const pull_rangeset *job_written(dl_job *j)
+{
+    pull_rangeset *w = &j->written;
+    w->n = 0;
+    for (size_t k = 0; k < j->done.n; k++)
+        pull_rangeset_add(w, j->done.iv[k][0], j->done.iv[k][1]);
+    for (size_t i = j->front; i < j->nr; i++) {
+        const dl_range *r = &j->r[i];
+        if (r->state != R_DONE && r->got > 0)
+            pull_rangeset_add(w, r->start, r->start + r->got);
+    }
+    return w;
+}
+
+/* Records j's written bytes for resume: handed to the saver thread in the
+ * normal course (at once when a range completed, else at most every
+ * PROGRESS_INTERVAL_MS), written here when forced (the pull is ending) or
+ * when no saver thread could start. */
 static void save_state(dl_job *j, bool force)
 {
     if (force)
         detach_saver(j);
     if (!j->ranged || !j->job->state_path || !j->dirty)
         return;
+    uint64_t now = pull_now_ms();
     if (j->save_slot >= 0) {
-        pull_saver_update(j->saver, j->save_slot, &j->done);
-        j->dirty = false;
+        if (!j->completed && now - j->last_handover < PROGRESS_INTERVAL_MS)
+            return;
+        pull_saver_update(j->saver, j->save_slot, job_written(j), j->completed);
+        j->dirty = j->completed = false;
         j->handed = true;
+        j->last_handover = now;
         return;
     }
-    uint64_t now = pull_now_ms();
     if (!force && now - j->last_save < SAVE_INTERVAL_MS)
         return;
     mv_error e = MV_ERROR_INIT;
     /* A record that cannot be written only costs a later resume. */
     if (pull_rangestate_save(j->job->state_path, j->job->fd, j->job->desc->digest, j->size,
-                             &j->done, true, &e) == 0)
-        j->dirty = false;
+                             job_written(j), true, &e) == 0)
+        j->dirty = j->completed = false;
     j->last_save = now;
 }
 
@@ -278,10 +308,11 @@ static void build_ranges(pull_client *c, dl_job *j, const pull_rangeset *have)
         dl_range *r = &j->r[i];
         r->start = (uint64_t)i * chunk;
         r->end = r->start + chunk > j->size ? j->size : r->start + chunk;
-        if (have && pull_rangeset_covers(have, r->start, r->end)) {
+        /* A range resumes at its first missing byte; bytes a record holds
+         * past a gap (another chunk size wrote it) are fetched again. */
+        r->got = have ? pull_rangeset_prefix(have, r->start, r->end) : 0;
+        if (r->got == r->end - r->start)
             r->state = R_DONE;
-            r->got = r->end - r->start;
-        }
     }
 }
 
@@ -412,11 +443,11 @@ static int start_job(dl_ctx *x, dl_job *j)
     attach_saver(x, j);
     build_ranges(c, j, &have);
     pull_rangeset_clear(&have);
-    for (size_t i = 0; i < j->nr; i++)
-        if (j->r[i].state == R_DONE) {
-            bj->resumed += j->r[i].end - j->r[i].start;
+    for (size_t i = 0; i < j->nr; i++) {
+        bj->resumed += j->r[i].got;
+        if (j->r[i].state == R_DONE)
             pull_rangeset_add(&j->done, j->r[i].start, j->r[i].end);
-        }
+    }
     if (pull_hashq_start(bj->fd, j->alg, &j->hq, &e) < 0) {
         job_fail(j, e.code, "blob %s: %s", digest, e.msg);
         return e.code;
@@ -584,6 +615,7 @@ static int xfer_flush(dl_xfer *t)
         n -= (size_t)w;
         off += (uint64_t)w;
         r->got += (uint64_t)w;
+        j->dirty = true;
         j->job->downloaded += (uint64_t)w;
         if (j->from_mirror)
             t->c->stats.bytes_mirror += (uint64_t)w;
@@ -767,7 +799,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         if (r->got == r->end - r->start) {
             r->state = R_DONE;
             pull_rangeset_add(&j->done, r->start, r->end);
-            j->dirty = true;
+            j->dirty = j->completed = true;
             r->attempts = 0;
             j->resolves = 0;
             advance_contiguous(j);
@@ -975,6 +1007,11 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             nanosleep(&ts, NULL);
         }
     }
+    /* Cancelled: what transfers still gather is written, so the records
+     * below keep it. */
+    for (dl_xfer *t = x.xfers; t; t = t->next)
+        if (t->blen && !t->fatal && xfer_current(t) && t->r->state == R_ACTIVE)
+            xfer_flush(t);
     while (x.xfers)
         xfer_free(&x, x.xfers);
     int first = 0;
@@ -993,6 +1030,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         free(j->r);
         free(j->url);
         pull_rangeset_clear(&j->done);
+        pull_rangeset_clear(&j->written);
     }
     pull_saver_stop(x.saver);
     free(x.jobs);
