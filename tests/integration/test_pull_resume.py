@@ -1,7 +1,11 @@
 """Resume and mirrors. A pull killed with SIGKILL in the middle of a ranged
 download (behind nginx's 307 to a rate-limited storage block) leaves its
 partial file and resume record; the next pull fetches only the missing
-ranges. A SIGTERM cancels cleanly (one-line error, record kept). Mirrors
+ranges. Byte-level resume: `modelpull` killed several times before any
+range completes, on storage capped per connection, keeps what each run
+wrote (the record holds the written prefix of every range in flight), so
+the storage serves little more than the model in all. A SIGTERM cancels
+cleanly (one-line error, record kept). Mirrors
 from the registry config are tried in order before the
 origin: a dead mirror and a mirror without the blob fall back; a mirror
 that has it serves every byte; a manifest from a mirror that does not
@@ -16,12 +20,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import hardlib  # noqa: E402
+import logs  # noqa: E402
 import mvfetch  # noqa: E402
 from checks import Checks  # noqa: E402
 from faultserver import FaultServer  # noqa: E402
 from mvreg import Registry  # noqa: E402
 from nginx import Nginx  # noqa: E402
-from util import free_port, sha256_file, wait_for  # noqa: E402
+from util import free_port, sha256_file, tree_digests, wait_for  # noqa: E402
 
 SIZE = 48 * 1024 * 1024 + 5
 CHUNK = 4 * 1024 * 1024
@@ -41,6 +47,90 @@ def read_state(path):
     return ivs
 
 
+# Byte-level resume: 4 connections at 2 MiB/s each on a 96 MiB blob cut
+# into 24 MiB ranges, so no range completes before any of the kills and
+# only the written prefixes of ranges in flight can be kept.
+KILL_SIZE = 96 * 1024 * 1024 + 7
+KILL_CHUNK = 24 * 1024 * 1024
+KILLS = 4
+KILL_STEP = 1536 * 1024  # bytes range 0 grows by in each run before its kill
+KILL_PULL = ["pull", "--progress=none", "--connections", "4", "--chunk-size", "24M"]
+
+
+def range0_prefix(state):
+    """Bytes of range 0 the record holds (from offset 0 without a gap)."""
+    for a, b in read_state(state):
+        if a == 0:
+            return b
+    return 0
+
+
+def written_at(partial, off):
+    """Whether the page at off of the partial file holds blob bytes: the
+    file is allocated in full up front, and the blob is random, so a page
+    still all zero is one not written yet."""
+    try:
+        with open(partial, "rb") as f:
+            f.seek(off)
+            page = f.read(4096)
+        return len(page) == 4096 and page.count(0) < len(page)
+    except OSError:
+        return False
+
+
+def byte_resume(t, tmp, reg):
+    blob = os.path.join(tmp, "kill.bin")
+    digest = mvfetch.random_file(blob, KILL_SIZE)
+    reg.push_model("models/k", "v1", {"w.safetensors": blob})
+    total = sum(hardlib.manifest_sizes(reg, "models/k", "v1").values())
+    cache = os.path.join(tmp, "kcache")
+    hx = digest.split(":", 1)[1]
+    partial = os.path.join(cache, "ingest", hx + ".partial")
+    state = os.path.join(cache, "ingest", hx + ".state")
+    with Nginx(tmp, reg.addr, redirect_blobs=True, storage_rate="2m") as ng:
+        ref = f"{ng.addr}/models/k:v1"
+        killed, kept = 0, []
+        for i in range(KILLS):
+            # Kill once range 0 has grown KILL_STEP past what the record
+            # held: a moment the pull does not choose, unlike a save.
+            target = range0_prefix(state) + KILL_STEP
+            p = subprocess.Popen([hardlib.MODELPULL, "--cache", cache] + KILL_PULL + [ref],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 env=hardlib.ENV)
+            wait_for(lambda: p.poll() is not None or written_at(partial, target), 60)
+            alive = p.poll() is None
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=60)
+            killed += alive
+            kept.append(sum(b - a for a, b in read_state(state)))
+        t.check(f"byte resume: {KILLS} pulls killed before any range completed",
+                killed == KILLS and all(b - a < KILL_CHUNK for a, b in read_state(state)),
+                f"killed={killed} record={read_state(state)}")
+        t.check("byte resume: each kill kept more than the one before (partial ranges recorded)",
+                all(b > a for a, b in zip([0] + kept, kept)), str(kept))
+        rc, out, err = hardlib.modelpull(cache, *KILL_PULL, ref)
+        tree = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+        t.check("byte resume: the clean pull is byte-identical",
+                rc == 0 and tree and sha256_file(os.path.join(tree, "w.safetensors")) == digest,
+                err)
+        ok, vout = hardlib.verify_clean(cache)
+        t.check("byte resume: verify clean", ok, vout)
+
+        # A killed client's GETs are logged once nginx notices it is gone.
+        last = [None]
+
+        def settled():
+            n = len(ng.read_log("storage"))
+            same, last[0] = last[0] == n, n
+            return same
+        wait_for(settled, 10, 0.25)
+        served = logs.blob_bytes_served("\n".join(ng.read_log("storage")))
+        print(f"   byte resume: {KILLS} kills, kept {kept}, storage served {served} B "
+              f"= {served / total:.3f}x the model", flush=True)
+        t.check("byte resume: storage served at most 1.1x the model in all",
+                total <= served <= 1.1 * total, f"{served} vs {total}")
+
+
 def main():
     t = Checks()
     tmp = tempfile.mkdtemp(prefix="modelvol-pull-resume.")
@@ -48,6 +138,7 @@ def main():
         blob = os.path.join(tmp, "blob.bin")
         digest = mvfetch.random_file(blob, SIZE)
         with Registry(tmp=os.path.join(tmp, "reg")) as reg:
+            byte_resume(t, tmp, reg)
             mdigest = reg.push_model("models/r", "v1", {"w.safetensors": blob})
             with Nginx(tmp, reg.addr, redirect_blobs=True, storage_rate="1m") as ng:
                 ref = f"{ng.addr}/models/r:v1"
