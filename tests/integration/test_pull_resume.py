@@ -4,7 +4,9 @@ partial file and resume record; the next pull fetches only the missing
 ranges. Byte-level resume: `modelpull` killed several times before any
 range completes, on storage capped per connection, keeps what each run
 wrote (the record holds the written prefix of every range in flight), so
-the storage serves little more than the model in all. A SIGTERM cancels
+the storage serves little more than the model in all; a blob below the
+range threshold (one stream) resumes at its first missing byte too. A
+SIGTERM cancels
 cleanly (one-line error, record kept). Mirrors
 from the registry config are tried in order before the
 origin: a dead mirror and a mirror without the blob fall back; a mirror
@@ -32,6 +34,7 @@ from util import free_port, sha256_file, tree_digests, wait_for  # noqa: E402
 SIZE = 48 * 1024 * 1024 + 5
 CHUNK = 4 * 1024 * 1024
 FLAGS = ["--chunk-size", "4M", "--threshold", "8M", "--connections", "4"]
+STREAM_SIZE = 6 * 1024 * 1024 + 3  # below --threshold: one stream
 USER, PASSWORD = "mirroruser", "m1rror-Secret-pw"
 
 
@@ -211,6 +214,40 @@ def main():
                         p.returncode == 130 and "cancelled" in perr and
                         len(perr.strip().splitlines()) == 1, f"{p.returncode} {perr}")
                 t.check("cancelled pull keeps its record", read_state(statec) != [])
+
+                # A blob below the range threshold is one stream: it keeps a
+                # record of its written prefix too, and resumes from there.
+                sblob = os.path.join(tmp, "stream.bin")
+                sdigest = mvfetch.random_file(sblob, STREAM_SIZE)
+                reg.push_model("models/s", "v1", {"s.bin": sblob})
+                sref = f"{ng.addr}/models/s:v1"
+                outs, states = os.path.join(tmp, "outs"), os.path.join(tmp, "outs.state")
+                p = subprocess.Popen([mvfetch.binary()] + FLAGS +
+                                     ["blob", sref, sdigest, str(STREAM_SIZE), outs, states],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=dict(os.environ, DOCKER_CONFIG="/nonexistent"))
+                wait_for(lambda: p.poll() is not None or
+                         sum(b - a for a, b in read_state(states)) >= 2 << 20, 60)
+                alive = p.poll() is None
+                p.send_signal(signal.SIGKILL)
+                p.communicate()
+                have_s = read_state(states)
+                t.check("stream killed mid-way with its prefix recorded",
+                        alive and len(have_s) == 1 and have_s[0][0] == 0 and
+                        have_s[0][1] < STREAM_SIZE, str(have_s))
+                nlog = len(ng.read_log("storage"))
+                rc, out, err = mvfetch.run(FLAGS + ["blob", sref, sdigest, STREAM_SIZE, outs,
+                                                    states])
+                st = mvfetch.stats(out)
+                prefix = have_s[0][1] if have_s else -1
+                ranges = [line.split('range="')[1].split('"')[0]
+                          for line in ng.read_log("storage")[nlog:] if 'range="' in line]
+                t.check("stream resumes at its first missing byte",
+                        rc == 0 and sha256_file(outs) == sdigest and
+                        st.get("resumed") == prefix and
+                        st.get("downloaded") == STREAM_SIZE - prefix and
+                        ranges == [f"bytes={prefix}-{STREAM_SIZE - 1}"],
+                        f"{rc} {st} {ranges} {err[-300:]}")
 
             # Mirrors.
             with Registry(tmp=os.path.join(tmp, "mirror")) as mirror:
