@@ -521,10 +521,18 @@ static void finish_job(dl_ctx *x, dl_job *j)
                  hp ? hp : c->registry, got);
         return;
     }
-    /* The bytes are verified: the record has served its purpose. */
-    forget_record(j);
+    /* The bytes are verified. The caller makes the blob visible only once
+     * pull_blobs returns, which may be seconds of other blobs later: until
+     * then the record claims the whole blob, so a kill in between costs a
+     * re-hash, not the download. Removed when pull_blobs ends. */
     j->finished = true;
     j->job->result = 0;
+    if (keeps_record(j)) {
+        pull_rangeset_clear(&j->done);
+        pull_rangeset_add(&j->done, 0, j->size);
+        j->dirty = j->completed = true;
+        save_state(j, false);
+    }
     emit(c, PULL_EV_BLOB_DONE, j, NULL);
 }
 
@@ -1037,7 +1045,10 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         }
         pull_hashq_abort(j->hq);
         j->hq = NULL;
-        save_state(j, true);
+        if (j->finished && j->job->result == 0)
+            forget_record(j); /* the contract: removed on success */
+        else
+            save_state(j, true);
         if (j->job->result < 0 && !first) {
             first = j->job->result;
             mv_error_copy(err, &j->job->err);
