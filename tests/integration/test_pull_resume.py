@@ -62,6 +62,19 @@ KILL_STEP = 1536 * 1024  # bytes range 0 grows by in each run before its kill
 KILL_PULL = ["pull", "--progress=none", "--connections", "4", "--chunk-size", "32M"]
 
 
+def settled_log(ng):
+    """The storage log once it stops growing: a killed client's GETs are
+    logged when nginx notices it is gone, which may be after the kill."""
+    last = [None]
+
+    def stable():
+        n = len(ng.read_log("storage"))
+        same, last[0] = last[0] == n, n
+        return same
+    wait_for(stable, 10, 0.25)
+    return ng.read_log("storage")
+
+
 def range0_prefix(state):
     """Bytes of range 0 the record holds (from offset 0 without a gap)."""
     for a, b in read_state(state):
@@ -121,15 +134,7 @@ def byte_resume(t, tmp, reg):
         ok, vout = hardlib.verify_clean(cache)
         t.check("byte resume: verify clean", ok, vout)
 
-        # A killed client's GETs are logged once nginx notices it is gone.
-        last = [None]
-
-        def settled():
-            n = len(ng.read_log("storage"))
-            same, last[0] = last[0] == n, n
-            return same
-        wait_for(settled, 10, 0.25)
-        served = logs.blob_bytes_served("\n".join(ng.read_log("storage")))
+        served = logs.blob_bytes_served("\n".join(settled_log(ng)))
         print(f"   byte resume: {KILLS} kills, kept {kept}, storage served {served} B "
               f"= {served / total:.3f}x the model", flush=True)
         t.check("byte resume: storage served at most 1.1x the model in all",
@@ -165,7 +170,7 @@ def main():
                         f"{done_before} {pout} {perr}")
                 done_before = read_state(state)
                 have = sum(b - a for a, b in done_before)
-                nlog = len(ng.read_log("storage"))
+                nlog = len(settled_log(ng))
                 rc, out, err = mvfetch.run(FLAGS + ["--connections", "12", "blob", ref, digest,
                                                     SIZE, outf, state])
                 st = mvfetch.stats(out)
@@ -235,7 +240,7 @@ def main():
                 t.check("stream killed mid-way with its prefix recorded",
                         alive and len(have_s) == 1 and have_s[0][0] == 0 and
                         have_s[0][1] < STREAM_SIZE, str(have_s))
-                nlog = len(ng.read_log("storage"))
+                nlog = len(settled_log(ng))
                 rc, out, err = mvfetch.run(FLAGS + ["blob", sref, sdigest, STREAM_SIZE, outs,
                                                     states])
                 st = mvfetch.stats(out)
