@@ -4,8 +4,10 @@
  * fd; smaller blobs are one stream. The URL is resolved once per blob (a
  * registry redirect is followed by hand, so the Authorization header stays
  * with the registry) and every range goes to the final URL. Ranges retry on
- * their own with backoff; completed ranges are recorded for resume; the
- * in-order hasher (hashq.c) verifies the digest as the prefix fills. */
+ * their own with backoff; the bytes written so far (completed ranges and
+ * the written prefix of each range in flight) are recorded for resume, and a
+ * resumed range asks for its first missing byte; the in-order hasher
+ * (hashq.c) verifies the digest as the prefix fills. */
 #include "puller-internal.h"
 
 #include <fcntl.h>
@@ -18,7 +20,16 @@
 #define MAX_RESOLVES    4
 /* A light record (saver.c) costs a write and a rename: keep it close behind
  * the download, so a killed pull fetches little again. */
-#define SAVE_INTERVAL_MS  200
+#define SAVE_INTERVAL_MS 200
+/* How often the written prefixes of ranges in flight are handed to the
+ * saver (a completed range goes at once). Well under SAVE_INTERVAL_MS, so
+ * the record the saver writes is at most this much older than the disk. */
+#define PROGRESS_INTERVAL_MS 50
+/* A blob fetched as one stream (below the range threshold, or from a
+ * server that ignores Range) keeps a record too from this size on: at
+ * 2 MiB/s even a 16 MiB stream takes 8 s. Below it a record's write costs
+ * more than fetching the blob again. */
+#define STREAM_RECORD_MIN (1u << 20)
 #define EVENT_INTERVAL_MS 200
 #define ERROR_BODY_MAX    (64u << 10)
 /* libcurl hands the write callback at most 16 KiB (CURL_MAX_WRITE_SIZE) at
@@ -63,8 +74,11 @@ typedef struct dl_job {
     int inflight;
     unsigned plan; /* bumped when ranges are rebuilt or the job ends */
     pull_hashq *hq;
-    pull_rangeset done;
-    bool dirty;    /* done is newer than what was saved or handed over */
+    pull_rangeset done;    /* completed ranges */
+    pull_rangeset written; /* scratch: done plus the prefixes of ranges in flight */
+    bool dirty;            /* bytes were written since the last save or handover */
+    bool completed;        /* a range completed since then: start its writeback */
+    uint64_t last_handover;
     bool handed;   /* the saver holds ranges it may not have written yet */
     int save_slot; /* in x->saver, or -1 */
     pull_saver *saver;
@@ -145,10 +159,16 @@ static void forget_record(dl_job *j)
         unlink(j->job->state_path);
 }
 
+/* Whether j keeps a resume record. */
+static bool keeps_record(const dl_job *j)
+{
+    return j->job->state_path && (j->ranged || j->size >= STREAM_RECORD_MIN);
+}
+
 /* Joins j to the saver thread, which keeps its resume record. */
 static void attach_saver(dl_ctx *x, dl_job *j)
 {
-    if (!j->ranged || !j->job->state_path)
+    if (!keeps_record(j))
         return;
     if (!x->saver)
         x->saver = pull_saver_start(SAVE_INTERVAL_MS);
@@ -159,29 +179,50 @@ static void attach_saver(dl_ctx *x, dl_job *j)
     }
 }
 
-/* Records j's completed ranges for resume: handed to the saver thread in the
- * normal course, written here when forced (the pull is ending) or when no
- * saver thread could start. */
+/* The bytes of j known written: the completed ranges and the written prefix
+ * of every other range. Bytes still gathered in a transfer's buffer are not
+ * in r->got, so they are not claimed. Into j->written. */
+static const pull_rangeset *job_written(dl_job *j)
+{
+    pull_rangeset *w = &j->written;
+    w->n = 0;
+    for (size_t k = 0; k < j->done.n; k++)
+        pull_rangeset_add(w, j->done.iv[k][0], j->done.iv[k][1]);
+    for (size_t i = j->front; i < j->nr; i++) {
+        const dl_range *r = &j->r[i];
+        if (r->state != R_DONE && r->got > 0)
+            pull_rangeset_add(w, r->start, r->start + r->got);
+    }
+    return w;
+}
+
+/* Records j's written bytes for resume: handed to the saver thread in the
+ * normal course (at once when a range completed, else at most every
+ * PROGRESS_INTERVAL_MS), written here when forced (the pull is ending) or
+ * when no saver thread could start. */
 static void save_state(dl_job *j, bool force)
 {
     if (force)
         detach_saver(j);
-    if (!j->ranged || !j->job->state_path || !j->dirty)
+    if (!keeps_record(j) || !j->dirty)
         return;
+    uint64_t now = pull_now_ms();
     if (j->save_slot >= 0) {
-        pull_saver_update(j->saver, j->save_slot, &j->done);
-        j->dirty = false;
+        if (!j->completed && now - j->last_handover < PROGRESS_INTERVAL_MS)
+            return;
+        pull_saver_update(j->saver, j->save_slot, job_written(j), j->completed);
+        j->dirty = j->completed = false;
         j->handed = true;
+        j->last_handover = now;
         return;
     }
-    uint64_t now = pull_now_ms();
     if (!force && now - j->last_save < SAVE_INTERVAL_MS)
         return;
     mv_error e = MV_ERROR_INIT;
     /* A record that cannot be written only costs a later resume. */
     if (pull_rangestate_save(j->job->state_path, j->job->fd, j->job->desc->digest, j->size,
-                             &j->done, true, &e) == 0)
-        j->dirty = false;
+                             job_written(j), true, &e) == 0)
+        j->dirty = j->completed = false;
     j->last_save = now;
 }
 
@@ -265,9 +306,10 @@ static void build_ranges(pull_client *c, dl_job *j, const pull_rangeset *have)
         j->r = mv_xcalloc(1, sizeof(*j->r));
         j->r[0].start = 0;
         j->r[0].end = j->size;
-        j->r[0].got = j->contiguous;
+        /* One stream resumes where the written prefix ends. */
+        j->r[0].got = have ? pull_rangeset_prefix(have, 0, j->size) : j->contiguous;
         j->nr = 1;
-        if (j->contiguous >= j->size)
+        if (j->r[0].got >= j->size)
             j->r[0].state = R_DONE;
         return;
     }
@@ -278,10 +320,11 @@ static void build_ranges(pull_client *c, dl_job *j, const pull_rangeset *have)
         dl_range *r = &j->r[i];
         r->start = (uint64_t)i * chunk;
         r->end = r->start + chunk > j->size ? j->size : r->start + chunk;
-        if (have && pull_rangeset_covers(have, r->start, r->end)) {
+        /* A range resumes at its first missing byte; bytes a record holds
+         * past a gap (another chunk size wrote it) are fetched again. */
+        r->got = have ? pull_rangeset_prefix(have, r->start, r->end) : 0;
+        if (r->got == r->end - r->start)
             r->state = R_DONE;
-            r->got = r->end - r->start;
-        }
     }
 }
 
@@ -407,16 +450,16 @@ static int start_job(dl_ctx *x, dl_job *j)
         return -ENOSPC;
     }
     pull_rangeset have = {0};
-    if (j->ranged && bj->state_path)
+    if (keeps_record(j))
         pull_rangestate_load(bj->state_path, digest, j->size, &have, NULL);
     attach_saver(x, j);
     build_ranges(c, j, &have);
     pull_rangeset_clear(&have);
-    for (size_t i = 0; i < j->nr; i++)
-        if (j->r[i].state == R_DONE) {
-            bj->resumed += j->r[i].end - j->r[i].start;
+    for (size_t i = 0; i < j->nr; i++) {
+        bj->resumed += j->r[i].got;
+        if (j->r[i].state == R_DONE)
             pull_rangeset_add(&j->done, j->r[i].start, j->r[i].end);
-        }
+    }
     if (pull_hashq_start(bj->fd, j->alg, &j->hq, &e) < 0) {
         job_fail(j, e.code, "blob %s: %s", digest, e.msg);
         return e.code;
@@ -478,10 +521,18 @@ static void finish_job(dl_ctx *x, dl_job *j)
                  hp ? hp : c->registry, got);
         return;
     }
-    /* The bytes are verified: the record has served its purpose. */
-    forget_record(j);
+    /* The bytes are verified. The caller makes the blob visible only once
+     * pull_blobs returns, which may be seconds of other blobs later: until
+     * then the record claims the whole blob, so a kill in between costs a
+     * re-hash, not the download. Removed when pull_blobs ends. */
     j->finished = true;
     j->job->result = 0;
+    if (keeps_record(j)) {
+        pull_rangeset_clear(&j->done);
+        pull_rangeset_add(&j->done, 0, j->size);
+        j->dirty = j->completed = true;
+        save_state(j, false);
+    }
     emit(c, PULL_EV_BLOB_DONE, j, NULL);
 }
 
@@ -584,6 +635,7 @@ static int xfer_flush(dl_xfer *t)
         n -= (size_t)w;
         off += (uint64_t)w;
         r->got += (uint64_t)w;
+        j->dirty = true;
         j->job->downloaded += (uint64_t)w;
         if (j->from_mirror)
             t->c->stats.bytes_mirror += (uint64_t)w;
@@ -728,6 +780,9 @@ static void switch_to_stream(dl_ctx *x, dl_job *j)
     if (j->contiguous)
         pull_rangeset_add(&j->done, 0, j->contiguous);
     build_ranges(x->c, j, NULL);
+    /* A new slot: the stream's record is its written prefix. */
+    attach_saver(x, j);
+    j->dirty = true;
 }
 
 static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
@@ -767,7 +822,7 @@ static void xfer_done(dl_ctx *x, dl_xfer *t, CURLcode cc)
         if (r->got == r->end - r->start) {
             r->state = R_DONE;
             pull_rangeset_add(&j->done, r->start, r->end);
-            j->dirty = true;
+            j->dirty = j->completed = true;
             r->attempts = 0;
             j->resolves = 0;
             advance_contiguous(j);
@@ -975,6 +1030,11 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             nanosleep(&ts, NULL);
         }
     }
+    /* Cancelled: what transfers still gather is written, so the records
+     * below keep it. */
+    for (dl_xfer *t = x.xfers; t; t = t->next)
+        if (t->blen && !t->fatal && xfer_current(t) && t->r->state == R_ACTIVE)
+            xfer_flush(t);
     while (x.xfers)
         xfer_free(&x, x.xfers);
     int first = 0;
@@ -985,7 +1045,10 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         }
         pull_hashq_abort(j->hq);
         j->hq = NULL;
-        save_state(j, true);
+        if (j->finished && j->job->result == 0)
+            forget_record(j); /* the contract: removed on success */
+        else
+            save_state(j, true);
         if (j->job->result < 0 && !first) {
             first = j->job->result;
             mv_error_copy(err, &j->job->err);
@@ -993,6 +1056,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         free(j->r);
         free(j->url);
         pull_rangeset_clear(&j->done);
+        pull_rangeset_clear(&j->written);
     }
     pull_saver_stop(x.saver);
     free(x.jobs);

@@ -293,13 +293,16 @@ typedef struct pull_rangeset {
 } pull_rangeset;
 void pull_rangeset_add(pull_rangeset *s, uint64_t start, uint64_t end);
 bool pull_rangeset_covers(const pull_rangeset *s, uint64_t start, uint64_t end);
+/* How many bytes from start on (at most end - start) s holds without a gap:
+ * where a partly written range resumes. */
+uint64_t pull_rangeset_prefix(const pull_rangeset *s, uint64_t start, uint64_t end);
 void pull_rangeset_clear(pull_rangeset *s);
-/* Loads state_path for digest/size. A missing, foreign or damaged record
- * yields an empty set (and 0). */
+/* Loads state_path for digest/size (record version 1 or 2). A missing,
+ * foreign or damaged record yields an empty set (and 0). */
 int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pull_rangeset *out,
                          mv_error *err);
-/* Atomically replaces state_path (mv_write_atomic). durable: fdatasync(data_fd)
- * first and write the record with MV_WRITE_SYNC_DATA, so it never claims bytes a
+/* Atomically replaces state_path (mv_write_atomic) with a version 2 record. durable:
+ * fdatasync(data_fd) first and write the record with MV_WRITE_SYNC_DATA, so it never claims bytes a
  * power loss could take; otherwise only a killed process is covered. */
 int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint64_t size,
                          const pull_rangeset *s, bool durable, mv_error *err);
@@ -311,9 +314,11 @@ typedef struct pull_saver pull_saver;
 pull_saver *pull_saver_start(uint64_t interval_ms);
 /* Registers a blob; path and digest must outlive the slot. */
 int pull_saver_add(pull_saver *s, const char *path, int fd, const char *digest, uint64_t size);
-/* Hands over the ranges written so far; the record follows within the
- * interval. */
-void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *done);
+/* Hands over the bytes written so far (whole ranges and the written prefixes
+ * of ranges in flight); the record follows within the interval. writeback:
+ * a range completed since the last call, so start writing its pages out
+ * (sync_file_range) now; progress alone does not. */
+void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *written, bool writeback);
 /* Waits for a save in progress, then forgets the slot: nothing more is
  * written for it, so the caller may remove or rewrite the record. */
 void pull_saver_close(pull_saver *s, int slot);

@@ -171,8 +171,8 @@ int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, s
 
 /* One blob to download. The cache opens fd (O_RDWR) on a partial file in its
  * ingest area and names state_path, a sidecar where the puller records the
- * completed ranges so a later pull from any process resumes. On success the
- * fd holds exactly d->size verified bytes and state_path is removed; the
+ * bytes written so far so a later pull from any process resumes. On success
+ * the fd holds exactly d->size verified bytes and state_path is removed; the
  * caller then makes the blob visible. */
 typedef struct pull_blob_job {
     const oci_descriptor *desc;

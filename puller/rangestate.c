@@ -7,12 +7,17 @@
  * which the end-to-end digest catches (download.c then fetches the blob
  * again from zero).
  *
- *   modelvol-ranges 1
+ *   modelvol-ranges 2
  *   digest sha256:…
  *   size 1073741824
  *   0 16777216
- *   33554432 50331648
- */
+ *   33554432 41943040
+ *
+ * Version 1 held only whole ranges (chunk-aligned intervals). Version 2 also
+ * holds the written prefix of a range still in flight, so an interval may end
+ * anywhere; the loader reads both (the lines are alike), and a build that
+ * knows only version 1 ignores a version 2 record instead of trusting
+ * intervals it was not written for. */
 #include "puller-internal.h"
 
 #include <string.h>
@@ -54,6 +59,14 @@ bool pull_rangeset_covers(const pull_rangeset *s, uint64_t start, uint64_t end)
     return end <= start;
 }
 
+uint64_t pull_rangeset_prefix(const pull_rangeset *s, uint64_t start, uint64_t end)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->iv[i][0] <= start && s->iv[i][1] > start)
+            return (s->iv[i][1] < end ? s->iv[i][1] : end) - start;
+    return 0;
+}
+
 void pull_rangeset_clear(pull_rangeset *s)
 {
     free(s->iv);
@@ -70,7 +83,8 @@ int pull_rangestate_load(const char *path, const char *digest, uint64_t size, pu
     if (!f)
         return 0;
     char line[256];
-    if (!fgets(line, sizeof(line), f) || strcmp(line, "modelvol-ranges 1\n") != 0)
+    if (!fgets(line, sizeof(line), f) ||
+        (strcmp(line, "modelvol-ranges 1\n") != 0 && strcmp(line, "modelvol-ranges 2\n") != 0))
         return 0;
     char d[OCI_DIGEST_MAX + 1];
     unsigned long long sz;
@@ -104,7 +118,7 @@ int pull_rangestate_save(const char *path, int data_fd, const char *digest, uint
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return mv_error_errno(err, -errno, "resume record %s", path);
-    fprintf(f, "modelvol-ranges 1\ndigest %s\nsize %llu\n", digest, (unsigned long long)size);
+    fprintf(f, "modelvol-ranges 2\ndigest %s\nsize %llu\n", digest, (unsigned long long)size);
     for (size_t i = 0; i < s->n; i++)
         fprintf(f, "%llu %llu\n", (unsigned long long)s->iv[i][0], (unsigned long long)s->iv[i][1]);
     if (fclose(f) != 0)

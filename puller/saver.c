@@ -1,8 +1,9 @@
 /* saver.c — keeps resume records and writeback off the event loop: one
- * thread per pull_blobs call, fed snapshots of each blob's completed ranges.
+ * thread per pull_blobs call, fed snapshots of each blob's written bytes
+ * (completed ranges and the written prefixes of ranges in flight).
  *
- * Records: written light (temp + rename, no sync) when the first range
- * completes, then at most once per interval. The loop used to fdatasync the
+ * Records: written light (temp + rename, no sync) on the first snapshot,
+ * then at most once per interval. The loop used to fdatasync the
  * partial file for every record, and ext4 held up its pwrites to that file
  * for most of each flush, even with the sync on another thread; all the
  * connections stalled. A light record survives a killed process; what a
@@ -219,14 +220,14 @@ int pull_saver_add(pull_saver *s, const char *path, int fd, const char *digest, 
     return slot;
 }
 
-void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *done)
+void pull_saver_update(pull_saver *s, int slot, const pull_rangeset *written, bool writeback)
 {
     pthread_mutex_lock(&s->mu);
     saver_slot *sl = &s->slots[slot];
     if (sl->open) {
-        rangeset_copy(&sl->snap, done);
+        rangeset_copy(&sl->snap, written);
         sl->dirty = true;
-        sl->kick = true;
+        sl->kick = sl->kick || writeback;
         pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);

@@ -2,7 +2,8 @@
  * handed over reach the record without the caller writing anything, the
  * first one at once; stopping writes what an open slot still holds; a
  * closed slot is never written again, so its record can be removed safely;
- * slots of several blobs are kept apart. */
+ * slots of several blobs are kept apart; progress handed over without
+ * writeback (a range still in flight) is recorded all the same. */
 #include "mvtest.h"
 #include "puller-internal.h"
 
@@ -57,8 +58,8 @@ MV_TEST(records_follow_and_stop_at_close)
     pull_rangeset r1 = {0}, r2 = {0};
     pull_rangeset_add(&r1, 0, 100);
     pull_rangeset_add(&r2, 0, 700);
-    pull_saver_update(s, a, &r1);
-    pull_saver_update(s, b, &r2);
+    pull_saver_update(s, a, &r1, true);
+    pull_saver_update(s, b, &r2, true);
     CHECK(record_reaches(state1, D1, 1000, 100));
     CHECK(record_reaches(state2, D2, 2000, 700));
     /* Each record names its own blob: the other's digest finds nothing. */
@@ -72,9 +73,9 @@ MV_TEST(records_follow_and_stop_at_close)
     pull_saver_close(s, a);
     CHECK_INT(unlink(state1), 0);
     pull_rangeset_add(&r1, 100, 500);
-    pull_saver_update(s, a, &r1);
+    pull_saver_update(s, a, &r1, true);
     pull_rangeset_add(&r2, 700, 1500);
-    pull_saver_update(s, b, &r2);
+    pull_saver_update(s, b, &r2, true);
     pull_saver_stop(s);
     CHECK(access(state1, F_OK) != 0);
     pull_rangeset got = {0};
@@ -92,8 +93,48 @@ MV_TEST(records_follow_and_stop_at_close)
     rmdir(dir);
 }
 
+/* The written prefix of a range in flight (writeback false) reaches the
+ * record, first at once and then within the interval, byte-exact. */
+MV_TEST(progress_is_recorded)
+{
+    char dir[] = "/tmp/modelvol-saverp.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char data[300], state[300];
+    snprintf(data, sizeof(data), "%s/d", dir);
+    snprintf(state, sizeof(state), "%s/d.state", dir);
+    int fd = open(data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    CHECK_INT(ftruncate(fd, 1000), 0);
+    pull_saver *s = pull_saver_start(20);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    int a = pull_saver_add(s, state, fd, D1, 1000);
+    pull_rangeset r = {0};
+    pull_rangeset_add(&r, 0, 37);
+    pull_saver_update(s, a, &r, false);
+    CHECK(record_reaches(state, D1, 1000, 37));
+    pull_rangeset_add(&r, 37, 91);
+    pull_rangeset_add(&r, 500, 613);
+    pull_saver_update(s, a, &r, false);
+    CHECK(record_reaches(state, D1, 1000, 91));
+    pull_rangeset got = {0};
+    pull_rangestate_load(state, D1, 1000, &got, NULL);
+    CHECK_INT(pull_rangeset_prefix(&got, 0, 500), 91);
+    CHECK_INT(pull_rangeset_prefix(&got, 500, 1000), 113);
+    pull_rangeset_clear(&got);
+    pull_saver_close(s, a);
+    pull_saver_stop(s);
+    pull_rangeset_clear(&r);
+    close(fd);
+    unlink(state);
+    unlink(data);
+    rmdir(dir);
+}
+
 int main(void)
 {
     MV_RUN(records_follow_and_stop_at_close);
+    MV_RUN(progress_is_recorded);
     MV_DONE();
 }
