@@ -406,6 +406,22 @@ static void note_skips(const oci_manifest *m, const oci_layout_plan *plan, cache
     }
 }
 
+/* The config (for its diff_ids, and for the families that need it) and the
+ * layout plan of manifest m, decided once for a pull or an inspection. */
+static int plan_manifest(pull_ctx *p, const oci_manifest *m, const char *digest,
+                         oci_layout_plan **plan, char ***diff_ids, size_t *n_diff)
+{
+    _cleanup_free_ char *cfg = NULL;
+    size_t cfg_len = 0;
+    int r = load_config(p, m, &cfg, &cfg_len, diff_ids, n_diff);
+    if (r < 0)
+        return r;
+    r = oci_layout_plan_make(m, cfg, cfg_len, plan, p->err);
+    if (r < 0)
+        return mv_error_wrap(p->err, "manifest %s", digest);
+    return 0;
+}
+
 /* The manifest the reference names: its tag asked of the registry unless
  * resolved already holds a digest (the reference's, or the tag record's),
  * then through any indexes (resolve_index). */
@@ -493,18 +509,13 @@ static int do_pull(pull_ctx *p, cache_pull_result *out)
         return 0; /* another process built it while we waited */
     }
 
-    _cleanup_free_ char *cfg = NULL;
-    size_t cfg_len = 0;
     _cleanup_strv_ char **diff_ids = NULL;
     size_t n_diff = 0;
-    r = load_config(p, m, &cfg, &cfg_len, &diff_ids, &n_diff);
-    if (r < 0)
-        return r;
     /* The layout is decided once, here; everything below executes it. */
     _cleanup_layout_plan_ oci_layout_plan *plan = NULL;
-    r = oci_layout_plan_make(m, cfg, cfg_len, &plan, p->err);
+    r = plan_manifest(p, m, manifest_digest, &plan, &diff_ids, &n_diff);
     if (r < 0)
-        return mv_error_wrap(p->err, "manifest %s", manifest_digest);
+        return r;
     _cleanup_free_ bool *keep = mv_xcalloc(plan->n_layers ? plan->n_layers : 1, sizeof(*keep));
     r = cache_plan_select(m, plan, include, exclude, rq->kinds_mask, keep, p->err);
     if (r < 0)
@@ -615,16 +626,11 @@ static int do_inspect(pull_ctx *p, cache_inspection *out)
         return r;
     if (chain)
         snprintf(out->index_digest, sizeof(out->index_digest), "%s", chain[0]);
-    _cleanup_free_ char *cfg = NULL;
-    size_t cfg_len = 0;
     _cleanup_strv_ char **diff_ids = NULL;
     size_t n_diff = 0;
-    r = load_config(p, m, &cfg, &cfg_len, &diff_ids, &n_diff);
+    r = plan_manifest(p, m, out->manifest_digest, &out->plan, &diff_ids, &n_diff);
     if (r < 0)
         return r;
-    r = oci_layout_plan_make(m, cfg, cfg_len, &out->plan, p->err);
-    if (r < 0)
-        return mv_error_wrap(p->err, "manifest %s", out->manifest_digest);
     out->manifest = MV_STEAL(m);
     return 0;
 }
