@@ -358,6 +358,10 @@ static int copy_executable(int blobfd, int pfd, const char *base, const char *pa
     }
     if (fchmod(out, 0555) < 0)
         return mv_error_errno(err, -errno, "tree: chmod \"%s\"", path);
+    /* A blob is durable before the tree links it; a copy must be too,
+     * before the tree is renamed into view. */
+    if (fsync(out) < 0)
+        return mv_error_errno(err, -errno, "tree: fsync \"%s\"", path);
     return 0;
 }
 
