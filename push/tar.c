@@ -91,6 +91,25 @@ typedef struct tar_style {
     bool parents; /* a directory entry for each parent of the file first */
 } tar_style;
 
+/* One entry's header in the style st asks for (owner, mtime). */
+static int tar_header(struct archive *a, const char *path, mode_t type, mode_t perm, uint64_t size,
+                      const tar_style *st, mv_error *err)
+{
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, path);
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, perm);
+    archive_entry_set_size(e, (la_int64_t)size);
+    archive_entry_set_uid(e, st->uid);
+    archive_entry_set_gid(e, 0);
+    archive_entry_set_mtime(e, st->mtime, 0);
+    int ar = archive_write_header(a, e);
+    archive_entry_free(e);
+    if (ar != ARCHIVE_OK)
+        return mv_error_set(err, -EIO, "%s: tar header: %s", path, archive_error_string(a));
+    return 0;
+}
+
 /* kit pack walks the context directory and writes a header for every
  * directory on the way down to the layer's path (kitops-ml/kitops
  * pkg/lib/filesystem/tar.go writeLayerToTar: sameDirTree keeps the
@@ -102,18 +121,9 @@ static int tar_add_parents(struct archive *a, const char *rel, const tar_style *
     _cleanup_free_ char *dir = mv_xstrdup(rel);
     for (char *s = strchr(dir, '/'); s; s = strchr(s + 1, '/')) {
         *s = '\0';
-        struct archive_entry *e = archive_entry_new();
-        archive_entry_set_pathname(e, dir);
-        archive_entry_set_filetype(e, AE_IFDIR);
-        archive_entry_set_perm(e, 0755);
-        archive_entry_set_size(e, 0);
-        archive_entry_set_uid(e, st->uid);
-        archive_entry_set_gid(e, 0);
-        archive_entry_set_mtime(e, st->mtime, 0);
-        int ar = archive_write_header(a, e);
-        archive_entry_free(e);
-        if (ar != ARCHIVE_OK)
-            return mv_error_set(err, -EIO, "%s: tar header: %s", dir, archive_error_string(a));
+        int r = tar_header(a, dir, AE_IFDIR, 0755, 0, st, err);
+        if (r < 0)
+            return r;
         *s = '/';
     }
     return 0;
@@ -130,18 +140,9 @@ static int tar_add_file(struct archive *a, const push_file *f, char *buf, const 
     _cleanup_close_ int fd = push_open_vetted(f, err);
     if (fd < 0)
         return fd;
-    struct archive_entry *e = archive_entry_new();
-    archive_entry_set_pathname(e, f->rel);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, f->mode);
-    archive_entry_set_size(e, (la_int64_t)f->size);
-    archive_entry_set_uid(e, st->uid);
-    archive_entry_set_gid(e, 0);
-    archive_entry_set_mtime(e, st->mtime, 0);
-    int ar = archive_write_header(a, e);
-    archive_entry_free(e);
-    if (ar != ARCHIVE_OK)
-        return mv_error_set(err, -EIO, "%s: tar header: %s", f->rel, archive_error_string(a));
+    int r = tar_header(a, f->rel, AE_IFREG, f->mode, f->size, st, err);
+    if (r < 0)
+        return r;
     uint64_t total = 0;
     for (;;) {
         ssize_t got = read(fd, buf, PUSH_READ_BUF);
