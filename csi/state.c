@@ -11,6 +11,7 @@
  * were most of its cost under load. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -52,6 +53,33 @@ static char *record_path(const char *dir, const char *target)
     char digest[OCI_DIGEST_MAX];
     oci_digest_buf(OCI_DIGEST_SHA256, target, strlen(target), digest);
     return mv_xasprintf("%s/%s%s", dir, oci_digest_hex(digest), RECORD_SUFFIX);
+}
+
+/* The record's fields and their keys on disk: the one list the writer and
+ * the reader share. */
+static const struct {
+    const char *key;
+    size_t offset; /* of a char * in csi_record */
+} record_fields[] = {
+    {"target", offsetof(csi_record, target)},
+    {"volume_id", offsetof(csi_record, volume_id)},
+    {"reference", offsetof(csi_record, reference)},
+    {"policy", offsetof(csi_record, policy)},
+    {"include", offsetof(csi_record, include)},
+    {"exclude", offsetof(csi_record, exclude)},
+    {"path", offsetof(csi_record, subpath)},
+    {"tree_id", offsetof(csi_record, tree_id)},
+    {"tree_path", offsetof(csi_record, tree_path)},
+    {"kinds", offsetof(csi_record, kinds)},
+    {"artifact_type", offsetof(csi_record, artifact_type)},
+    {"platform", offsetof(csi_record, platform)},
+    {"annotation", offsetof(csi_record, annotation)},
+};
+#define N_RECORD_FIELDS (sizeof(record_fields) / sizeof(record_fields[0]))
+
+static char **field_of(csi_record *r, size_t i)
+{
+    return (char **)((char *)r + record_fields[i].offset);
 }
 
 /* Values are one line each: '%' and control characters are %XX-escaped. */
@@ -104,19 +132,8 @@ int csi_state_save(const char *dir, const csi_record *r, mv_error *err)
     if (!f)
         return mv_error_errno(err, -errno, "write record %s", path);
     fputs("# modelvol-csi publish record v1\n", f);
-    put_field(f, "target", r->target);
-    put_field(f, "volume_id", r->volume_id);
-    put_field(f, "reference", r->reference);
-    put_field(f, "policy", r->policy);
-    put_field(f, "include", r->include);
-    put_field(f, "exclude", r->exclude);
-    put_field(f, "path", r->subpath);
-    put_field(f, "tree_id", r->tree_id);
-    put_field(f, "tree_path", r->tree_path);
-    put_field(f, "kinds", r->kinds);
-    put_field(f, "artifact_type", r->artifact_type);
-    put_field(f, "platform", r->platform);
-    put_field(f, "annotation", r->annotation);
+    for (size_t i = 0; i < N_RECORD_FIELDS; i++)
+        put_field(f, record_fields[i].key, *field_of((csi_record *)r, i));
     if (fclose(f) != 0)
         return mv_error_errno(err, -errno, "write record %s", path);
     /* No MV_WRITE_SYNC: records need to survive a killed daemon only (see
@@ -153,32 +170,9 @@ static int parse_record(const char *file, csi_record **out, mv_error *err)
             return mv_error_set(err, -EBADMSG, "record %s: line without '='", file);
         *eq = '\0';
         char **slot = NULL;
-        if (strcmp(line, "target") == 0)
-            slot = &r->target;
-        else if (strcmp(line, "volume_id") == 0)
-            slot = &r->volume_id;
-        else if (strcmp(line, "reference") == 0)
-            slot = &r->reference;
-        else if (strcmp(line, "policy") == 0)
-            slot = &r->policy;
-        else if (strcmp(line, "include") == 0)
-            slot = &r->include;
-        else if (strcmp(line, "exclude") == 0)
-            slot = &r->exclude;
-        else if (strcmp(line, "path") == 0)
-            slot = &r->subpath;
-        else if (strcmp(line, "tree_id") == 0)
-            slot = &r->tree_id;
-        else if (strcmp(line, "tree_path") == 0)
-            slot = &r->tree_path;
-        else if (strcmp(line, "kinds") == 0)
-            slot = &r->kinds;
-        else if (strcmp(line, "artifact_type") == 0)
-            slot = &r->artifact_type;
-        else if (strcmp(line, "platform") == 0)
-            slot = &r->platform;
-        else if (strcmp(line, "annotation") == 0)
-            slot = &r->annotation;
+        for (size_t i = 0; i < N_RECORD_FIELDS && !slot; i++)
+            if (strcmp(line, record_fields[i].key) == 0)
+                slot = field_of(r, i);
         if (!slot)
             continue; /* a newer writer's field */
         free(*slot);
