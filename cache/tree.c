@@ -131,16 +131,10 @@ int cache_plan_select(const oci_manifest *m, const oci_layout_plan *plan,
         if (lp->place == OCI_PLACE_FILE || (lp->path && lp->path[0])) {
             keep[i] = cache_filter_match(lp->path, include, exclude);
         } else {
-            /* A tar at the root: filtered by its file-path annotation when
-             * it has one (a ModelPack directory layer), as before plans. */
-            _cleanup_free_ char *path = NULL;
-            mv_error sub = MV_ERROR_INIT;
-            int r = oci_layer_filepath(d, &path, &sub);
-            if (r < 0 && r != -ENOENT) {
-                mv_error_copy(err, &sub);
-                return mv_error_wrap(err, "layer %s", d->digest);
-            }
-            keep[i] = !path || cache_filter_match(path, include, exclude);
+            /* A tar at the root: filtered by the directory it says it fills
+             * when it names one (a ModelPack directory layer), as the plan
+             * read it. */
+            keep[i] = !lp->declared_path || cache_filter_match(lp->declared_path, include, exclude);
         }
         if (keep[i] && strncmp(d->digest, "sha256:", 7) != 0)
             return mv_error_set(err, -ENOTSUP, "layer %s: only sha256 digests are supported",
