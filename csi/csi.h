@@ -12,6 +12,7 @@
 
 #include "cache.h"
 #include "csi.pb-c.h"
+#include "pluginregistration.pb-c.h"
 
 #define CSI_PLUGIN_NAME             "modelvol.csi.io"
 #define CSI_DEFAULT_PUBLISH_TIMEOUT 100
@@ -20,6 +21,8 @@
 #define CSI_PIN_PREFIX              "csi:"
 #define CSI_SECRET_DOCKERCONFIGJSON ".dockerconfigjson"
 #define CSI_MAX_REQUEST_BYTES       (4 * 1024 * 1024)
+/* Where the kubelet's plugin watcher looks for registration sockets. */
+#define CSI_DEFAULT_REGISTRATION_DIR "/var/lib/kubelet/plugins_registry"
 
 /* ------------------------------------------------------------------------ */
 /* Status: gRPC status codes, numbered as in grpc/status.h                  */
@@ -139,6 +142,13 @@ typedef struct csi_plugin {
     } calls;
 
     struct csi_metrics *metrics; /* counters and the /metrics server (metrics.c) */
+
+    /* Self-registration with the kubelet's plugin watcher (register.c). */
+    struct {
+        char *socket;      /* registration socket path; NULL: switched off */
+        char *endpoint;    /* the CSI socket's path as the kubelet dials it */
+        atomic_int status; /* csi_reg_status */
+    } reg;
 } csi_plugin;
 
 /* Sets up the state p's calls share (locks, the job table, the counters);
@@ -204,6 +214,33 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *req, csi_reply
                           csi_status *st);
 csi_code csi_node_unpublish(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
                             csi_status *st);
+
+/* ------------------------------------------------------------------------ */
+/* Self-registration with the kubelet (register.c)                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    CSI_REG_OFF = 0,    /* --self-register=false, or no plugin watcher here */
+    CSI_REG_WAITING,    /* socket served, the kubelet has not answered yet */
+    CSI_REG_REGISTERED, /* NotifyRegistrationStatus{plugin_registered: true} */
+    CSI_REG_REFUSED,    /* the kubelet refused us; the reason is in the log */
+} csi_reg_status;
+
+/* Decides p->reg from the flags: dir is --kubelet-registration-dir (NULL:
+ * the default, which may be absent on a machine without a kubelet: then
+ * self-registration is off, with a warning); kubelet_path is
+ * --kubelet-registration-path (NULL: the path of endpoint). */
+int csi_register_setup(csi_plugin *p, bool on, const char *dir, const char *kubelet_path,
+                       const char *endpoint, mv_error *err);
+void csi_register_clear(csi_plugin *p);
+/* pluginregistration.Registration, served on the registration socket by
+ * the same gRPC server as the CSI services. */
+csi_code csi_register_get_info(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                               csi_status *st);
+csi_code csi_register_notify(csi_call *call, const ProtobufCMessage *req, csi_reply *reply,
+                             csi_status *st);
+/* The registration's lines of the /metrics page; caller frees. */
+char *csi_register_metrics(const csi_plugin *p);
 
 /* ------------------------------------------------------------------------ */
 /* Mounts (mounts.c)                                                        */
@@ -325,9 +362,10 @@ char *csi_metrics_render(csi_plugin *p);
 /* gRPC server (server.c)                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Serves Identity and Node on endpoint ("unix:///csi/csi.sock") until one of
+/* Serves Identity and Node on endpoint ("unix:///csi/csi.sock"), and the
+ * kubelet's Registration on p->reg.socket when set, until one of
  * stop_signals arrives (they must be blocked in every thread), then shuts
- * down: running pulls are cancelled, calls answered, the socket removed. */
+ * down: running pulls are cancelled, calls answered, the sockets removed. */
 int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_signals,
                    mv_error *err);
 

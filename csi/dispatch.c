@@ -171,6 +171,11 @@ static const csi_method methods[] = {
      csi_node_publish},
     {"/csi.v1.Node/NodeUnpublishVolume", &csi__v1__node_unpublish_volume_request__descriptor,
      csi_node_unpublish},
+    /* The kubelet's plugin watcher, on the registration socket (register.c). */
+    {"/pluginregistration.Registration/GetInfo", &pluginregistration__info_request__descriptor,
+     csi_register_get_info},
+    {"/pluginregistration.Registration/NotifyRegistrationStatus",
+     &pluginregistration__registration_status__descriptor, csi_register_notify},
     /* We advertise neither STAGE_UNSTAGE_VOLUME nor EXPAND_VOLUME. */
     {"/csi.v1.Node/NodeStageVolume", &csi__v1__node_stage_volume_request__descriptor, NULL},
     {"/csi.v1.Node/NodeUnstageVolume", &csi__v1__node_unstage_volume_request__descriptor, NULL},

@@ -1,6 +1,7 @@
 /* main.c — the modelvol-csi executable: flags, the plugin's configuration,
- * start-up (metrics, cache recovery in the background so Probe can answer
- * "not ready" meanwhile) and the gRPC server until SIGTERM. */
+ * start-up (metrics, self-registration's socket, cache recovery in the
+ * background so Probe can answer "not ready" meanwhile) and the gRPC
+ * server until SIGTERM. */
 #include <getopt.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -27,11 +28,20 @@ static void usage(FILE *f)
             "  --high-watermark PCT    disk use that starts automatic GC (default 90)\n"
             "  --low-watermark PCT     disk use where GC stops (default 80)\n"
             "  --connections N         connections per pull, %d to %d (default %d)\n"
+            "  --self-register BOOL    serve the kubelet's plugin registration socket, so no\n"
+            "                          node-driver-registrar is needed (default true)\n"
+            "  --kubelet-registration-dir DIR\n"
+            "                          the kubelet's plugin watcher directory; the socket is\n"
+            "                          DIR/%s-reg.sock (default %s; when that is\n"
+            "                          missing, no self-registration)\n"
+            "  --kubelet-registration-path PATH\n"
+            "                          the CSI socket as the kubelet sees it, told to the\n"
+            "                          kubelet (default: the --endpoint path)\n"
             "  --version               print the version and exit\n"
             "  -h, --help              this help\n",
             CACHE_DEFAULT_ROOT, CACHE_DEFAULT_CONFIG, CSI_DEFAULT_METRICS_ADDR,
             CSI_DEFAULT_PUBLISH_TIMEOUT, CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX,
-            CACHE_CONNECTIONS_DEFAULT);
+            CACHE_CONNECTIONS_DEFAULT, CSI_PLUGIN_NAME, CSI_DEFAULT_REGISTRATION_DIR);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -64,6 +74,8 @@ static void *recover_thread(void *arg)
 typedef struct csi_flags {
     const char *endpoint, *node_id, *cache_dir, *config_path, *metrics_addr;
     bool config_named;
+    bool self_register;
+    const char *reg_dir, *reg_path; /* NULL: the defaults (register.c) */
 } csi_flags;
 
 typedef enum {
@@ -73,6 +85,7 @@ typedef enum {
     F_INT,      /* int in csi_plugin, from lo to hi */
     F_SIZE,     /* uint64_t in csi_plugin, a size ("200G") */
     F_CONNECTIONS,
+    F_BOOL, /* bool in csi_flags: true or false */
     F_VERSION,
     F_HELP,
 } flag_kind;
@@ -101,6 +114,9 @@ static const flag_def flag_defs[] = {
     FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, CACHE_WATERMARK_MIN,
              CACHE_WATERMARK_MAX),
     FLAG_NUM("connections", F_CONNECTIONS, connections, 0, 0),
+    {"self-register", F_BOOL, offsetof(csi_flags, self_register), 0, 0},
+    FLAG_STR("kubelet-registration-dir", reg_dir),
+    FLAG_STR("kubelet-registration-path", reg_path),
     {"version", F_VERSION, 0, 0, 0},
     {"help", F_HELP, 0, 0, 0},
 };
@@ -140,6 +156,11 @@ static int apply_flag(const flag_def *d, const char *arg, csi_flags *f, csi_plug
     case F_CONNECTIONS:
         if (cache_connections_parse("--connections", arg, (int *)(pb + d->off), &err) < 0)
             return fail("%s", err.msg);
+        return -1;
+    case F_BOOL:
+        if (strcmp(arg, "true") != 0 && strcmp(arg, "false") != 0)
+            return fail("--%s: \"%s\" is neither true nor false", d->name, arg);
+        *(bool *)(fb + d->off) = strcmp(arg, "true") == 0;
         return -1;
     case F_VERSION:
         printf("modelvol-csi %s\n", MV_VERSION);
@@ -188,7 +209,8 @@ int main(int argc, char **argv)
 {
     csi_flags f = {.cache_dir = CACHE_DEFAULT_ROOT,
                    .config_path = CACHE_DEFAULT_CONFIG,
-                   .metrics_addr = CSI_DEFAULT_METRICS_ADDR};
+                   .metrics_addr = CSI_DEFAULT_METRICS_ADDR,
+                   .self_register = true};
     csi_plugin p = {.publish_timeout = CSI_DEFAULT_PUBLISH_TIMEOUT};
     int rc = parse_flags(argc, argv, &f, &p);
     if (rc >= 0)
@@ -205,6 +227,9 @@ int main(int argc, char **argv)
     _cleanup_free_ char *state_dir = mv_xasprintf("%s/%s", f.cache_dir, CSI_STATE_SUBDIR);
     p.state_dir = state_dir;
     p.registry = registry;
+    /* Before csi_plugin_init: a refusal here has nothing to tear down. */
+    if (csi_register_setup(&p, f.self_register, f.reg_dir, f.reg_path, f.endpoint, &err) < 0)
+        return fail("%s", err.msg);
     csi_plugin_init(&p);
 
     /* Every thread (gRPC's included) inherits this mask; only the server's
@@ -233,6 +258,7 @@ int main(int argc, char **argv)
     pthread_join(rt, NULL);
     int left = csi_jobs_shutdown(&p, 30);
     csi_metrics_stop(&p);
+    csi_register_clear(&p);
     /* A pull still running after the grace period keeps its cache and its
      * plugin: the process exits around it. */
     if (left == 0) {

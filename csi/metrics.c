@@ -188,6 +188,8 @@ char *csi_metrics_render(csi_plugin *p)
               "# TYPE modelvol_ready gauge\n"
               "modelvol_ready %d\n",
               ready ? 1 : 0);
+    _cleanup_free_ char *reg = csi_register_metrics(p);
+    sb_printf(&b, "%s", reg);
     return b.s;
 }
 

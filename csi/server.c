@@ -1,4 +1,5 @@
-/* server.c — gRPC plumbing on gRPC C core: listen on the unix socket,
+/* server.c — gRPC plumbing on gRPC C core: listen on the unix socket (and
+ * on the kubelet registration socket, register.c),
  * accept calls on one completion queue, and serve each call on its own
  * thread with its own queue, so a publish that waits minutes for a pull
  * never delays Probe, NodeGetInfo or another volume. The bytes go to
@@ -227,14 +228,15 @@ static void *stop_thread(void *arg)
 
 /* ---- the server --------------------------------------------------------- */
 
-static int prepare_socket(const char *endpoint, char **path_out, mv_error *err)
+/* what: "endpoint" or "registration socket", for the messages. */
+static int prepare_socket(const char *what, const char *endpoint, char **path_out, mv_error *err)
 {
     if (strncmp(endpoint, UNIX_PREFIX, strlen(UNIX_PREFIX)) != 0)
-        return mv_error_set(
-            err, -EINVAL, "endpoint \"%s\" is not a unix socket (unix:///path/csi.sock)", endpoint);
+        return mv_error_set(err, -EINVAL, "%s \"%s\" is not a unix socket (unix:///path/csi.sock)",
+                            what, endpoint);
     const char *path = endpoint + strlen(UNIX_PREFIX);
     if (path[0] != '/')
-        return mv_error_set(err, -EINVAL, "endpoint \"%s\": the socket path must be absolute",
+        return mv_error_set(err, -EINVAL, "%s \"%s\": the socket path must be absolute", what,
                             endpoint);
     /* gRPC only says "no address added": name the real reason here. */
     _cleanup_free_ char *dir = mv_xstrdup(path);
@@ -243,24 +245,47 @@ static int prepare_socket(const char *endpoint, char **path_out, mv_error *err)
         slash[slash == dir ? 1 : 0] = '\0';
     struct stat s;
     if (stat(dir, &s) < 0)
-        return mv_error_errno(err, -errno, "endpoint %s: socket directory %s", endpoint, dir);
+        return mv_error_errno(err, -errno, "%s %s: socket directory %s", what, endpoint, dir);
     if (lstat(path, &s) == 0) {
         if (!S_ISSOCK(s.st_mode))
-            return mv_error_set(err, -EEXIST, "endpoint %s exists and is not a socket", path);
+            return mv_error_set(err, -EEXIST, "%s %s exists and is not a socket", what, path);
         /* Left by a previous run that was killed: ours to replace. */
         if (unlink(path) < 0)
             return mv_error_errno(err, -errno, "remove stale socket %s", path);
+        mv_log("info", "stale_socket_removed", "path", path);
     }
     *path_out = mv_xstrdup(path);
     return 0;
 }
 
+static bool add_port(grpc_server *server, const char *uri)
+{
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(server, uri, creds);
+    grpc_server_credentials_release(creds);
+    return port != 0;
+}
+
+static void remove_socket(const char *path)
+{
+    if (path && unlink(path) < 0 && errno != ENOENT)
+        mv_log("warn", "socket_remove_failed", "path", path, "error", strerror(errno));
+}
+
 int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_signals, mv_error *err)
 {
-    _cleanup_free_ char *sock_path = NULL;
-    int r = prepare_socket(endpoint, &sock_path, err);
+    _cleanup_free_ char *sock_path = NULL, *reg_uri = NULL, *reg_path = NULL;
+    int r = prepare_socket("endpoint", endpoint, &sock_path, err);
     if (r < 0)
         return r;
+    if (p->reg.socket) {
+        /* The kubelet's Registration goes on a second port of this server:
+         * one process, one set of call threads, no sidecar. */
+        reg_uri = mv_xasprintf("unix://%s", p->reg.socket);
+        r = prepare_socket("registration socket", reg_uri, &reg_path, err);
+        if (r < 0)
+            return r;
+    }
 
     grpc_init();
     grpc_arg args[] = {
@@ -272,10 +297,12 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
     grpc_server *server = grpc_server_create(&chargs, NULL);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(server, cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(server, endpoint, creds);
-    grpc_server_credentials_release(creds);
-    if (port == 0) {
+    /* The CSI socket first: by the time the kubelet sees the registration
+     * socket appear, the endpoint it will dial exists. */
+    const char *failed = !add_port(server, endpoint)             ? endpoint
+                         : reg_uri && !add_port(server, reg_uri) ? reg_uri
+                                                                 : NULL;
+    if (failed) {
         grpc_server_destroy(server);
         grpc_completion_queue_shutdown(cq);
         while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
@@ -283,10 +310,14 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
             ;
         grpc_completion_queue_destroy(cq);
         grpc_shutdown();
-        return mv_error_set(err, -EADDRNOTAVAIL, "listen on %s failed", endpoint);
+        remove_socket(failed == reg_uri ? sock_path : NULL);
+        return mv_error_set(err, -EADDRNOTAVAIL, "listen on %s failed", failed);
     }
     grpc_server_start(server);
     mv_log("info", "listening", "endpoint", endpoint, "node_id", p->node_id);
+    if (reg_path)
+        mv_log("info", "registration_listening", "socket", reg_path, "kubelet_endpoint",
+               p->reg.endpoint);
 
     stopper s = {.plugin = p, .server = server, .cq = cq, .signals = stop_signals};
     pthread_t stop_tid;
@@ -337,8 +368,10 @@ int csi_server_run(csi_plugin *p, const char *endpoint, const sigset_t *stop_sig
     grpc_server_destroy(server);
     grpc_completion_queue_destroy(cq);
     grpc_shutdown();
-    if (sock_path && unlink(sock_path) < 0 && errno != ENOENT)
-        mv_log("warn", "socket_remove_failed", "path", sock_path, "error", strerror(errno));
+    /* The registration socket first: its removal is how the kubelet learns
+     * that the driver is gone. */
+    remove_socket(reg_path);
+    remove_socket(sock_path);
     mv_log("info", "stopped", "endpoint", endpoint);
     return r;
 }

@@ -5,10 +5,15 @@ valid and agree with each other and with the binaries they run:
 - the kustomize base lists every manifest, and renders (kubectl kustomize,
   when kubectl is installed);
 - the CSI driver name is the same everywhere;
-- the socket the plugin serves (--endpoint), the one the registrar and the
-  livenessprobe dial (--csi-address) and the one the kubelet is told about
+- the node plugin is one container that registers itself: the socket it
+  serves (--endpoint) and the one it tells the kubelet about
   (--kubelet-registration-path) are the same host file, resolved through
-  each container's volumeMounts and the pod's hostPath volumes;
+  its volumeMounts and the pod's hostPath volumes, its
+  --kubelet-registration-dir is the kubelet's plugins_registry, and the
+  kubelet's probes hit its own /healthz;
+- the registrar-sidecar overlay (rendered with kubectl kustomize) switches
+  self-registration off and its node-driver-registrar dials the same
+  socket and tells the kubelet the same path;
 - the cache is the same hostPath in the plugin and the pre-warm DaemonSet;
 - every flag a manifest passes to modelvol-csi, modelpull or modelpush is
   in that binary's --help (modelpull: global flags in `modelpull --help`,
@@ -16,7 +21,8 @@ valid and agree with each other and with the binaries they run:
 - every registry config.json in a ConfigMap is accepted by the real parser;
 - the node plugin and the pre-warm command start with the DaemonSets' exact
   arguments and ConfigMaps (paths moved under a temp dir, metrics on
-  loopback), and stop cleanly on SIGTERM;
+  loopback), the plugin serving its registration socket, and stop cleanly
+  on SIGTERM;
 - the Dockerfile is multi-stage on Debian 12, its runtime packages exist,
   and every library a built binary links comes from one of them.
 
@@ -247,6 +253,9 @@ def container_by_image(pod_spec, fragment):
     return None
 
 
+REG_DIR = "/var/lib/kubelet/plugins_registry"
+
+
 def check_node_daemonset(docs):
     ds = find(docs, "DaemonSet", "modelvol-node")
     check("node DaemonSet modelvol-node exists in deploy/kubernetes", ds is not None)
@@ -254,35 +263,30 @@ def check_node_daemonset(docs):
         return None
     spec = ds["spec"]["template"]["spec"]
     plugin = container_by_command(spec, "modelvol-csi")
-    registrar = container_by_image(spec, "csi-node-driver-registrar")
-    probe = container_by_image(spec, "sig-storage/livenessprobe")
-    check("node DaemonSet has modelvol-csi, node-driver-registrar and livenessprobe",
-          plugin is not None and registrar is not None and probe is not None)
-    if not (plugin and registrar and probe):
+    check("node DaemonSet is the one modelvol-csi container (no sidecars)",
+          plugin is not None and len(spec["containers"]) == 1,
+          str([c["name"] for c in spec["containers"]]))
+    if not plugin:
         return None
+    args = plugin.get("args", [])
 
-    # The socket: one host file seen three ways.
-    endpoint = flag_value(plugin.get("args", []), "--endpoint") or ""
+    # Self-registration: the CSI socket, seen by the plugin and by the kubelet.
+    endpoint = flag_value(args, "--endpoint") or ""
     check("plugin --endpoint is a unix:// socket", endpoint.startswith("unix://"), endpoint)
     plugin_sock = resolve(spec, plugin, endpoint[len("unix://"):])
-    reg_sock = resolve(spec, registrar, flag_value(registrar.get("args", []), "--csi-address") or "")
-    probe_sock = resolve(spec, probe, flag_value(probe.get("args", []), "--csi-address") or "")
-    kubelet_path = flag_value(registrar.get("args", []), "--kubelet-registration-path")
+    kubelet_path = flag_value(args, "--kubelet-registration-path")
     check("plugin socket is on a hostPath", plugin_sock and plugin_sock[0] == "hostPath",
           str(plugin_sock))
-    check("registrar --csi-address is the plugin's --endpoint", reg_sock == plugin_sock,
-          f"{reg_sock} vs {plugin_sock}")
-    check("livenessprobe --csi-address is the plugin's --endpoint", probe_sock == plugin_sock,
-          f"{probe_sock} vs {plugin_sock}")
     check("--kubelet-registration-path is the plugin socket's host path",
           plugin_sock is not None and kubelet_path == plugin_sock[-1],
           f"{kubelet_path} vs {plugin_sock}")
     check("plugin socket lives in /var/lib/kubelet/plugins/<driver>/",
           plugin_sock is not None
           and os.path.dirname(plugin_sock[-1]) == f"/var/lib/kubelet/plugins/{DRIVER}")
-    reg_dir = resolve(spec, registrar, "/registration")
-    check("registrar's /registration is the kubelet's plugins_registry",
-          reg_dir == ("hostPath", "/var/lib/kubelet/plugins_registry"), str(reg_dir))
+    reg_dir = resolve(spec, plugin, flag_value(args, "--kubelet-registration-dir") or "")
+    check("--kubelet-registration-dir is the kubelet's plugins_registry",
+          reg_dir == ("hostPath", REG_DIR), str(reg_dir))
+    check("self-registration is on in the base", flag_value(args, "--self-register") != "false")
 
     # Mounts, privilege, propagation.
     check("modelvol-csi is privileged",
@@ -292,7 +296,7 @@ def check_node_daemonset(docs):
     check("/var/lib/kubelet is mounted with Bidirectional propagation",
           kubelet_mount is not None and kubelet_mount.get("mountPropagation") == "Bidirectional"
           and resolve(spec, plugin, "/var/lib/kubelet") == ("hostPath", "/var/lib/kubelet"))
-    cache = resolve(spec, plugin, flag_value(plugin.get("args", []), "--cache") or "")
+    cache = resolve(spec, plugin, flag_value(args, "--cache") or "")
     check("plugin --cache is the hostPath /var/lib/modelvol",
           cache == ("hostPath", "/var/lib/modelvol"), str(cache))
 
@@ -307,24 +311,66 @@ def check_node_daemonset(docs):
         check(f"container {c['name']} has resource requests and limits",
               bool(res.get("requests")) and bool(res.get("limits")))
 
-    # Ports: metrics declared where the plugin listens; the liveness probe
-    # targets the livenessprobe sidecar's healthz.
+    # Ports: metrics declared where the plugin listens; the kubelet's probes
+    # hit the plugin's own /healthz there.
     ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c.get("ports") or []}
-    maddr = flag_value(plugin.get("args", []), "--metrics-addr") or ""
-    check("--metrics-addr listens beyond loopback (scrapable)",
+    maddr = flag_value(args, "--metrics-addr") or ""
+    check("--metrics-addr listens beyond loopback (scrapable, probeable)",
           not maddr.startswith("127.") and not maddr.startswith("[::1]"), maddr)
     check("metrics containerPort matches --metrics-addr",
           "metrics" in ports and maddr.rsplit(":", 1)[-1] == str(ports["metrics"]),
           f"{maddr} vs {ports.get('metrics')}")
-    lp = plugin.get("livenessProbe", {}).get("httpGet", {})
-    lp_port = ports.get(lp.get("port"), lp.get("port"))
-    probe_ep = flag_value(probe.get("args", []), "--http-endpoint") or ""
-    check("modelvol-csi liveness probe hits the livenessprobe sidecar's /healthz",
-          lp.get("path") == "/healthz" and probe_ep.rsplit(":", 1)[-1] == str(lp_port),
-          f"{lp} vs --http-endpoint={probe_ep}")
-    check("metrics, healthz and registrar ports are distinct",
-          len(set(ports.values())) == len(ports), str(ports))
+    for probe in ("livenessProbe", "startupProbe"):
+        hg = (plugin.get(probe) or {}).get("httpGet", {})
+        port = ports.get(hg.get("port"), hg.get("port"))
+        check(f"modelvol-csi {probe} hits its own /healthz on --metrics-addr",
+              hg.get("path") == "/healthz" and maddr.rsplit(":", 1)[-1] == str(port),
+              f"{hg} vs --metrics-addr={maddr}")
     return spec, plugin
+
+
+def check_registrar_overlay():
+    """deploy/examples/registrar-sidecar: the base with node-driver-registrar
+    doing the registration instead, rendered as kubectl would apply it."""
+    d = os.path.join(DEPLOY, "examples", "registrar-sidecar")
+    check("deploy/examples/registrar-sidecar exists",
+          os.path.exists(os.path.join(d, "kustomization.yaml")))
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        print("SKIP: kubectl not installed: the registrar-sidecar overlay is not rendered")
+        return
+    r = subprocess.run([kubectl, "kustomize", d], capture_output=True, text=True, timeout=60)
+    if not check("registrar-sidecar overlay renders", r.returncode == 0, r.stderr.strip()[:300]):
+        return
+    ds = next((x for x in yaml.safe_load_all(r.stdout)
+               if x and x.get("kind") == "DaemonSet" and x["metadata"]["name"] == "modelvol-node"),
+              None)
+    if not check("registrar-sidecar overlay has the node DaemonSet", ds is not None):
+        return
+    spec = ds["spec"]["template"]["spec"]
+    plugin = container_by_command(spec, "modelvol-csi")
+    registrar = container_by_image(spec, "csi-node-driver-registrar")
+    if not check("overlay: modelvol-csi and node-driver-registrar",
+                 plugin is not None and registrar is not None):
+        return
+    check("overlay: modelvol-csi runs with --self-register=false",
+          flag_value(plugin.get("args", []), "--self-register") == "false",
+          str(plugin.get("args")))
+    check("overlay: the registrar gets no modelvol-csi flag",
+          flag_value(registrar.get("args", []), "--self-register") is None)
+    endpoint = flag_value(plugin.get("args", []), "--endpoint") or ""
+    plugin_sock = resolve(spec, plugin, endpoint[len("unix://"):])
+    reg_sock = resolve(spec, registrar, flag_value(registrar.get("args", []), "--csi-address") or "")
+    check("overlay: registrar --csi-address is the plugin's --endpoint",
+          reg_sock == plugin_sock and plugin_sock and plugin_sock[0] == "hostPath",
+          f"{reg_sock} vs {plugin_sock}")
+    check("overlay: registrar --kubelet-registration-path is the plugin socket's host path",
+          plugin_sock is not None
+          and flag_value(registrar.get("args", []), "--kubelet-registration-path") == plugin_sock[-1])
+    check("overlay: registrar's /registration is the kubelet's plugins_registry",
+          resolve(spec, registrar, "/registration") == ("hostPath", REG_DIR))
+    ports = [p["containerPort"] for c in spec["containers"] for p in c.get("ports") or []]
+    check("overlay: ports are distinct", len(set(ports)) == len(ports), str(ports))
 
 
 def check_prewarm(docs, node):
@@ -710,6 +756,8 @@ def check_plugin_starts(docs):
         port = free_port()
         args = [re.sub(r"^--metrics-addr=.*", f"--metrics-addr=127.0.0.1:{port}", a) for a in args]
         sock = (flag_value(args, "--endpoint") or "")[len("unix://"):]
+        reg_sock = os.path.join(flag_value(args, "--kubelet-registration-dir") or "",
+                                f"{DRIVER}-reg.sock")
         log = open(os.path.join(tmp, "plugin.log"), "w")
         proc = subprocess.Popen([exe, *args], stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -719,13 +767,15 @@ def check_plugin_starts(docs):
             check("modelvol-csi starts with the manifest's arguments and serves /metrics",
                   up and status == 200 and "modelvol_ready" in body,
                   open(os.path.join(tmp, "plugin.log")).read()[-1500:])
-            check("modelvol-csi listens on the socket the registrar dials",
+            check("modelvol-csi listens on its --endpoint socket",
                   wait_for(lambda: os.path.exists(sock), 30), sock)
+            check("modelvol-csi serves its registration socket in --kubelet-registration-dir",
+                  wait_for(lambda: os.path.exists(reg_sock), 30), reg_sock)
         finally:
             rc = stop_process(proc)
             log.close()
-        check("modelvol-csi exits 0 on SIGTERM and removes its socket",
-              rc == 0 and not os.path.exists(sock), f"rc={rc}")
+        check("modelvol-csi exits 0 on SIGTERM and removes both sockets",
+              rc == 0 and not os.path.exists(sock) and not os.path.exists(reg_sock), f"rc={rc}")
 
 
 def check_prewarm_starts(docs):
@@ -770,6 +820,7 @@ def main():
     check_prewarm(docs, node)
     check_examples(docs)
     check_kustomization(docs)
+    check_registrar_overlay()
     check_registry_configs(docs)
     check_flags(docs)
     check_plugin_starts(docs)

@@ -21,24 +21,25 @@ import grpc
 import checks
 from util import SOURCE_DIR
 
-_pb = None
+_pb = {}
 
 
-def pb():
-    """The csi_pb2 module, generated from proto/csi.proto on first use."""
-    global _pb
-    if _pb is None:
+def pb(proto="csi"):
+    """The <proto>_pb2 module, generated from proto/<proto>.proto on first
+    use (csi by default; "pluginregistration" for the kubelet's side of
+    self-registration)."""
+    if proto not in _pb:
         out = tempfile.mkdtemp(prefix="modelvol-csipb.")
         proto_dir = os.path.join(SOURCE_DIR, "proto")
         subprocess.run(["protoc", f"--proto_path={proto_dir}", f"--python_out={out}",
-                        os.path.join(proto_dir, "csi.proto")], check=True)
+                        os.path.join(proto_dir, f"{proto}.proto")], check=True)
         sys.path.insert(0, out)
         try:
-            _pb = importlib.import_module("csi_pb2")
+            _pb[proto] = importlib.import_module(f"{proto}_pb2")
         finally:
             sys.path.remove(out)
             shutil.rmtree(out, ignore_errors=True)
-    return _pb
+    return _pb[proto]
 
 
 # (service, method) -> (request class name, response class name)
@@ -136,6 +137,35 @@ class Client:
                 if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise
         raise RuntimeError(f"publish of {reference} still not done after {attempts} attempts")
+
+
+class Registration:
+    """The kubelet's plugin watcher side of pluginregistration v1 on a
+    registration socket: GetInfo, then NotifyRegistrationStatus (see
+    csi/register.c for the kubelet sources this follows)."""
+
+    def __init__(self, sock_path):
+        self.channel = grpc.insecure_channel(f"unix://{sock_path}")
+
+    def close(self):
+        self.channel.close()
+
+    def _call(self, method, request, resp_name, timeout):
+        m = pb("pluginregistration")
+        fn = self.channel.unary_unary(f"/pluginregistration.Registration/{method}",
+                                      request_serializer=lambda r: r.SerializeToString(),
+                                      response_deserializer=getattr(m, resp_name).FromString)
+        return fn(request, timeout=timeout)
+
+    def get_info(self, timeout=1):
+        # The kubelet gives GetInfo one second.
+        return self._call("GetInfo", pb("pluginregistration").InfoRequest(), "PluginInfo", timeout)
+
+    def notify(self, registered, error="", timeout=10):
+        m = pb("pluginregistration")
+        return self._call("NotifyRegistrationStatus",
+                          m.RegistrationStatus(plugin_registered=registered, error=error),
+                          "RegistrationStatusResponse", timeout)
 
 
 def code_of(fn, *a, **kw):

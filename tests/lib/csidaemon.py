@@ -23,7 +23,7 @@ class Daemon:
     """A modelvol-csi process on a temp unix socket; a context manager."""
 
     def __init__(self, workdir, cache, node_id="test-node", binary=None, args=(), metrics=True,
-                 sock_path=None):
+                 sock_path=None, register=True):
         self.workdir = workdir
         self.cache = cache
         self.node_id = node_id
@@ -32,13 +32,24 @@ class Daemon:
         self.sock_path = sock_path or os.path.join(workdir, "csi.sock")
         self.metrics_addr = f"127.0.0.1:{free_port()}" if metrics else "off"
         self.log_path = os.path.join(workdir, "modelvol-csi.log")
+        # Self-registration into a plugins_registry of the test's own, never
+        # the host kubelet's; register=False switches it off.
+        self.reg_dir = os.path.join(workdir, "plugins_registry")
+        self.register = register
         self.proc = None
         self.client = None
 
     def start(self, wait_ready=True, ready_secs=60):
+        if self.register:
+            os.makedirs(self.reg_dir, exist_ok=True)
         self.log = open(self.log_path, "a")
         cmd = [self.binary, "--endpoint", f"unix://{self.sock_path}", "--node-id", self.node_id,
-               "--cache", self.cache, "--metrics-addr", self.metrics_addr] + self.args
+               "--cache", self.cache, "--metrics-addr", self.metrics_addr]
+        if not any(a.startswith(("--self-register", "--kubelet-registration-dir"))
+                   for a in self.args):
+            cmd += (["--kubelet-registration-dir", self.reg_dir] if self.register
+                    else ["--self-register=false"])
+        cmd += self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + ready_secs
 
@@ -80,6 +91,9 @@ class Daemon:
         self.proc = None
         self.log.close()
         return rc
+
+    def reg_socket(self):
+        return os.path.join(self.reg_dir, "modelvol.csi.io-reg.sock")
 
     def read_log(self):
         try:
