@@ -149,6 +149,8 @@ typedef struct csi_plugin {
         char *endpoint;    /* the CSI socket's path as the kubelet dials it */
         atomic_int status; /* csi_reg_status */
     } reg;
+
+    struct csi_events *events; /* pod events to the API server (events.c); NULL: off */
 } csi_plugin;
 
 /* Sets up the state p's calls share (locks, the job table, the counters);
@@ -241,6 +243,30 @@ csi_code csi_register_notify(csi_call *call, const ProtobufCMessage *req, csi_re
                              csi_status *st);
 /* The registration's lines of the /metrics page; caller frees. */
 char *csi_register_metrics(const csi_plugin *p);
+
+/* ------------------------------------------------------------------------ */
+/* Pod events (events.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define CSI_DEFAULT_KUBE_TOKEN "/var/run/secrets/kubernetes.io/serviceaccount/token"
+#define CSI_DEFAULT_KUBE_CA    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+typedef struct csi_events csi_events;
+/* The pod a publish is for, from volume_context (podInfoOnMount). */
+typedef struct csi_pod {
+    const char *ns, *name, *uid;
+} csi_pod;
+/* Starts the event worker. api: https://HOST:PORT, "off", or NULL for
+ * the in-cluster KUBERNETES_SERVICE_HOST/PORT (none: events off). */
+int csi_events_start(csi_plugin *p, const char *api, const char *token_file, const char *ca_file,
+                     mv_error *err);
+/* Sends what is queued, then ends the worker. */
+void csi_events_stop(csi_plugin *p);
+/* Queues an event on pod; never blocks on the network, never fails. */
+void csi_events_post(csi_plugin *p, const csi_pod *pod, bool warning, const char *reason,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The events' lines of the /metrics page; caller frees. */
+char *csi_events_metrics(csi_plugin *p);
 
 /* ------------------------------------------------------------------------ */
 /* Mounts (mounts.c)                                                        */

@@ -37,11 +37,16 @@ static void usage(FILE *f)
             "  --kubelet-registration-path PATH\n"
             "                          the CSI socket as the kubelet sees it, told to the\n"
             "                          kubelet (default: the --endpoint path)\n"
+            "  --kube-api-url URL      API server for pod events, https://HOST:PORT, or \"off\"\n"
+            "                          (default: in-cluster KUBERNETES_SERVICE_HOST/PORT)\n"
+            "  --kube-token-file FILE  service account token (default %s)\n"
+            "  --kube-ca-file FILE     API server CA (default %s)\n"
             "  --version               print the version and exit\n"
             "  -h, --help              this help\n",
             CACHE_DEFAULT_ROOT, CACHE_DEFAULT_CONFIG, CSI_DEFAULT_METRICS_ADDR,
             CSI_DEFAULT_PUBLISH_TIMEOUT, CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX,
-            CACHE_CONNECTIONS_DEFAULT, CSI_PLUGIN_NAME, CSI_DEFAULT_REGISTRATION_DIR);
+            CACHE_CONNECTIONS_DEFAULT, CSI_PLUGIN_NAME, CSI_DEFAULT_REGISTRATION_DIR,
+            CSI_DEFAULT_KUBE_TOKEN, CSI_DEFAULT_KUBE_CA);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -76,6 +81,7 @@ typedef struct csi_flags {
     bool config_named;
     bool self_register;
     const char *reg_dir, *reg_path; /* NULL: the defaults (register.c) */
+    const char *kube_api, *kube_token, *kube_ca;
 } csi_flags;
 
 typedef enum {
@@ -117,6 +123,9 @@ static const flag_def flag_defs[] = {
     {"self-register", F_BOOL, offsetof(csi_flags, self_register), 0, 0},
     FLAG_STR("kubelet-registration-dir", reg_dir),
     FLAG_STR("kubelet-registration-path", reg_path),
+    FLAG_STR("kube-api-url", kube_api),
+    FLAG_STR("kube-token-file", kube_token),
+    FLAG_STR("kube-ca-file", kube_ca),
     {"version", F_VERSION, 0, 0, 0},
     {"help", F_HELP, 0, 0, 0},
 };
@@ -210,7 +219,9 @@ int main(int argc, char **argv)
     csi_flags f = {.cache_dir = CACHE_DEFAULT_ROOT,
                    .config_path = CACHE_DEFAULT_CONFIG,
                    .metrics_addr = CSI_DEFAULT_METRICS_ADDR,
-                   .self_register = true};
+                   .self_register = true,
+                   .kube_token = CSI_DEFAULT_KUBE_TOKEN,
+                   .kube_ca = CSI_DEFAULT_KUBE_CA};
     csi_plugin p = {.publish_timeout = CSI_DEFAULT_PUBLISH_TIMEOUT};
     int rc = parse_flags(argc, argv, &f, &p);
     if (rc >= 0)
@@ -246,6 +257,9 @@ int main(int argc, char **argv)
     mv_log("info", "starting", "version", MV_VERSION, "node_id", f.node_id, "cache", f.cache_dir,
            "metrics", f.metrics_addr);
 
+    if (csi_events_start(&p, f.kube_api, f.kube_token, f.kube_ca, &err) < 0)
+        return fail("%s", err.msg);
+
     pthread_t rt;
     if (pthread_create(&rt, NULL, recover_thread, &p) != 0)
         return fail("cannot start the recovery thread");
@@ -258,6 +272,7 @@ int main(int argc, char **argv)
     pthread_join(rt, NULL);
     int left = csi_jobs_shutdown(&p, 30);
     csi_metrics_stop(&p);
+    csi_events_stop(&p);
     csi_register_clear(&p);
     /* A pull still running after the grace period keeps its cache and its
      * plugin: the process exits around it. */

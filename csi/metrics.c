@@ -189,7 +189,8 @@ char *csi_metrics_render(csi_plugin *p)
               "modelvol_ready %d\n",
               ready ? 1 : 0);
     _cleanup_free_ char *reg = csi_register_metrics(p);
-    sb_printf(&b, "%s", reg);
+    _cleanup_free_ char *events = csi_events_metrics(p);
+    sb_printf(&b, "%s%s", reg, events);
     return b.s;
 }
 

@@ -188,6 +188,7 @@ typedef struct publish_args {
     char *subpath;     /* normalised, "" for the whole model */
     cache_request *rq; /* with the pod's secret, if any; handed to the job */
     char creds_id[OCI_DIGEST_MAX];
+    char pulled[MV_ERROR_MSG_MAX]; /* the Pulled event's message (events.c) */
 } publish_args;
 
 static void publish_args_clear(publish_args *a)
@@ -531,6 +532,16 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         ms_since(t0, ms);
         mv_log("info", "published", "target", a->target, "reference", a->reference, "tree",
                res->tree_id, "volume_id", a->volume_id, "ms", ms);
+        uint64_t total = 0, inodes = 0;
+        mv_error e2 = MV_ERROR_INIT;
+        if (cache_tree_usage(p->cache, res->tree_id, &total, &inodes, &e2) < 0)
+            total = 0;
+        uint64_t cached = total > res->bytes_downloaded ? total - res->bytes_downloaded : 0;
+        snprintf(a->pulled, sizeof(a->pulled),
+                 "Pulled model %s in %.1f s (%.1f GB fetched, %.1f "
+                 "GB from cache)",
+                 a->reference, (double)(csi_now_ns() - t0) / 1e9,
+                 (double)res->bytes_downloaded / 1e9, (double)cached / 1e9);
     }
     csi_job_release(job);
     return c;
@@ -554,6 +565,14 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
                "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
         st->logged = true;
     }
+    csi_pod pod = {
+        .ns = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.namespace"),
+        .name = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.name"),
+        .uid = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.uid")};
+    if (c != CSI_OK)
+        csi_events_post(call->plugin, &pod, true, "PullFailed", "%s", st->msg);
+    else if (a.pulled[0])
+        csi_events_post(call->plugin, &pod, false, "Pulled", "%s", a.pulled);
     csi_metrics_publish(call->plugin->metrics, c);
     publish_args_clear(&a);
     return c;
