@@ -57,6 +57,21 @@ int pull_connections_parse(const char *what, const char *s, int *out, mv_error *
     return mv_parse_int(what, s, PULL_CONNECTIONS_MIN, PULL_CONNECTIONS_MAX, out, err);
 }
 
+/* The download loop's multi handle. Ranges need separate TCP connections:
+ * no multiplexing, no pipelining, and every connection of the pull may go to
+ * the same host. */
+static CURLM *multi_new(const pull_client *c)
+{
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return NULL;
+    curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->opt.connections);
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->opt.connections);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)c->opt.connections + 4);
+    return m;
+}
+
 int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **out, mv_error *err)
 {
     *out = NULL;
@@ -116,20 +131,25 @@ int pull_client_new(const oci_ref *ref, const pull_options *opt, pull_client **o
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     c->sync = curl_multi_init();
-    c->multi = curl_multi_init();
+    c->multi = multi_new(c);
     if (!c->share || !c->sync || !c->multi) {
         pull_client_free(c);
         return mv_error_set(err, -ENOMEM, "pull client: curl initialisation failed");
     }
-    /* Ranges need separate TCP connections: no multiplexing, no pipelining,
-     * and every connection of the budget may go to the same host. */
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->opt.connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->opt.connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->opt.connections + 4);
     curl_multi_setopt(c->sync, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    if (c->opt.budget)
+        c->tenant = pull_budget_join(c->opt.budget, c->opt.priority, c->opt.connections);
     *out = c;
     return 0;
+}
+
+void pull_client_reset_multi(pull_client *c)
+{
+    CURLM *m = multi_new(c);
+    if (!m)
+        return; /* the old one stays: its idle sockets only cost the budget's count */
+    curl_multi_cleanup(c->multi);
+    c->multi = m;
 }
 
 void pull_client_free(pull_client *c)
@@ -161,6 +181,7 @@ void pull_client_free(pull_client *c)
         curl_multi_cleanup(c->sync);
     if (c->share)
         curl_share_cleanup(c->share);
+    pull_budget_leave(c->tenant);
     pull_cred_clear(&c->cred);
     free(c->registry);
     free(c->ref_api_host);

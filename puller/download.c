@@ -31,7 +31,9 @@
  * more than fetching the blob again. */
 #define STREAM_RECORD_MIN (1u << 20)
 #define EVENT_INTERVAL_MS 200
-#define ERROR_BODY_MAX    (64u << 10)
+/* How often a pull that waits for the node's budget asks again. */
+#define WAIT_POLL_MS   50
+#define ERROR_BODY_MAX (64u << 10)
 /* libcurl hands the write callback at most 16 KiB (CURL_MAX_WRITE_SIZE) at
  * a time: a 1 GiB blob was 65,606 pwrites. Gathered to 64 KiB per transfer,
  * a 1 GiB pull from a registry on loopback went from 2.30 s to 1.86 s
@@ -61,6 +63,7 @@ typedef struct dl_job {
     size_t front;        /* first range not done */
     uint64_t contiguous; /* [0, contiguous) written */
     char *url;           /* final URL */
+    char *url_host;      /* its host:port, what the node's budget counts */
     size_t ep;           /* endpoint that resolved it */
     bool url_is_registry;
     bool from_mirror;
@@ -106,8 +109,10 @@ typedef struct dl_xfer {
     char *retry_after;
     int fatal; /* negative code: end the job */
     char fatal_msg[256];
-    char *buf;   /* body bytes not yet written: they follow r->got */
-    size_t blen; /* < WRITE_GATHER */
+    char *buf;     /* body bytes not yet written: they follow r->got */
+    size_t blen;   /* < WRITE_GATHER */
+    char *host;    /* the budget slot it holds (its job's url_host then), or NULL */
+    bool no_reuse; /* CURLOPT_FORBID_REUSE set */
 } dl_xfer;
 
 typedef struct dl_ctx {
@@ -118,6 +123,7 @@ typedef struct dl_ctx {
     char *scope;
     dl_xfer *xfers;    /* live transfers */
     pull_saver *saver; /* started with the first ranged blob */
+    int allowed;       /* connections the node's budget lets this pull hold now */
 } dl_ctx;
 
 static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *msg)
@@ -245,6 +251,10 @@ static void xfer_free(dl_ctx *x, dl_xfer *t)
     free(t->buf);
     free(t->content_range);
     free(t->retry_after);
+    if (t->host) {
+        pull_budget_give(x->c->tenant, t->host);
+        free(t->host);
+    }
     t->j->inflight--;
     x->inflight--;
     free(t);
@@ -328,6 +338,16 @@ static void build_ranges(pull_client *c, dl_job *j, const pull_rangeset *have)
     }
 }
 
+static void set_url(dl_job *j, const char *url)
+{
+    free(j->url);
+    free(j->url_host);
+    j->url = mv_xstrdup(url);
+    j->url_host = pull_url_hostport(url);
+    if (!j->url_host)
+        j->url_host = mv_xstrdup("?");
+}
+
 /* Finds the URL ranges go to: GET with Range: bytes=0-0 without following
  * redirects. A 3xx names storage; 206 means the registry serves ranges
  * itself; 200 means it ignores Range, so the blob is one stream. */
@@ -356,19 +376,16 @@ static int resolve(dl_ctx *x, dl_job *j)
     int rc = pull_http_do(c, &req, &resp, &e);
     long s = rc == 0 ? resp.status : 0;
     if (rc == 0 && (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) && resp.location) {
-        free(j->url);
-        j->url = mv_xstrdup(resp.location);
-        _cleanup_free_ char *hp = pull_url_hostport(j->url);
+        set_url(j, resp.location);
         j->ep = resp.endpoint;
-        j->url_is_registry = hp && strcmp(hp, c->ep[resp.endpoint].hostport) == 0;
+        j->url_is_registry = j->url_host && strcmp(j->url_host, c->ep[resp.endpoint].hostport) == 0;
         j->from_mirror = c->ep[resp.endpoint].is_mirror;
         j->resolve_attempts = 0;
         pull_http_resp_clear(&resp);
         return 0;
     }
     if (rc == 0 && (s == 200 || s == 206)) {
-        free(j->url);
-        j->url = mv_xstrdup(resp.url);
+        set_url(j, resp.url);
         j->ep = resp.endpoint;
         j->url_is_registry = true;
         j->from_mirror = c->ep[resp.endpoint].is_mirror;
@@ -687,10 +704,15 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return len;
 }
 
+/* Starts range r: -EAGAIN when the node's budget has no slot for it now. */
 static int start_xfer(dl_ctx *x, dl_job *j, dl_range *r)
 {
     pull_client *c = x->c;
+    if (c->tenant && (x->inflight >= x->allowed || !pull_budget_take(c->tenant, j->url_host)))
+        return -EAGAIN;
     dl_xfer *t = mv_xcalloc(1, sizeof(*t));
+    if (c->tenant)
+        t->host = mv_xstrdup(j->url_host);
     t->c = c;
     t->j = j;
     t->r = r;
@@ -698,6 +720,9 @@ static int start_xfer(dl_ctx *x, dl_job *j, dl_range *r)
     t->plan = j->plan;
     t->h = curl_easy_init();
     if (!t->h) {
+        if (t->host)
+            pull_budget_give(c->tenant, t->host);
+        free(t->host);
         free(t);
         return -ENOMEM;
     }
@@ -726,6 +751,9 @@ static int start_xfer(dl_ctx *x, dl_job *j, dl_range *r)
     if (curl_multi_add_handle(c->multi, t->h) != CURLM_OK) {
         curl_easy_cleanup(t->h);
         curl_slist_free_all(t->hdrs);
+        if (t->host)
+            pull_budget_give(c->tenant, t->host);
+        free(t->host);
         free(t);
         return -EIO;
     }
@@ -897,6 +925,88 @@ static bool job_complete(const dl_job *j)
     return true;
 }
 
+/* Ranges of started jobs that could go now, by their job's host; and the
+ * connections the pull could use now: those in flight and those ranges,
+ * plus a guess for the jobs not started yet. */
+static int want_now(const dl_ctx *x)
+{
+    int want = x->inflight;
+    for (size_t i = 0; i < x->n && want < x->c->opt.connections; i++) {
+        const dl_job *j = &x->jobs[i];
+        if (j->finished)
+            continue;
+        if (!j->started) {
+            want++;
+            continue;
+        }
+        if (j->need_resolve || !j->url || (!j->ranged && j->inflight > 0))
+            continue;
+        for (size_t k = j->front; k < j->nr; k++)
+            want += j->r[k].state == R_PENDING;
+    }
+    return want < x->c->opt.connections ? want : x->c->opt.connections;
+}
+
+static int pending_on(const dl_ctx *x, const char *host)
+{
+    int n = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        const dl_job *j = &x->jobs[i];
+        if (!j->started || j->finished || j->need_resolve || !j->url_host ||
+            strcmp(j->url_host, host) != 0 || (!j->ranged && j->inflight > 0))
+            continue;
+        for (size_t k = j->front; k < j->nr; k++)
+            n += j->r[k].state == R_PENDING;
+    }
+    return n;
+}
+
+/* Stops transfer t to hand its connection back: what it wrote stays, and
+ * its range goes on from there when a slot is free again. */
+static void cut_xfer(dl_ctx *x, dl_xfer *t)
+{
+    if (xfer_current(t) && t->r->state == R_ACTIVE) {
+        if (t->blen && !t->fatal)
+            xfer_flush(t);
+        t->r->state = R_PENDING;
+    }
+    xfer_free(x, t);
+}
+
+/* Asks the node's budget how many connections this pull may hold, and
+ * gives back what it holds above that, newest transfers first. A transfer
+ * no waiting range will follow on its host closes its connection when it
+ * ends, so an idle socket does not hold a slot the budget gave away. */
+static void budget_pass(dl_ctx *x)
+{
+    pull_client *c = x->c;
+    x->allowed =
+        pull_budget_tick(c->tenant, c->stats.bytes_origin + c->stats.bytes_mirror, want_now(x));
+    while (x->inflight > x->allowed && x->xfers)
+        cut_xfer(x, x->xfers);
+    /* Once per host: the transfers that may still be followed on it. */
+    for (dl_xfer *t = x->xfers; t; t = t->next) {
+        if (t->no_reuse || !t->host)
+            continue;
+        bool seen = false;
+        for (dl_xfer *u = x->xfers; u != t && !seen; u = u->next)
+            seen = u->host && !u->no_reuse && strcmp(u->host, t->host) == 0;
+        if (seen)
+            continue;
+        int on_host = 0;
+        for (dl_xfer *u = t; u; u = u->next)
+            on_host += u->host && !u->no_reuse && strcmp(u->host, t->host) == 0;
+        int excess = on_host - pending_on(x, t->host);
+        for (dl_xfer *u = t; u && excess > 0; u = u->next) {
+            if (!u->host || u->no_reuse || strcmp(u->host, t->host) != 0)
+                continue;
+            curl_easy_setopt(u->h, CURLOPT_FORBID_REUSE, 1L);
+            u->no_reuse = true;
+            excess--;
+        }
+    }
+}
+
 int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
 {
     dl_ctx x = {.c = c, .n = n};
@@ -945,6 +1055,9 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             }
         }
         drop_orphans(&x);
+        bool waiting = false;
+        if (c->tenant)
+            budget_pass(&x);
         /* Finish jobs whose ranges are all in; resolve again where asked. */
         bool all_done = true, progressed = false;
         for (size_t i = 0; i < n; i++) {
@@ -978,7 +1091,12 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
                 continue;
             dl_range *r;
             while (x.inflight < c->opt.connections && (r = next_range(j, now, &wake))) {
-                if (start_xfer(&x, j, r) < 0) {
+                int rc = start_xfer(&x, j, r);
+                if (rc == -EAGAIN) {
+                    waiting = true;
+                    break;
+                }
+                if (rc < 0) {
                     job_fail(j, -ENOMEM, "blob %s: cannot start a transfer", j->job->desc->digest);
                     break;
                 }
@@ -1016,7 +1134,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         /* A transfer or a job just ended: its connection is free for the
          * next range now, so go round at once instead of waiting on the
          * others (or, with nothing in flight, sleeping). */
-        int timeout = progressed ? 0 : 200;
+        int timeout = progressed ? 0 : waiting ? WAIT_POLL_MS : 200;
         if (wake) {
             uint64_t nn = pull_now_ms();
             int d = wake > nn ? (int)(wake - nn) : 0;
@@ -1055,10 +1173,16 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
         }
         free(j->r);
         free(j->url);
+        free(j->url_host);
         pull_rangeset_clear(&j->done);
         pull_rangeset_clear(&j->written);
     }
     pull_saver_stop(x.saver);
+    if (c->tenant) {
+        pull_budget_tick(c->tenant, c->stats.bytes_origin + c->stats.bytes_mirror, 0);
+        /* Idle connections would hold sockets the budget has given away. */
+        pull_client_reset_multi(c);
+    }
     free(x.jobs);
     free(x.scope);
     return first;

@@ -185,6 +185,16 @@ static bool is_absolute(const char *p)
     return strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0;
 }
 
+/* Whether url goes to one of the client's registry endpoints. */
+static bool to_endpoint(const pull_client *c, const char *url)
+{
+    _cleanup_free_ char *hp = pull_url_hostport(url);
+    for (size_t i = 0; hp && i < c->n_ep; i++)
+        if (strcmp(hp, c->ep[i].hostport) == 0)
+            return true;
+    return false;
+}
+
 /* Sends one HTTP request to url and fills resp. Returns the CURLcode; a
  * body over the limit when not exact counts as success (truncated). */
 static CURLcode send_once(pull_client *c, const pull_http_req *req, const char *url,
@@ -194,6 +204,12 @@ static CURLcode send_once(pull_client *c, const pull_http_req *req, const char *
     if (!h)
         return CURLE_OUT_OF_MEMORY;
     pull_curl_setup(c, h, url);
+    if (c->tenant && !to_endpoint(c, url)) {
+        /* A redirect target (blob storage): a socket left idle there would
+         * count against the node's budget for that host while nobody
+         * holds a slot for it. */
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
     _cleanup_(pull_slist_freep) struct curl_slist *hl = NULL;
     for (const char *const *p = req->headers; p && *p; p++)
         hl = curl_slist_append(hl, *p);

@@ -20,6 +20,10 @@
 /* Response bodies pull_http_do keeps when the caller does not say. */
 #define PULL_HTTP_BODY_DEFAULT (64u << 10)
 
+/* One pull's place in the node's budget (budget.c), from pull_client_new
+ * to pull_client_free. */
+typedef struct pull_tenant pull_tenant;
+
 /* ------------------------------------------------------------------------ */
 /* Cleanup helpers the puller's files share                                 */
 /* ------------------------------------------------------------------------ */
@@ -143,7 +147,27 @@ struct pull_client {
     CURLM *multi;  /* the download event loop (download.c) */
     CURLM *sync;   /* the loop pull_http_do drives one request on */
     pull_stats stats;
+    pull_tenant *tenant; /* in opt.budget; NULL without one */
 };
+
+/* ------------------------------------------------------------------------ */
+/* The node's pull scheduler (budget.c)                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Joins at the end of its priority; max is the most connections it uses. */
+pull_tenant *pull_budget_join(pull_budget *b, int priority, int max);
+void pull_budget_leave(pull_tenant *t);
+/* Reports the tenant's bytes received so far and the connections it could
+ * use now; returns how many it may hold now. */
+int pull_budget_tick(pull_tenant *t, uint64_t bytes, int want);
+/* Takes a connection to host within the tenant's allowance and the host's
+ * cap; false when either is full. */
+bool pull_budget_take(pull_tenant *t, const char *host);
+void pull_budget_give(pull_tenant *t, const char *host);
+/* Closes the download loop's idle connections (a new multi handle). */
+void pull_client_reset_multi(pull_client *c);
+/* For tests: the millisecond clock the budget measures with. */
+void pull_budget_set_clock(pull_budget *b, uint64_t (*clock)(void));
 
 /* Fills an easy handle's connection, TLS and timeout options for url (the
  * host's own CA/cert/insecure settings, HTTP/1.1, no auto-redirects, the

@@ -117,6 +117,54 @@ typedef void (*pull_event_fn)(void *ctx, const pull_event *ev);
  * a decimal from PULL_CONNECTIONS_MIN to PULL_CONNECTIONS_MAX. */
 int pull_connections_parse(const char *what, const char *s, int *out, mv_error *err);
 
+/* The node's pull scheduler (budget.c): one connection budget that every
+ * pull of a process draws from, so concurrent pulls queue instead of
+ * splitting a full link. Pulls go by priority, then arrival; the first gets
+ * the connections it can use, the next only as many as measured throughput
+ * says add to the node's rate. Each host (registry or storage) is also
+ * capped at per_host connections. Thread-safe: pulls on many threads share
+ * one budget. */
+typedef struct pull_budget pull_budget;
+
+#define PULL_BUDGET_PER_HOST_DEFAULT 64
+#define PULL_BUDGET_PER_HOST_MAX     1024
+#define PULL_BUDGET_HOSTS_MAX        32
+
+/* Lower goes first: a pod's publish before pre-warm work. */
+enum { PULL_PRIORITY_PUBLISH = 0, PULL_PRIORITY_BACKGROUND = 1 };
+
+/* per_host 0 = PULL_BUDGET_PER_HOST_DEFAULT, else 1..PULL_BUDGET_PER_HOST_MAX. */
+int pull_budget_new(int per_host, pull_budget **out, mv_error *err);
+void pull_budget_free(pull_budget *b);
+MV_DEFINE_FREEP(pull_budget, pull_budget_freep, pull_budget_free)
+#define _cleanup_pull_budget_ _cleanup_(pull_budget_freep)
+int pull_budget_per_host(const pull_budget *b);
+
+/* A limit from outside on all the budget's connections together, asked
+ * again every 250 ms: a positive count, or 0 for none. modelpull prewarm
+ * uses it to yield while the plugin publishes. Called with the budget's
+ * lock held: it must not call back into the budget. */
+typedef int (*pull_budget_limit_fn)(void *ud);
+void pull_budget_set_limit(pull_budget *b, pull_budget_limit_fn fn, void *ud);
+
+typedef struct pull_budget_stats {
+    int queued;        /* pulls that want connections and hold none */
+    int running;       /* pulls holding connections */
+    double throughput; /* bytes per second over the last window */
+    int target;        /* connections the probe lets the pulls hold together */
+    int limit;         /* the outside limit, 0 for none */
+    int per_host;
+    uint64_t waits;          /* pulls that waited for their first connection */
+    double wait_seconds_sum; /* and how long, together */
+    uint64_t probes_kept, probes_dropped;
+    size_t n_hosts;
+    struct {
+        char host[256];
+        int in_use;
+    } hosts[PULL_BUDGET_HOSTS_MAX];
+} pull_budget_stats;
+void pull_budget_stats_read(pull_budget *b, pull_budget_stats *out);
+
 typedef struct pull_options {
     const pull_config *config; /* may be NULL */
     const pull_creds *creds;   /* may be NULL: anonymous */
@@ -130,6 +178,8 @@ typedef struct pull_options {
     pull_event_fn on_event;    /* may be NULL; called from the caller's thread */
     void *event_ctx;
     const volatile int *cancel; /* non-NULL and set: stop with -ECANCELED */
+    pull_budget *budget;        /* may be NULL: this pull's own connections only */
+    int priority;               /* PULL_PRIORITY_*, with a budget */
 } pull_options;
 
 typedef struct pull_stats {
