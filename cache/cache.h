@@ -27,6 +27,14 @@ typedef struct cache_options {
  * files and stale locks left by killed processes are cleaned up. */
 int cache_open(const char *root, const cache_options *o, cache **out, mv_error *err);
 void cache_close(cache *c);
+
+/* A pod waits on a pull (locks/publishing.lock, shared): held by the
+ * plugin for each pull a publish waits on, so that pre-warm work in
+ * another process, sharing the cache directory, yields to it. *fd is the
+ * hold; close it to let go. */
+int cache_publishing_hold(cache *c, int *fd, mv_error *err);
+/* Whether some process holds cache_publishing_hold now. */
+bool cache_publishing_active(cache *c);
 static inline void cache_closep(cache **c)
 {
     cache_close(*c);
@@ -299,6 +307,9 @@ void cache_verify_result_clear(cache_verify_result *r);
 #define CACHE_PREWARM_MAX_LIST_BYTES ((size_t)1024 * 1024)
 #define CACHE_PREWARM_MAX_ENTRIES    4096
 #define CACHE_PREWARM_MAX_PARALLEL   64
+/* Connections a prewarm pass keeps, all its pulls together, while the
+ * plugin publishes: the rest of the node's link is the waiting pod's. */
+#define CACHE_PREWARM_YIELD_CONNECTIONS 4
 /* After a stop request, running pulls get this long to cancel before they
  * are killed. */
 #define CACHE_PREWARM_STOP_GRACE_MS 10000

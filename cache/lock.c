@@ -50,6 +50,20 @@ int cache_lock(cache *c, const char *name, int how, int *out, mv_error *err)
     return mv_error_set(err, -EDEADLK, "lock %s: the lock file keeps being replaced", file);
 }
 
+int cache_publishing_hold(cache *c, int *fd, mv_error *err)
+{
+    return cache_lock(c, "publishing", LOCK_SH, fd, err);
+}
+
+bool cache_publishing_active(cache *c)
+{
+    int fd = -1;
+    int r = cache_lock(c, "publishing", LOCK_EX | LOCK_NB, &fd, NULL);
+    if (r == 0)
+        close(fd);
+    return r == -EWOULDBLOCK;
+}
+
 void cache_locks_sweep(cache *c)
 {
     _cleanup_close_ int dfd = locks_dir(c, NULL);

@@ -210,6 +210,17 @@ static int pull_and_pin(cache *c, const char *ref, const cache_request *rq,
     }
 }
 
+/* This child's share of CACHE_PREWARM_YIELD_CONNECTIONS: the pass runs
+ * o->parallel children at once. */
+static int yield_share;
+
+/* The budget's outside limit: the yield share while the plugin publishes,
+ * else none. */
+static int yield_limit(void *ud)
+{
+    return cache_publishing_active(ud) ? yield_share : 0;
+}
+
 /* Runs in the child: pulls and pins, then writes its result whole to wfd
  * (one write of less than PIPE_BUF: the parent reads it in one piece). */
 static int child_run(const char *root, const cache_prewarm_opts *o, const cache_prewarm_entry *e,
@@ -244,8 +255,19 @@ static int child_run(const char *root, const cache_prewarm_opts *o, const cache_
     }
     if (r == 0)
         r = cache_open(root, NULL, &c, &res.error);
+    _cleanup_pull_budget_ pull_budget *budget = NULL;
     if (r == 0)
+        r = pull_budget_new(0, &budget, &res.error);
+    if (r == 0) {
+        /* Yield to the plugin's publishes through the cache directory. */
+        yield_share = CACHE_PREWARM_YIELD_CONNECTIONS / o->parallel;
+        if (yield_share < 1)
+            yield_share = 1;
+        pull_budget_set_limit(budget, yield_limit, c);
+        rq->pull.budget = budget;
+        rq->pull.priority = PULL_PRIORITY_BACKGROUND;
         r = pull_and_pin(c, e->reference, rq, &res, &res.error);
+    }
     if (r < 0 && !res.error.msg[0])
         mv_error_set(&res.error, r, "failed");
     _Static_assert(sizeof(res) < PIPE_BUF, "a result is written in one piece");

@@ -104,6 +104,8 @@ typedef struct csi_plugin {
     cache_options cache_opts;
     const cache_registry *registry; /* registry config and the node's default credentials */
     int connections;                /* pull connection budget; 0 = library default */
+    int connections_per_host;       /* the node's cap per host; 0 = library default */
+    pull_budget *budget;            /* the node's pull scheduler; NULL: none (tests) */
     unsigned publish_timeout;       /* seconds a publish waits for its pull */
 
     /* set once by recovery, then read-only */

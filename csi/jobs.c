@@ -68,12 +68,22 @@ static void *job_main(void *arg)
     rq->pull.on_event = on_pull_event;
     rq->pull.event_ctx = j;
     rq->pull.cancel = &j->cancel;
+    rq->pull.budget = p->budget;
+    rq->pull.priority = PULL_PRIORITY_PUBLISH;
 
     mv_log("info", "pull_start", "reference", j->reference);
     int64_t t0 = csi_now_ns();
     mv_error err = MV_ERROR_INIT;
     cache_pull_result res = {0};
+    /* A pod waits on this pull: pre-warm work in other processes yields. */
+    int hold = -1;
+    if (cache_publishing_hold(p->cache, &hold, &err) < 0) {
+        mv_log("warn", "publishing_lock", "error", err.msg);
+        mv_error_clear(&err);
+    }
     int r = cache_pull(p->cache, rq, &res, &err);
+    if (hold >= 0)
+        close(hold);
     double secs = (double)(csi_now_ns() - t0) / 1e9;
 
     /* The credentials served this pull only. */

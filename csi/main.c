@@ -28,6 +28,9 @@ static void usage(FILE *f)
             "  --high-watermark PCT    disk use that starts automatic GC (default 90)\n"
             "  --low-watermark PCT     disk use where GC stops (default 80)\n"
             "  --connections N         connections per pull, %d to %d (default %d)\n"
+            "  --connections-per-host N\n"
+            "                          the node's connections to one registry or storage\n"
+            "                          host, all pulls together, 1 to %d (default %d)\n"
             "  --self-register BOOL    serve the kubelet's plugin registration socket, so no\n"
             "                          node-driver-registrar is needed (default true)\n"
             "  --kubelet-registration-dir DIR\n"
@@ -45,8 +48,9 @@ static void usage(FILE *f)
             "  -h, --help              this help\n",
             CACHE_DEFAULT_ROOT, CACHE_DEFAULT_CONFIG, CSI_DEFAULT_METRICS_ADDR,
             CSI_DEFAULT_PUBLISH_TIMEOUT, CACHE_CONNECTIONS_MIN, CACHE_CONNECTIONS_MAX,
-            CACHE_CONNECTIONS_DEFAULT, CSI_PLUGIN_NAME, CSI_DEFAULT_REGISTRATION_DIR,
-            CSI_DEFAULT_KUBE_TOKEN, CSI_DEFAULT_KUBE_CA);
+            CACHE_CONNECTIONS_DEFAULT, PULL_BUDGET_PER_HOST_MAX, PULL_BUDGET_PER_HOST_DEFAULT,
+            CSI_PLUGIN_NAME, CSI_DEFAULT_REGISTRATION_DIR, CSI_DEFAULT_KUBE_TOKEN,
+            CSI_DEFAULT_KUBE_CA);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -120,6 +124,7 @@ static const flag_def flag_defs[] = {
     FLAG_NUM("low-watermark", F_INT, cache_opts.low_watermark_pct, CACHE_WATERMARK_MIN,
              CACHE_WATERMARK_MAX),
     FLAG_NUM("connections", F_CONNECTIONS, connections, 0, 0),
+    FLAG_NUM("connections-per-host", F_INT, connections_per_host, 1, PULL_BUDGET_PER_HOST_MAX),
     {"self-register", F_BOOL, offsetof(csi_flags, self_register), 0, 0},
     FLAG_STR("kubelet-registration-dir", reg_dir),
     FLAG_STR("kubelet-registration-path", reg_path),
@@ -242,6 +247,8 @@ int main(int argc, char **argv)
     if (csi_register_setup(&p, f.self_register, f.reg_dir, f.reg_path, f.endpoint, &err) < 0)
         return fail("%s", err.msg);
     csi_plugin_init(&p);
+    if (pull_budget_new(p.connections_per_host, &p.budget, &err) < 0)
+        return fail("%s", err.msg);
 
     /* Every thread (gRPC's included) inherits this mask; only the server's
      * stop thread takes the signals, with sigwait. */

@@ -120,6 +120,49 @@ static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char 
     }
 }
 
+/* The node's pull scheduler (puller/budget.c). */
+static void render_budget(sbuf *b, pull_budget *budget)
+{
+    if (!budget)
+        return;
+    pull_budget_stats st;
+    pull_budget_stats_read(budget, &st);
+    sb_printf(b,
+              "# HELP modelvol_pull_queue_length Pulls waiting for their first connection.\n"
+              "# TYPE modelvol_pull_queue_length gauge\n"
+              "modelvol_pull_queue_length %d\n"
+              "# HELP modelvol_pulls_running Pulls holding connections.\n"
+              "# TYPE modelvol_pulls_running gauge\n"
+              "modelvol_pulls_running %d\n"
+              "# HELP modelvol_pull_throughput_bytes_per_second The node's pull rate over the "
+              "last window.\n"
+              "# TYPE modelvol_pull_throughput_bytes_per_second gauge\n"
+              "modelvol_pull_throughput_bytes_per_second %.0f\n"
+              "# HELP modelvol_pull_connections_target Connections the scheduler lets all pulls "
+              "hold together.\n"
+              "# TYPE modelvol_pull_connections_target gauge\n"
+              "modelvol_pull_connections_target %d\n"
+              "# HELP modelvol_pull_wait_seconds Time pulls waited for their first connection.\n"
+              "# TYPE modelvol_pull_wait_seconds summary\n"
+              "modelvol_pull_wait_seconds_sum %.3f\n"
+              "modelvol_pull_wait_seconds_count %llu\n"
+              "# HELP modelvol_pull_probes_total Throughput probes for more connections, by "
+              "outcome.\n"
+              "# TYPE modelvol_pull_probes_total counter\n"
+              "modelvol_pull_probes_total{outcome=\"kept\"} %llu\n"
+              "modelvol_pull_probes_total{outcome=\"dropped\"} %llu\n"
+              "# HELP modelvol_pull_connections_in_use Connections open to each host, of "
+              "--connections-per-host (%d).\n"
+              "# TYPE modelvol_pull_connections_in_use gauge\n",
+              st.queued, st.running, st.throughput, st.target, st.wait_seconds_sum,
+              (unsigned long long)st.waits, (unsigned long long)st.probes_kept,
+              (unsigned long long)st.probes_dropped, st.per_host);
+    for (size_t i = 0; i < st.n_hosts; i++)
+        if (!strpbrk(st.hosts[i].host, "\"\\\n")) /* a label value needs no escape */
+            sb_printf(b, "modelvol_pull_connections_in_use{host=\"%s\"} %d\n", st.hosts[i].host,
+                      st.hosts[i].in_use);
+}
+
 char *csi_metrics_render(csi_plugin *p)
 {
     csi_metrics *m = p->metrics;
@@ -182,6 +225,7 @@ char *csi_metrics_render(csi_plugin *p)
             sb_printf(&b, "modelvol_publishes_total{result=\"%s\"} %llu\n", csi_code_label(i),
                       (unsigned long long)m->publishes[i]);
     pthread_mutex_unlock(&m->lock);
+    render_budget(&b, p->budget);
     bool ready = atomic_load(&p->ready);
     sb_printf(&b,
               "# HELP modelvol_ready 1 once cache recovery has finished.\n"

@@ -32,6 +32,8 @@ void csi_plugin_init(csi_plugin *p)
 
 void csi_plugin_destroy(csi_plugin *p)
 {
+    pull_budget_free(p->budget);
+    p->budget = NULL;
     csi_metrics_free(p->metrics);
     p->metrics = NULL;
     pthread_cond_destroy(&p->calls.cond);
