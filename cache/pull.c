@@ -210,7 +210,23 @@ typedef struct fetch_slot {
     int lock_fd;
     int fd;
     char *state_path;
+    cache *c;
+    bool committed; /* visible, lock released (commit_early) */
+    int commit_rc;
+    mv_error commit_err;
 } fetch_slot;
+
+/* pull_blob_job.on_verified: the blob is visible and its lock free while
+ * the round's other blobs still download. */
+static void commit_early(void *ud, pull_blob_job *job)
+{
+    fetch_slot *s = ud;
+    s->committed = true;
+    s->commit_rc = cache_ingest_commit(s->c, s->d, job->fd, &s->commit_err);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    s->lock_fd = -1;
+}
 
 static void slots_release(fetch_slot *s, size_t n)
 {
@@ -252,7 +268,7 @@ static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, ui
             close(lfd);
             continue;
         }
-        slots[ns] = (fetch_slot){.d = d, .lock_fd = lfd, .fd = -1};
+        slots[ns] = (fetch_slot){.d = d, .lock_fd = lfd, .fd = -1, .c = p->c};
         r = cache_ingest_open(p->c, d->digest, &slots[ns].fd, &slots[ns].state_path, p->err);
         ns++;
     }
@@ -263,8 +279,11 @@ static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, ui
     if (r == 0 && ns > 0) {
         pull_blob_job *jobs = mv_xcalloc(ns, sizeof(*jobs));
         for (size_t i = 0; i < ns; i++)
-            jobs[i] = (pull_blob_job){
-                .desc = slots[i].d, .fd = slots[i].fd, .state_path = slots[i].state_path};
+            jobs[i] = (pull_blob_job){.desc = slots[i].d,
+                                      .fd = slots[i].fd,
+                                      .state_path = slots[i].state_path,
+                                      .on_verified = commit_early,
+                                      .ud = &slots[i]};
         int pr = pull_blobs(p->client, jobs, ns, p->err);
         /* Keep whatever did arrive even when another blob failed: the next
          * pull then only needs the rest. */
@@ -273,7 +292,13 @@ static int fetch_round(pull_ctx *p, const oci_descriptor **missing, size_t n, ui
             if (jobs[i].result < 0)
                 continue;
             mv_error cerr = MV_ERROR_INIT;
-            int cr = cache_ingest_commit(p->c, slots[i].d, slots[i].fd, &cerr);
+            int cr;
+            if (slots[i].committed) {
+                cr = slots[i].commit_rc;
+                mv_error_copy(&cerr, &slots[i].commit_err);
+            } else {
+                cr = cache_ingest_commit(p->c, slots[i].d, slots[i].fd, &cerr);
+            }
             if (cr < 0 && pr == 0) {
                 mv_error_copy(p->err, &cerr);
                 pr = cr;

@@ -551,6 +551,8 @@ static void finish_job(dl_ctx *x, dl_job *j)
         save_state(j, false);
     }
     emit(c, PULL_EV_BLOB_DONE, j, NULL);
+    if (j->job->on_verified)
+        j->job->on_verified(j->job->ud, j->job);
 }
 
 static size_t xfer_header(char *buf, size_t size, size_t nmemb, void *ud)

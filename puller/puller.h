@@ -228,6 +228,13 @@ typedef struct pull_blob_job {
     const oci_descriptor *desc;
     int fd;
     const char *state_path;
+    /* May be NULL. Called on pull_blobs' thread as soon as this blob's
+     * bytes are verified, before the others end: the cache makes it visible
+     * and lets go of its lock at once, so a pull waiting on this one blob
+     * (a config another model shares) does not wait for the rest. The fd
+     * stays the caller's. */
+    void (*on_verified)(void *ud, struct pull_blob_job *job);
+    void *ud;
     /* outputs */
     int result;          /* 0 or negative code */
     mv_error err;        /* set when result < 0 */
