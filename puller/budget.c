@@ -381,6 +381,9 @@ bool pull_budget_take(pull_tenant *t, const char *host)
     pthread_mutex_lock(&b->mu);
     bool ok = false;
     budget_host *h = t->held < t->allowance ? host_of(b, host) : NULL;
+    /* Waiting is wanting a slot and not getting one, whichever cap said no. */
+    if (!t->served && (!h || h->in_use >= b->per_host))
+        t->waited = true;
     if (h && h->in_use < b->per_host) {
         h->in_use++;
         t->held++;

@@ -124,6 +124,15 @@ typedef struct dl_ctx {
     dl_xfer *xfers;    /* live transfers */
     pull_saver *saver; /* started with the first ranged blob */
     int allowed;       /* connections the node's budget lets this pull hold now */
+    /* Budget slots held for connections a finished transfer left idle in
+     * curl's cache, by host: the next range to that host reuses the
+     * connection and the slot, and another pull cannot take the slot while
+     * the socket is still open. */
+    struct {
+        char *host;
+        int n;
+    } spare[4];
+    int spares;
 } dl_ctx;
 
 static void emit(pull_client *c, pull_event_kind kind, dl_job *j, const char *msg)
@@ -237,7 +246,59 @@ static bool xfer_current(const dl_xfer *t)
     return !t->j->finished && t->plan == t->j->plan;
 }
 
-static void xfer_free(dl_ctx *x, dl_xfer *t)
+static bool spare_take(dl_ctx *x, const char *host)
+{
+    for (size_t i = 0; i < 4; i++) {
+        if (x->spare[i].n > 0 && strcmp(x->spare[i].host, host) == 0) {
+            x->spare[i].n--;
+            x->spares--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Keeps t's slot for the idle connection it leaves; false when there is no
+ * row for its host (the slot is given back then). */
+static bool spare_put(dl_ctx *x, const char *host)
+{
+    for (size_t i = 0; i < 4; i++) {
+        if (x->spare[i].host && strcmp(x->spare[i].host, host) == 0) {
+            x->spare[i].n++;
+            x->spares++;
+            return true;
+        }
+    }
+    for (size_t i = 0; i < 4; i++) {
+        if (x->spare[i].n == 0) {
+            free(x->spare[i].host);
+            x->spare[i].host = mv_xstrdup(host);
+            x->spare[i].n = 1;
+            x->spares++;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Gives back every spare slot (of host, or all when NULL) and closes the
+ * idle connections they stood for: with none in flight, by a new multi
+ * handle; else they are marked for closing as the pull goes on. */
+static void spares_give(dl_ctx *x, const char *host)
+{
+    bool gave = false;
+    for (size_t i = 0; i < 4; i++) {
+        if (x->spare[i].n == 0 || (host && strcmp(x->spare[i].host, host) != 0))
+            continue;
+        for (; x->spare[i].n > 0; x->spare[i].n--, x->spares--)
+            pull_budget_give(x->c->tenant, x->spare[i].host);
+        gave = true;
+    }
+    if (gave && x->inflight == 0)
+        pull_client_reset_multi(x->c);
+}
+
+static void xfer_free_keep(dl_ctx *x, dl_xfer *t, bool keep)
 {
     if (t->prev)
         t->prev->next = t->next;
@@ -252,12 +313,20 @@ static void xfer_free(dl_ctx *x, dl_xfer *t)
     free(t->content_range);
     free(t->retry_after);
     if (t->host) {
-        pull_budget_give(x->c->tenant, t->host);
+        /* A connection curl may keep: its slot stays with it. */
+        if (!keep || t->no_reuse || !spare_put(x, t->host))
+            pull_budget_give(x->c->tenant, t->host);
         free(t->host);
     }
     t->j->inflight--;
     x->inflight--;
     free(t);
+}
+
+/* A transfer stopped before its end: curl closes its connection. */
+static void xfer_free(dl_ctx *x, dl_xfer *t)
+{
+    xfer_free_keep(x, t, false);
 }
 
 /* Stops every transfer of j (a fatal error or a change of plan): they are
@@ -710,7 +779,8 @@ static size_t xfer_write(char *ptr, size_t size, size_t nmemb, void *ud)
 static int start_xfer(dl_ctx *x, dl_job *j, dl_range *r)
 {
     pull_client *c = x->c;
-    if (c->tenant && (x->inflight >= x->allowed || !pull_budget_take(c->tenant, j->url_host)))
+    if (c->tenant && (x->inflight >= x->allowed ||
+                      (!spare_take(x, j->url_host) && !pull_budget_take(c->tenant, j->url_host))))
         return -EAGAIN;
     dl_xfer *t = mv_xcalloc(1, sizeof(*t));
     if (c->tenant)
@@ -984,6 +1054,11 @@ static void budget_pass(dl_ctx *x)
     pull_client *c = x->c;
     x->allowed =
         pull_budget_tick(c->tenant, c->stats.bytes_origin + c->stats.bytes_mirror, want_now(x));
+    if (x->spares && x->inflight + x->spares > x->allowed)
+        spares_give(x, NULL);
+    for (size_t i = 0; i < 4; i++)
+        if (x->spare[i].n > 0 && pending_on(x, x->spare[i].host) == 0)
+            spares_give(x, x->spare[i].host);
     while (x->inflight > x->allowed && x->xfers)
         cut_xfer(x, x->xfers);
     /* Once per host: the transfers that may still be followed on it. */
@@ -1120,7 +1195,7 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
             xfer_done(&x, t, cc);
             if (xfer_current(t) && t->r->state == R_ACTIVE)
                 t->r->state = R_PENDING;
-            xfer_free(&x, t);
+            xfer_free_keep(&x, t, cc == CURLE_OK);
         }
         for (size_t i = 0; i < n; i++) {
             dl_job *j = &x.jobs[i];
@@ -1181,6 +1256,9 @@ int pull_blobs(pull_client *c, pull_blob_job *jobs, size_t n, mv_error *err)
     }
     pull_saver_stop(x.saver);
     if (c->tenant) {
+        spares_give(&x, NULL);
+        for (size_t i = 0; i < 4; i++)
+            free(x.spare[i].host);
         pull_budget_tick(c->tenant, c->stats.bytes_origin + c->stats.bytes_mirror, 0);
         /* Idle connections would hold sockets the budget has given away. */
         pull_client_reset_multi(c);

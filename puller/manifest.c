@@ -5,6 +5,8 @@
  * backoff; bodies are size-limited while they are read. */
 #include "puller-internal.h"
 
+#include <sys/mman.h>
+
 #include <string.h>
 
 static bool transient_status(long s)
@@ -164,6 +166,36 @@ int pull_fetch_manifest(pull_client *c, const char *tag_or_digest, void **buf, s
                           err);
 }
 
+/* With the node's budget, a small blob goes through pull_blobs, so its
+ * connection (to blob storage, after the registry's redirect) is one the
+ * budget counts and waits for like any other. */
+static int fetch_budgeted(pull_client *c, const oci_descriptor *d, const char *what, void **buf,
+                          size_t *len, mv_error *err)
+{
+    _cleanup_close_ int fd = memfd_create("modelvol-small-blob", MFD_CLOEXEC);
+    if (fd < 0)
+        return mv_error_errno(err, -errno, "%s: memfd_create", what);
+    pull_blob_job job = {.desc = d, .fd = fd};
+    int rc = pull_blobs(c, &job, 1, err);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)d->size;
+    _cleanup_free_ char *b = mv_xmalloc(n + 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, b + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return mv_error_errno(err, r < 0 ? -errno : -EIO, "%s: reading it back", what);
+        got += (size_t)r;
+    }
+    b[n] = '\0';
+    *len = n;
+    *buf = MV_STEAL(b);
+    return 0;
+}
+
 int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, size_t *len,
                           mv_error *err)
 {
@@ -177,6 +209,10 @@ int pull_fetch_small_blob(pull_client *c, const oci_descriptor *d, void **buf, s
     if (d->size > (int64_t)OCI_MANIFEST_MAX_BYTES)
         return mv_error_set(err, -EFBIG, "%s: %llu bytes is too large to read into memory", what,
                             (unsigned long long)d->size);
+    if (d->size < 0)
+        return mv_error_set(err, -EINVAL, "%s: negative size", what);
+    if (c->tenant)
+        return fetch_budgeted(c, d, what, buf, len, err);
     _cleanup_free_ char *path = mv_xasprintf("blobs/%s", d->digest);
     pull_http_req req = {
         .method = "GET",
