@@ -39,15 +39,20 @@ def make_ca(dirpath, host="127.0.0.1"):
 
 class Nginx:
     def __init__(self, tmp, upstream, tls=None, basic=None, bearer=None, redirect_blobs=False,
-                 storage_rate=None):
+                 storage_rate=None, storage_root=None):
         """upstream: "127.0.0.1:port" of the registry; tls: make_ca() paths;
         basic: (user, password); bearer: a tokenserver.TokenServer;
-        storage_rate: nginx limit_rate value per storage connection."""
+        storage_rate: nginx limit_rate value per storage connection;
+        storage_root: the registry's filesystem root ("data" of mvreg): the
+        storage block then serves blob files from it itself, as object
+        storage would, instead of proxying each byte through the registry
+        (a second loopback hop that a shaped link would count twice)."""
         self.dir = os.path.join(tmp, f"nginx-{free_port()}")
         os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
         self.upstream = upstream
         self.tls, self.basic, self.bearer = tls, basic, bearer
         self.redirect_blobs, self.storage_rate = redirect_blobs, storage_rate
+        self.storage_root = storage_root
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.storage_port = free_port()
@@ -89,6 +94,16 @@ class Nginx:
             proxy_set_header X-Original-URI $request_uri;
         }}"""
         rate = f"limit_rate {self.storage_rate};" if self.storage_rate else ""
+        files = ""
+        if self.storage_root:
+            # docker-registry's filesystem layout (registry/storage/paths.go):
+            # blobs/<alg>/<first two hex>/<hex>/data.
+            files = f"""
+        location ~ "^/v2/.+/blobs/sha256:(?<p>[0-9a-f]{{2}})(?<r>[0-9a-f]{{62}})$" {{
+            {rate}
+            default_type application/octet-stream;
+            alias {self.storage_root}/docker/registry/v2/blobs/sha256/$p/$p$r/data;
+        }}"""
         return f"""
 daemon off;
 master_process off;
@@ -125,6 +140,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.storage_port};
         access_log {self.storage_log} storage;
+        {files}
         location / {{
             # limit_rate needs buffered proxying; no temp files so memory
             # and disk stay flat whatever the blob size.
