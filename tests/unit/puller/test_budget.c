@@ -62,6 +62,25 @@ static void sim_window(sim *s, double link, double per_conn, int want)
     }
 }
 
+/* Two pulls that each use up to max connections, arrived in order. */
+static sim sim_start(pull_budget *b, int max)
+{
+    sim s = {.n = 2};
+    for (int i = 0; i < s.n; i++)
+        s.t[i] = pull_budget_join(b, PULL_PRIORITY_PUBLISH, max);
+    return s;
+}
+
+static void sim_end(sim *s, pull_budget *b)
+{
+    for (int i = 0; i < s->n; i++) {
+        for (; s->held[i] > 0; s->held[i]--)
+            pull_budget_give(s->t[i], "storage:443");
+        pull_budget_leave(s->t[i]);
+    }
+    pull_budget_free(b);
+}
+
 MV_TEST(first_gets_all_next_waits)
 {
     pull_budget *b = budget(64);
@@ -94,9 +113,7 @@ MV_TEST(first_gets_all_next_waits)
 MV_TEST(probe_on_full_link_is_dropped)
 {
     pull_budget *b = budget(64);
-    sim s = {.n = 2};
-    s.t[0] = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 16);
-    s.t[1] = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 16);
+    sim s = sim_start(b, 16);
     /* 200 MB/s link, 50 MB/s per connection: 16 connections fill it. */
     for (int w = 0; w < 6; w++)
         sim_window(&s, 200e6, 50e6, 16);
@@ -108,20 +125,13 @@ MV_TEST(probe_on_full_link_is_dropped)
     CHECK_INT(s.held[0], 16);
     CHECK_INT(s.held[1], 0);
     CHECK_INT(st.target, 16);
-    for (int i = 0; i < 2; i++) {
-        while (s.held[i]--)
-            pull_budget_give(s.t[i], "storage:443");
-        pull_budget_leave(s.t[i]);
-    }
-    pull_budget_free(b);
+    sim_end(&s, b);
 }
 
 MV_TEST(probe_that_adds_throughput_is_kept)
 {
     pull_budget *b = budget(64);
-    sim s = {.n = 2};
-    s.t[0] = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 4);
-    s.t[1] = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 4);
+    sim s = sim_start(b, 4);
     /* Storage caps each connection at 10 MB/s on a 1 GB/s link: the first
      * pull's 4 connections leave most of the link idle. */
     for (int w = 0; w < 8; w++)
@@ -132,12 +142,7 @@ MV_TEST(probe_that_adds_throughput_is_kept)
     CHECK_INT(s.held[0], 4);
     CHECK(s.held[1] >= 2);
     CHECK_INT(st.running, 2);
-    for (int i = 0; i < 2; i++) {
-        while (s.held[i]--)
-            pull_budget_give(s.t[i], "storage:443");
-        pull_budget_leave(s.t[i]);
-    }
-    pull_budget_free(b);
+    sim_end(&s, b);
 }
 
 MV_TEST(publish_goes_before_background)
