@@ -7,7 +7,10 @@
  * got faster by a good part of what that many connections carry. A link the
  * first pull already fills so makes the pulls run one after another, and
  * storage that caps each connection lets them run side by side. Each host
- * is also capped at a fixed number of connections, whatever the probe says. */
+ * is also capped at a fixed number of connections, whatever the probe says,
+ * and its slots go in the same order: a pull that the cap turns away is
+ * that host's waiter, later pulls take no slot there and give back what
+ * they hold there until it has what it wants. */
 #include "puller-internal.h"
 
 #include <limits.h>
@@ -42,11 +45,15 @@ struct pull_tenant {
     bool waited; /* it has been counted as waiting for its first slot */
     bool served; /* it got its first slot */
     uint64_t joined_ms;
+    int held_on[PULL_BUDGET_HOSTS_MAX]; /* of held, per row of b->hosts */
 };
 
 typedef struct budget_host {
     char name[256];
     int in_use;
+    /* The earliest tenant the cap turned away that may still take more;
+     * NULL for none. */
+    pull_tenant *waiter;
 } budget_host;
 
 struct pull_budget {
@@ -135,6 +142,18 @@ static int imin(int a, int b)
     return a < b ? a : b;
 }
 
+/* Whether a goes before b: by priority, then arrival. */
+static bool earlier(const pull_tenant *a, const pull_tenant *b)
+{
+    return a->priority < b->priority || (a->priority == b->priority && a->seq < b->seq);
+}
+
+/* Whether an earlier tenant waits for a slot on host row h. */
+static bool behind_waiter(const budget_host *h, const pull_tenant *t)
+{
+    return h->waiter && h->waiter != t && earlier(h->waiter, t);
+}
+
 static uint64_t total_bytes(const pull_budget *b)
 {
     uint64_t s = b->bytes_left;
@@ -194,6 +213,21 @@ static void share_out(pull_budget *b)
                 t->allowance = 0;
             left -= t->allowance;
         }
+    }
+    /* A waiter that holds what it may or wants stops waiting; a tenant
+     * behind one gives back its slots on that host. */
+    for (size_t i = 0; i < b->n_hosts; i++) {
+        pull_tenant *w = b->hosts[i].waiter;
+        if (w && (w->held >= w->allowance || w->want <= w->held))
+            b->hosts[i].waiter = NULL;
+    }
+    for (pull_tenant *t = b->tenants; t; t = t->next) {
+        int yield = 0;
+        for (size_t i = 0; i < b->n_hosts; i++)
+            if (behind_waiter(&b->hosts[i], t))
+                yield += t->held_on[i];
+        if (yield && t->allowance > t->held - yield)
+            t->allowance = t->held - yield > 0 ? t->held - yield : 0;
     }
 }
 
@@ -320,6 +354,9 @@ void pull_budget_leave(pull_tenant *t)
         }
     }
     b->bytes_left += t->bytes;
+    for (size_t i = 0; i < b->n_hosts; i++)
+        if (b->hosts[i].waiter == t)
+            b->hosts[i].waiter = NULL;
     if (!b->tenants) {
         /* Idle: the next pull starts a fresh measurement. */
         b->win_start = 0;
@@ -363,7 +400,7 @@ static budget_host *host_of(pull_budget *b, const char *host)
             return &b->hosts[i];
     /* A free row: a host no connection uses any more is forgotten. */
     for (size_t i = 0; i < b->n_hosts; i++) {
-        if (b->hosts[i].in_use == 0) {
+        if (b->hosts[i].in_use == 0 && !b->hosts[i].waiter) {
             snprintf(b->hosts[i].name, sizeof(b->hosts[i].name), "%s", host);
             return &b->hosts[i];
         }
@@ -381,12 +418,17 @@ bool pull_budget_take(pull_tenant *t, const char *host)
     pthread_mutex_lock(&b->mu);
     bool ok = false;
     budget_host *h = t->held < t->allowance ? host_of(b, host) : NULL;
+    bool behind = h && behind_waiter(h, t);
+    bool full = !h || behind || h->in_use >= b->per_host;
     /* Waiting is wanting a slot and not getting one, whichever cap said no. */
-    if (!t->served && (!h || h->in_use >= b->per_host))
+    if (!t->served && full)
         t->waited = true;
-    if (h && h->in_use < b->per_host) {
+    if (h && !behind && h->in_use >= b->per_host && (!h->waiter || earlier(t, h->waiter)))
+        h->waiter = t;
+    if (!full) {
         h->in_use++;
         t->held++;
+        t->held_on[h - b->hosts]++;
         ok = true;
         if (!t->served) {
             t->served = true;
@@ -407,12 +449,26 @@ void pull_budget_give(pull_tenant *t, const char *host)
     for (size_t i = 0; i < b->n_hosts; i++) {
         if (strcmp(b->hosts[i].name, host) == 0 && b->hosts[i].in_use > 0) {
             b->hosts[i].in_use--;
+            if (t->held_on[i] > 0)
+                t->held_on[i]--;
             break;
         }
     }
     if (t->held > 0)
         t->held--;
     pthread_mutex_unlock(&b->mu);
+}
+
+bool pull_budget_yields(pull_tenant *t, const char *host)
+{
+    pull_budget *b = t->b;
+    pthread_mutex_lock(&b->mu);
+    bool y = false;
+    for (size_t i = 0; i < b->n_hosts && !y; i++)
+        y = strcmp(b->hosts[i].name, host) == 0 && t->held_on[i] > 0 &&
+            behind_waiter(&b->hosts[i], t);
+    pthread_mutex_unlock(&b->mu);
+    return y;
 }
 
 /* ------------------------------------------------------------------------ */

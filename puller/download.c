@@ -1046,7 +1046,8 @@ static void cut_xfer(dl_ctx *x, dl_xfer *t)
 }
 
 /* Asks the node's budget how many connections this pull may hold, and
- * gives back what it holds above that, newest transfers first. A transfer
+ * gives back what it holds above that: first those on a host where an
+ * earlier pull waits for a slot, then the newest. A transfer
  * no waiting range will follow on its host closes its connection when it
  * ends, so an idle socket does not hold a slot the budget gave away. */
 static void budget_pass(dl_ctx *x)
@@ -1059,8 +1060,16 @@ static void budget_pass(dl_ctx *x)
     for (size_t i = 0; i < 4; i++)
         if (x->spare[i].n > 0 && pending_on(x, x->spare[i].host) == 0)
             spares_give(x, x->spare[i].host);
-    while (x->inflight > x->allowed && x->xfers)
-        cut_xfer(x, x->xfers);
+    while (x->inflight > x->allowed && x->xfers) {
+        dl_xfer *cut = x->xfers;
+        for (dl_xfer *t = x->xfers; t; t = t->next) {
+            if (t->host && pull_budget_yields(c->tenant, t->host)) {
+                cut = t;
+                break;
+            }
+        }
+        cut_xfer(x, cut);
+    }
     /* Once per host: the transfers that may still be followed on it. */
     for (dl_xfer *t = x->xfers; t; t = t->next) {
         if (t->no_reuse || !t->host)

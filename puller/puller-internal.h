@@ -164,6 +164,9 @@ int pull_budget_tick(pull_tenant *t, uint64_t bytes, int want);
  * cap; false when either is full. */
 bool pull_budget_take(pull_tenant *t, const char *host);
 void pull_budget_give(pull_tenant *t, const char *host);
+/* Whether the tenant holds slots on host that an earlier pull waits for:
+ * the connections to give back first when its allowance shrinks. */
+bool pull_budget_yields(pull_tenant *t, const char *host);
 /* Closes the download loop's idle connections (a new multi handle). */
 void pull_client_reset_multi(pull_client *c);
 /* For tests: the millisecond clock the budget measures with. */

@@ -3,8 +3,8 @@
  * probe that adds no throughput is dropped and the next pull waits again; a
  * probe that does add is kept and the pulls run side by side; a publish goes
  * before background work that joined earlier; the host cap holds whatever
- * the allowances say; an outside limit caps everything; the stats count
- * waits, probes and connections per host. */
+ * the allowances say, and its slots go in arrival order; an outside limit
+ * caps everything; the stats count waits, probes and connections per host. */
 #include "mvtest.h"
 #include "puller-internal.h"
 
@@ -188,6 +188,53 @@ MV_TEST(host_cap_holds)
     pull_budget_free(b);
 }
 
+MV_TEST(host_slots_go_in_order)
+{
+    pull_budget *b = budget(4);
+    pull_tenant *a = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 16);
+    pull_tenant *c = pull_budget_join(b, PULL_PRIORITY_PUBLISH, 16);
+    /* The first used the whole host; between blobs it wants one, and the
+     * later pull opens 3 beside it. */
+    CHECK_INT(pull_budget_tick(a, 0, 16), 16);
+    CHECK_INT(take(a, "storage:443", 16), 4);
+    for (int i = 0; i < 3; i++)
+        pull_budget_give(a, "storage:443");
+    CHECK_INT(pull_budget_tick(a, 0, 1), 16);
+    CHECK(pull_budget_tick(c, 0, 5) >= 3);
+    CHECK_INT(take(c, "storage:443", 3), 3);
+    CHECK_INT(take(c, "r:5000", 1), 1);
+    CHECK(!pull_budget_yields(c, "storage:443"));
+    /* The first now wants 4 and the host is full: it is the host's waiter. */
+    CHECK_INT(pull_budget_tick(a, 0, 4), 16);
+    CHECK(!pull_budget_take(a, "storage:443"));
+    /* The later one gives back its slots there, and only there... */
+    CHECK(pull_budget_yields(c, "storage:443"));
+    CHECK(!pull_budget_yields(c, "r:5000"));
+    CHECK_INT(pull_budget_tick(c, 0, 5), 1);
+    for (int i = 0; i < 3; i++)
+        pull_budget_give(c, "storage:443");
+    /* ...takes none there while the first waits, even with slots free... */
+    CHECK_INT(pull_budget_tick(c, 0, 5) > 1, 1);
+    CHECK(!pull_budget_take(c, "storage:443"));
+    CHECK(!pull_budget_yields(c, "storage:443"));
+    /* ...and the first gets the whole host. */
+    CHECK_INT(take(a, "storage:443", 4), 3);
+    CHECK_INT(pull_budget_tick(a, 0, 4), 16);
+    CHECK(!pull_budget_take(c, "storage:443"));
+    /* Once the first has what it wants, the later one may take again. */
+    pull_budget_give(a, "storage:443");
+    CHECK_INT(pull_budget_tick(a, 0, 3), 16);
+    CHECK(pull_budget_tick(c, 0, 5) >= 1);
+    CHECK(pull_budget_take(c, "storage:443"));
+    pull_budget_give(c, "storage:443");
+    pull_budget_give(c, "r:5000");
+    for (int i = 0; i < 3; i++)
+        pull_budget_give(a, "storage:443");
+    pull_budget_leave(a);
+    pull_budget_leave(c);
+    pull_budget_free(b);
+}
+
 static int limit_value;
 static int limit_fn(void *ud)
 {
@@ -230,6 +277,7 @@ int main(void)
     MV_RUN(probe_that_adds_throughput_is_kept);
     MV_RUN(publish_goes_before_background);
     MV_RUN(host_cap_holds);
+    MV_RUN(host_slots_go_in_order);
     MV_RUN(outside_limit_caps_all);
     MV_RUN(bad_per_host_refused);
     MV_DONE();
