@@ -349,15 +349,25 @@ typedef struct csi_job csi_job;
  * which. *rq is taken over (set to NULL) whatever the outcome. The caller
  * holds a reference until csi_job_release; the pull itself runs to its end
  * whether or not anybody still waits. */
-int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,
-                bool *joined, mv_error *err);
-/* Waits until the pull ends or deadline_ns (CLOCK_MONOTONIC) passes:
- * true when it ended. */
-bool csi_job_wait(csi_job *j, int64_t deadline_ns);
+int csi_job_get(csi_plugin *p, cache_request **rq, cache_request **probe, const char *creds_id,
+                csi_job **out, bool *joined, mv_error *err);
+/* Waits until the pull ends or deadline_ns (CLOCK_MONOTONIC) passes, or
+ * with until_pulling also until it starts downloading: true when it ended. */
+bool csi_job_wait(csi_job *j, int64_t deadline_ns, bool until_pulling);
 /* After csi_job_wait returned true: the pull's code, error and result. */
 int csi_job_result(csi_job *j, const cache_pull_result **res, const mv_error **err);
 /* Blobs finished and started so far, for messages. */
 void csi_job_progress(csi_job *j, unsigned *blobs_done, unsigned *blobs_started);
+/* Whether the pull downloads (false until its first blob starts, and for
+ * a cache hit), with the bytes it has fetched and the model's size. */
+bool csi_job_bytes(csi_job *j, uint64_t *done, uint64_t *total);
+/* At most one Pulling event per pod per interval: a kubelet polls a slow
+ * publish and each of its calls waits its own pod's events. */
+#define CSI_PULLING_EVENT_INTERVAL_NS ((int64_t)10 * 1000000000)
+/* Whether pod (its namespace/name) is due a Pulling event from this job
+ * at now_ns; when due, notes it sent. *first: none was sent for it yet;
+ * *next_ns: when the next is due. */
+bool csi_job_event_due(csi_job *j, const char *pod, int64_t now_ns, bool *first, int64_t *next_ns);
 void csi_job_release(csi_job *j);
 /* Runs the cache's GC when the disk or --max-size asks for it, and
  * refreshes the cache metrics. Called after each pull and at start. */

@@ -18,6 +18,29 @@ struct csi_job {
     atomic_uint blobs_started;
     atomic_uint blobs_done;
 
+    /* Byte progress for the pods' Pulling events. The pull's thread alone
+     * writes blobs[] and the sums; waiters read the atomics. pulling is set
+     * once, after total, when the first blob download starts: a cache hit
+     * never sets it. */
+    cache_request *probe; /* the same request with policy Never, no secret: sizes the model */
+    struct job_blob {
+        char digest[OCI_DIGEST_MAX];
+        uint64_t done, size;
+    } * blobs;
+    size_t n_blobs;
+    atomic_bool pulling;
+    _Atomic uint64_t bytes_total; /* the model, from its manifest */
+    _Atomic uint64_t bytes_done;  /* of the blobs this pull fetches */
+
+    /* The pods this job has posted Pulling events for, so a kubelet retry
+     * of the same pod joining the job keeps its 10 s cadence; under
+     * jobs.lock. */
+    struct job_pod {
+        char *key;
+        int64_t last_ns;
+    } * pods;
+    size_t n_pods;
+
     /* the pull */
     csi_plugin *plugin;
     char *reference;   /* normalised, for the log */
@@ -34,6 +57,11 @@ static void job_free(csi_job *j)
     free(j->key);
     free(j->reference);
     cache_request_free(j->rq);
+    cache_request_free(j->probe);
+    free(j->blobs);
+    for (size_t i = 0; i < j->n_pods; i++)
+        free(j->pods[i].key);
+    free(j->pods);
     cache_pull_result_clear(&j->res);
     free(j);
 }
@@ -45,9 +73,84 @@ static void job_unref_locked(csi_job *j)
         job_free(j);
 }
 
+/* The model's size as its manifest gives it: each distinct layer the
+ * layout places and the kind filter keeps (include/exclude are not
+ * applied, so a filtered pull's size is an upper bound). Read from the
+ * store, where the pull has put the manifest and config by the time its
+ * first blob starts, so it costs no registry request. 0 when unknown. */
+static uint64_t model_size(csi_job *j)
+{
+    if (!j->probe)
+        return 0;
+    cache_inspection in = {0};
+    mv_error err = MV_ERROR_INIT;
+    if (cache_inspect(j->plugin->cache, j->probe, &in, &err) < 0) {
+        mv_log("warn", "model_size_unknown", "reference", j->reference, "error", err.msg);
+        return 0;
+    }
+    uint64_t total = 0;
+    unsigned mask = j->probe->kinds_mask;
+    for (size_t i = 0; i < in.plan->n_layers; i++) {
+        const oci_layer_plan *lp = &in.plan->layers[i];
+        const oci_descriptor *d = &in.manifest->layers[lp->index];
+        if (lp->place == OCI_PLACE_SKIP || d->size <= 0)
+            continue;
+        if (mask && (lp->kind == MODEL_KIND_NONE || !(mask & (1u << (unsigned)lp->kind))))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = strcmp(in.manifest->layers[in.plan->layers[k].index].digest, d->digest) == 0;
+        if (!dup)
+            total += (uint64_t)d->size;
+    }
+    cache_inspection_clear(&in);
+    return total;
+}
+
+/* Keeps the byte sums current from a blob event; on the pull's thread. */
+static void track_bytes(csi_job *j, const cache_pull_event *ev)
+{
+    if (!ev->digest)
+        return;
+    struct job_blob *b = NULL;
+    for (size_t i = 0; i < j->n_blobs && !b; i++)
+        if (strcmp(j->blobs[i].digest, ev->digest) == 0)
+            b = &j->blobs[i];
+    if (!b) {
+        j->blobs = mv_xrealloc(j->blobs, (j->n_blobs + 1) * sizeof(*j->blobs));
+        b = &j->blobs[j->n_blobs++];
+        memset(b, 0, sizeof(*b));
+        snprintf(b->digest, sizeof(b->digest), "%s", ev->digest);
+    }
+    b->done = ev->done;
+    b->size = ev->total;
+    uint64_t done = 0, sizes = 0;
+    for (size_t i = 0; i < j->n_blobs; i++) {
+        done += j->blobs[i].done;
+        sizes += j->blobs[i].size;
+    }
+    atomic_store(&j->bytes_done, done);
+    /* Without a size from the manifest, what is known to be fetched. */
+    if (atomic_load(&j->bytes_total) < sizes)
+        atomic_store(&j->bytes_total, sizes);
+}
+
 static void on_pull_event(void *ctx, const cache_pull_event *ev)
 {
     csi_job *j = ctx;
+    if (ev->kind == CACHE_EV_BLOB_START || ev->kind == PULL_EV_BLOB_PROGRESS ||
+        ev->kind == CACHE_EV_BLOB_DONE) {
+        if (!atomic_load(&j->pulling))
+            atomic_store(&j->bytes_total, model_size(j));
+        track_bytes(j, ev);
+        if (!atomic_load(&j->pulling)) {
+            csi_plugin *p = j->plugin;
+            pthread_mutex_lock(&p->jobs.lock);
+            atomic_store(&j->pulling, true);
+            pthread_cond_broadcast(&p->jobs.cond); /* waiters announce the download */
+            pthread_mutex_unlock(&p->jobs.lock);
+        }
+    }
     if (ev->kind == CACHE_EV_BLOB_START) {
         atomic_fetch_add(&j->blobs_started, 1);
     } else if (ev->kind == CACHE_EV_BLOB_DONE) {
@@ -89,6 +192,8 @@ static void *job_main(void *arg)
     /* The credentials served this pull only. */
     cache_request_free(j->rq);
     j->rq = NULL;
+    cache_request_free(j->probe);
+    j->probe = NULL;
 
     char dur[32], bytes[32];
     snprintf(dur, sizeof(dur), "%.3f", secs);
@@ -234,10 +339,11 @@ static char *job_key(const cache_request *rq, const char *creds_id)
     return k;
 }
 
-int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job **out,
-                bool *joined, mv_error *err)
+int csi_job_get(csi_plugin *p, cache_request **rq, cache_request **probe, const char *creds_id,
+                csi_job **out, bool *joined, mv_error *err)
 {
     _cleanup_(cache_request_freep) cache_request *req = MV_STEAL(*rq);
+    _cleanup_(cache_request_freep) cache_request *preq = probe ? MV_STEAL(*probe) : NULL;
     _cleanup_free_ char *key = job_key(req, creds_id);
 
     pthread_mutex_lock(&p->jobs.lock);
@@ -261,8 +367,12 @@ int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job
     j->plugin = p;
     j->reference = mv_xstrdup(req->reference);
     j->rq = MV_STEAL(req);
+    j->probe = MV_STEAL(preq);
     atomic_init(&j->blobs_started, 0);
     atomic_init(&j->blobs_done, 0);
+    atomic_init(&j->pulling, false);
+    atomic_init(&j->bytes_total, 0);
+    atomic_init(&j->bytes_done, 0);
 
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -286,12 +396,12 @@ int csi_job_get(csi_plugin *p, cache_request **rq, const char *creds_id, csi_job
     return 0;
 }
 
-bool csi_job_wait(csi_job *j, int64_t deadline_ns)
+bool csi_job_wait(csi_job *j, int64_t deadline_ns, bool until_pulling)
 {
     struct timespec ts = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
     csi_plugin *p = j->plugin;
     pthread_mutex_lock(&p->jobs.lock);
-    while (!j->done) {
+    while (!j->done && !(until_pulling && atomic_load(&j->pulling))) {
         if (pthread_cond_timedwait(&p->jobs.cond, &p->jobs.lock, &ts) == ETIMEDOUT)
             break;
     }
@@ -312,6 +422,38 @@ void csi_job_progress(csi_job *j, unsigned *blobs_done, unsigned *blobs_started)
 {
     *blobs_done = atomic_load(&j->blobs_done);
     *blobs_started = atomic_load(&j->blobs_started);
+}
+
+bool csi_job_bytes(csi_job *j, uint64_t *done, uint64_t *total)
+{
+    bool pulling = atomic_load(&j->pulling);
+    *done = atomic_load(&j->bytes_done);
+    *total = atomic_load(&j->bytes_total);
+    if (*done > *total)
+        *done = *total;
+    return pulling;
+}
+
+bool csi_job_event_due(csi_job *j, const char *pod, int64_t now_ns, bool *first, int64_t *next_ns)
+{
+    csi_plugin *p = j->plugin;
+    pthread_mutex_lock(&p->jobs.lock);
+    struct job_pod *e = NULL;
+    for (size_t i = 0; i < j->n_pods && !e; i++)
+        if (strcmp(j->pods[i].key, pod) == 0)
+            e = &j->pods[i];
+    *first = e == NULL;
+    bool due = !e || now_ns - e->last_ns >= CSI_PULLING_EVENT_INTERVAL_NS;
+    if (!e && due) {
+        j->pods = mv_xrealloc(j->pods, (j->n_pods + 1) * sizeof(*j->pods));
+        e = &j->pods[j->n_pods++];
+        e->key = mv_xstrdup(pod);
+    }
+    if (due)
+        e->last_ns = now_ns;
+    *next_ns = e->last_ns + CSI_PULLING_EVENT_INTERVAL_NS;
+    pthread_mutex_unlock(&p->jobs.lock);
+    return due;
 }
 
 void csi_job_release(csi_job *j)

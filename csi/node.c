@@ -185,8 +185,9 @@ typedef struct publish_args {
     const char *artifact_type; /* the index selector */
     const char *platform;
     const char *annotation;
-    char *subpath;     /* normalised, "" for the whole model */
-    cache_request *rq; /* with the pod's secret, if any; handed to the job */
+    char *subpath;        /* normalised, "" for the whole model */
+    cache_request *rq;    /* with the pod's secret, if any; handed to the job */
+    cache_request *probe; /* rq's model with policy Never and no secret: sizes it (jobs.c) */
     char creds_id[OCI_DIGEST_MAX];
     char pulled[MV_ERROR_MSG_MAX]; /* the Pulled event's message (events.c) */
 } publish_args;
@@ -195,6 +196,7 @@ static void publish_args_clear(publish_args *a)
 {
     free(a->subpath);
     cache_request_free(a->rq);
+    cache_request_free(a->probe);
     memset(a, 0, sizeof(*a));
 }
 
@@ -322,6 +324,11 @@ static csi_code parse_publish(const Csi__V1__NodePublishVolumeRequest *req, publ
         return csi_fail(st, &err, CSI_FAIL_REQUEST, NULL);
     a->reference = ref;
     a->subpath = mv_xstrdup(a->rq->subpath ? a->rq->subpath : "");
+    /* Never: the store alone, which holds the manifest by the time the
+     * pull's first blob starts. Parsed as rq was, so it cannot fail. */
+    args.policy = CACHE_PULL_NEVER;
+    if (cache_request_parse(&args, &a->probe, &err) < 0)
+        mv_error_clear(&err);
 
     for (size_t i = 0; i < req->n_secrets; i++) {
         const Csi__V1__NodePublishVolumeRequest__SecretsEntry *s = req->secrets[i];
@@ -461,7 +468,54 @@ static void ms_since(int64_t t0, char out[32])
     snprintf(out, 32, "%.3f", (double)(csi_now_ns() - t0) / 1e6);
 }
 
-static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
+#define GB(b) ((double)(b) / 1e9)
+
+/* Waits for the pull like csi_job_wait, posting the pod's Pulling events
+ * meanwhile: one when the pull turns out to download, then its progress at
+ * most every CSI_PULLING_EVENT_INTERVAL_NS. Each waiting pod gets its own,
+ * from the job's own byte counts. True when the pull ended. */
+static bool wait_reporting(csi_plugin *p, csi_job *job, const csi_pod *pod, const char *ref,
+                           int64_t deadline)
+{
+    if (!p->events || !pod->ns || !pod->name || !*pod->ns || !*pod->name)
+        return csi_job_wait(job, deadline, false);
+    _cleanup_free_ char *key = mv_xasprintf("%s/%s", pod->ns, pod->name);
+    for (;;) {
+        uint64_t done = 0, total = 0;
+        bool pulling = csi_job_bytes(job, &done, &total);
+        int64_t wake = deadline;
+        if (pulling) {
+            bool first = false;
+            int64_t next = 0;
+            if (csi_job_event_due(job, key, csi_now_ns(), &first, &next)) {
+                if (first)
+                    csi_events_post(p, pod, false, "Pulling", "Pulling model %s (%.1f GB)", ref,
+                                    GB(total));
+                else
+                    csi_events_post(p, pod, false, "Pulling",
+                                    "Pulling model %s: %.1f of %.1f GB (%.0f%%)", ref, GB(done),
+                                    GB(total), total ? 100.0 * (double)done / (double)total : 0.0);
+            }
+            if (next < wake)
+                wake = next;
+        }
+        bool ended = csi_job_wait(job, wake, !pulling);
+        if (ended) {
+            /* A pull quicker than this thread still announces itself first. */
+            bool first = false;
+            int64_t next = 0;
+            if (csi_job_bytes(job, &done, &total) &&
+                csi_job_event_due(job, key, csi_now_ns(), &first, &next) && first)
+                csi_events_post(p, pod, false, "Pulling", "Pulling model %s (%.1f GB)", ref,
+                                GB(total));
+            return true;
+        }
+        if (csi_now_ns() >= deadline)
+            return false;
+    }
+}
+
+static csi_code do_publish(csi_call *call, publish_args *a, const csi_pod *pod, csi_status *st)
 {
     if (!a->reference) /* parse_publish sets it whenever it returns CSI_OK */
         return csi_status_set(st, CSI_INTERNAL, "publish %s: no model reference", a->target);
@@ -485,12 +539,12 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
     csi_job *job = NULL;
     bool joined = false;
     /* The job owns the request, and with it the secret, from here on. */
-    if (csi_job_get(p, &a->rq, a->creds_id, &job, &joined, &err) < 0)
+    if (csi_job_get(p, &a->rq, &a->probe, a->creds_id, &job, &joined, &err) < 0)
         return csi_fail(st, &err, CSI_FAIL_MAPPED, "pull %s", a->reference);
     if (joined)
         mv_log("info", "pull_joined", "reference", a->reference, "target", a->target);
 
-    if (!csi_job_wait(job, publish_deadline(call))) {
+    if (!wait_reporting(p, job, pod, a->reference, publish_deadline(call))) {
         unsigned done = 0, started = 0;
         csi_job_progress(job, &done, &started);
         csi_job_release(job);
@@ -540,8 +594,8 @@ static csi_code do_publish(csi_call *call, publish_args *a, csi_status *st)
         snprintf(a->pulled, sizeof(a->pulled),
                  "Pulled model %s in %.1f s (%.1f GB fetched, %.1f "
                  "GB from cache)",
-                 a->reference, (double)(csi_now_ns() - t0) / 1e9,
-                 (double)res->bytes_downloaded / 1e9, (double)cached / 1e9);
+                 a->reference, (double)(csi_now_ns() - t0) / 1e9, GB(res->bytes_downloaded),
+                 GB(cached));
     }
     csi_job_release(job);
     return c;
@@ -552,11 +606,15 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
 {
     const Csi__V1__NodePublishVolumeRequest *req = (const void *)msg;
     publish_args a = {0};
+    csi_pod pod = {
+        .ns = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.namespace"),
+        .name = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.name"),
+        .uid = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.uid")};
     csi_code c = parse_publish(req, &a, st);
     if (c == CSI_OK && !atomic_load(&call->plugin->ready))
         c = not_ready(call->plugin, st);
     if (c == CSI_OK)
-        c = do_publish(call, &a, st);
+        c = do_publish(call, &a, &pod, st);
     if (c == CSI_OK) {
         Csi__V1__NodePublishVolumeResponse resp = CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT;
         csi_reply_pack(reply, &resp.base);
@@ -565,10 +623,6 @@ csi_code csi_node_publish(csi_call *call, const ProtobufCMessage *msg, csi_reply
                "volume_id", req->volume_id, "code", csi_code_name(c), "error", st->msg);
         st->logged = true;
     }
-    csi_pod pod = {
-        .ns = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.namespace"),
-        .name = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.name"),
-        .uid = ctx_get(req->volume_context, req->n_volume_context, CTX_K8S_PREFIX "pod.uid")};
     if (c != CSI_OK)
         csi_events_post(call->plugin, &pod, true, "PullFailed", "%s", st->msg);
     else if (a.pulled[0])
