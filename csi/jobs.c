@@ -28,6 +28,7 @@ struct csi_job {
         uint64_t done, size;
     } * blobs;
     size_t n_blobs;
+    int size_tries;
     atomic_bool pulling;
     _Atomic uint64_t bytes_total; /* the model, from its manifest */
     _Atomic uint64_t bytes_done;  /* of the blobs this pull fetches */
@@ -77,15 +78,17 @@ static void job_unref_locked(csi_job *j)
  * layout places and the kind filter keeps (include/exclude are not
  * applied, so a filtered pull's size is an upper bound). Read from the
  * store, where the pull has put the manifest and config by the time its
- * first blob starts, so it costs no registry request. 0 when unknown. */
-static uint64_t model_size(csi_job *j)
+ * first layer starts, so it costs no registry request. 0 when unknown
+ * (logged when log). */
+static uint64_t model_size(csi_job *j, bool log)
 {
     if (!j->probe)
         return 0;
     cache_inspection in = {0};
     mv_error err = MV_ERROR_INIT;
     if (cache_inspect(j->plugin->cache, j->probe, &in, &err) < 0) {
-        mv_log("warn", "model_size_unknown", "reference", j->reference, "error", err.msg);
+        if (log)
+            mv_log("warn", "model_size_unknown", "reference", j->reference, "error", err.msg);
         return 0;
     }
     uint64_t total = 0;
@@ -135,15 +138,16 @@ static void track_bytes(csi_job *j, const cache_pull_event *ev)
         atomic_store(&j->bytes_total, sizes);
 }
 
-static void on_pull_event(void *ctx, const cache_pull_event *ev)
+/* Announces the download to the waiters once the model's size is known:
+ * at a blob's start, since the first may be the config, fetched through
+ * the same path before the store has it. Should sizing keep failing, the
+ * second try announces with what the blobs tell. */
+static void note_pulling(csi_job *j, const cache_pull_event *ev)
 {
-    csi_job *j = ctx;
-    if (ev->kind == CACHE_EV_BLOB_START || ev->kind == PULL_EV_BLOB_PROGRESS ||
-        ev->kind == CACHE_EV_BLOB_DONE) {
-        if (!atomic_load(&j->pulling))
-            atomic_store(&j->bytes_total, model_size(j));
-        track_bytes(j, ev);
-        if (!atomic_load(&j->pulling)) {
+    if (!atomic_load(&j->pulling) && ev->kind == CACHE_EV_BLOB_START) {
+        uint64_t size = model_size(j, j->size_tries > 0);
+        if (size || ++j->size_tries >= 2) {
+            atomic_store(&j->bytes_total, size);
             csi_plugin *p = j->plugin;
             pthread_mutex_lock(&p->jobs.lock);
             atomic_store(&j->pulling, true);
@@ -151,6 +155,17 @@ static void on_pull_event(void *ctx, const cache_pull_event *ev)
             pthread_mutex_unlock(&p->jobs.lock);
         }
     }
+    /* The config before that is not the model's bytes. */
+    if (atomic_load(&j->pulling) &&
+        (ev->kind == CACHE_EV_BLOB_START || ev->kind == PULL_EV_BLOB_PROGRESS ||
+         ev->kind == CACHE_EV_BLOB_DONE))
+        track_bytes(j, ev);
+}
+
+static void on_pull_event(void *ctx, const cache_pull_event *ev)
+{
+    csi_job *j = ctx;
+    note_pulling(j, ev);
     if (ev->kind == CACHE_EV_BLOB_START) {
         atomic_fetch_add(&j->blobs_started, 1);
     } else if (ev->kind == CACHE_EV_BLOB_DONE) {
