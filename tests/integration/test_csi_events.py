@@ -3,6 +3,13 @@ volume_context names its pod posts core/v1 Events on that pod, through a
 TLS stand-in for the API server (tests/lib/kubeapi.py) that checks the
 bearer token; a real kube-apiserver is the e2e suite's job.
 
+- a publish that has to download posts "Pulling model REF (N GB)" (reason
+  Pulling, Normal; N the model's size from its manifest) before Pulled;
+- a pull that lasts longer than 10 s (storage behind nginx capped per
+  connection) posts progress "Pulling model REF: X of N GB (P%)" on each
+  waiting pod, never two within 10 s for one pod; two pods coalesced on one
+  pull each get their own;
+- a publish served from the cache posts no Pulling event;
 - a successful pull posts "Pulled model REF in S s (N GB fetched, M GB
   from cache)" (reason Pulled, Normal) with involvedObject the pod;
 - a failed publish posts a Warning (PullFailed) with the very message of
@@ -16,6 +23,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import mvreg  # noqa: E402
@@ -23,7 +31,12 @@ from csiclient import Checks, code_of  # noqa: E402
 from csidaemon import Daemon  # noqa: E402
 from kubeapi import KubeAPI  # noqa: E402
 from util import wait_for  # noqa: E402
+from nginx import Nginx  # noqa: E402
 import grpc  # noqa: E402
+import threading  # noqa: E402
+
+MIB = 1 << 20
+INTERVAL = 10.0  # CSI_PULLING_EVENT_INTERVAL_NS
 
 TOKEN = "eyJ-test-token-never-in-logs-8f3a"
 POD = {"csi.storage.k8s.io/pod.name": "llm-0", "csi.storage.k8s.io/pod.namespace": "team-a",
@@ -34,6 +47,84 @@ POD = {"csi.storage.k8s.io/pod.name": "llm-0", "csi.storage.k8s.io/pod.namespace
 def counter(d, name):
     m = re.search(rf"^{name} (\d+)$", d.metrics(), re.M)
     return int(m.group(1)) if m else None
+
+
+def pod(name):
+    return {**POD, "csi.storage.k8s.io/pod.name": name,
+            "csi.storage.k8s.io/pod.uid": f"0b6a9b2e-{name}"}
+
+
+def of_pod(api, name, reason):
+    return [e for e in api.events() if e["body"]["reason"] == reason
+            and e["body"]["involvedObject"]["name"] == name]
+
+
+def gb(n):
+    return f"{n / 1e9:.1f}"
+
+
+def slow_pull(t, work, reg):
+    """Two pods wait on one pull that lasts well over 10 s: 64 MiB over
+    two connections to storage capped at 2 MiB/s each."""
+    path = os.path.join(work, "big.safetensors")
+    with open(path, "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(MIB))
+    cfg = b'{"big": true}'
+    reg.push_model("models/big", "v1", {"model.safetensors": path, "config.json": cfg})
+    size = os.path.getsize(path) + len(cfg)
+    os.makedirs(os.path.join(work, "api-slow"))
+    api = KubeAPI(os.path.join(work, "api-slow"), TOKEN)
+    with Nginx(work, reg.addr, redirect_blobs=True, storage_rate="2m") as ng:
+        ref = f"{ng.addr}/models/big:v1"
+        d = Daemon(work, os.path.join(work, "cache-slow"), node_id="events-node",
+                   args=["--connections", "2", "--kube-api-url", api.url,
+                         "--kube-token-file", api.token_file, "--kube-ca-file", api.ca]).start()
+        try:
+            results = {}
+
+            def publish(name):
+                results[name] = code_of(d.client.publish, os.path.join(work, name), ref,
+                                        context=pod(name))[0]
+            threads = [threading.Thread(target=publish, args=(n,)) for n in ("slow-a", "slow-b")]
+            t0 = time.monotonic()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            took = time.monotonic() - t0
+            t.check("both coalesced publishes succeed",
+                    all(results.get(n) == grpc.StatusCode.OK for n in ("slow-a", "slow-b")),
+                    repr(results))
+            t.check("the pull lasted more than 10 s", took > INTERVAL + 1, f"{took:.1f} s")
+            for name in ("slow-a", "slow-b"):
+                wait_for(lambda: of_pod(api, name, "Pulled"), 20)
+                pulling = of_pod(api, name, "Pulling")
+                msgs = [e["body"]["message"] for e in pulling]
+                t.check(f"{name}: its own Pulling event, with the model's size",
+                        msgs[:1] == [f"Pulling model {ref} ({gb(size)} GB)"],
+                        repr(msgs) + "\n" + d.read_log()[-3000:])
+                progress = [e for e in pulling[1:] if re.fullmatch(
+                    rf"Pulling model {re.escape(ref)}: \d+\.\d of {re.escape(gb(size))} GB "
+                    r"\(\d+%\)", e["body"]["message"])]
+                t.check(f"{name}: at least one progress event",
+                        len(progress) >= 1 and len(progress) == len(pulling) - 1, repr(msgs))
+                pct = [int(re.search(r"\((\d+)%\)", e["body"]["message"]).group(1))
+                       for e in progress]
+                t.check(f"{name}: progress from the pull, rising", pct == sorted(pct) and
+                        all(0 <= p <= 100 for p in pct), repr(pct))
+                gaps = [b["at"] - a["at"] for a, b in zip(pulling, pulling[1:])]
+                # Events leave through a queue: allow the worker's jitter.
+                t.check(f"{name}: never two Pulling events within 10 s",
+                        all(g >= INTERVAL - 0.5 for g in gaps), repr(gaps))
+                pulled = of_pod(api, name, "Pulled")
+                t.check(f"{name}: Pulling comes before Pulled",
+                        len(pulled) == 1 and pulling and pulling[-1]["at"] <= pulled[0]["at"])
+            for name in ("slow-a", "slow-b"):
+                d.client.unpublish(os.path.join(work, name))
+        finally:
+            d.stop()
+            api.stop()
 
 
 def main():
@@ -55,6 +146,13 @@ def main():
             d.client.publish(target, ref, context=POD)
             got = wait_for(lambda: [e for e in api.events() if e["body"]["reason"] == "Pulled"], 20)
             t.check("a Pulled event is posted", len(got) == 1, str(api.requests))
+            pulling = of_pod(api, "llm-0", "Pulling")
+            t.check("a cold publish posts Pulling with the model's size, before Pulled",
+                    [e["body"]["message"] for e in pulling]
+                    == [f"Pulling model {ref} ({gb(4096 + 8)} GB)"]
+                    and got and pulling[0]["at"] <= got[0]["at"]
+                    and pulling[0]["body"]["type"] == "Normal",
+                    repr([e["body"] for e in pulling]))
             if got:
                 e, b = got[0], got[0]["body"]
                 t.check("POST to /api/v1/namespaces/<pod ns>/events",
@@ -77,6 +175,16 @@ def main():
                         b.get("firstTimestamp") and b.get("lastTimestamp") and b.get("count") == 1)
             d.client.unpublish(target)
 
+            # Warm: the same model again, from the cache.
+            warm = os.path.join(work, "t-warm")
+            d.client.publish(warm, ref, context=pod("llm-warm"))
+            wait_for(lambda: of_pod(api, "llm-warm", "Pulled"), 20)
+            t.check("a warm publish posts Pulled", len(of_pod(api, "llm-warm", "Pulled")) == 1)
+            t.check("a warm publish (cache hit) posts no Pulling event",
+                    of_pod(api, "llm-warm", "Pulling") == [],
+                    repr(of_pod(api, "llm-warm", "Pulling")))
+            d.client.unpublish(warm)
+
             # A failure: the event carries the gRPC error's message.
             bad = f"{reg.addr}/models/absent:v1"
             code, details = code_of(d.client.publish, os.path.join(work, "t2"), bad, context=POD)
@@ -87,12 +195,15 @@ def main():
                     len(fail) == 1 and fail[0]["body"]["type"] == "Warning"
                     and fail[0]["body"]["message"] == details,
                     f"{details!r} vs {[f['body']['message'] for f in fail]}")
-            t.check("modelvol_events_total counts both", wait_for(
-                lambda: counter(d, "modelvol_events_total") == 2, 10))
+            t.check("modelvol_events_total counts every event", wait_for(
+                lambda: counter(d, "modelvol_events_total") == len(api.events()) == 4, 10),
+                    f"{counter(d, 'modelvol_events_total')} vs {len(api.events())}")
         finally:
             d.stop()
             api.stop()
         t.check("the token is in no log line", TOKEN not in d.read_log())
+
+        slow_pull(t, work, reg)
 
         # A dead API server: connection refused.
         s = socket.socket()

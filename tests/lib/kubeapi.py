@@ -1,6 +1,7 @@
 """kubeapi.py — a stand-in for the Kubernetes API server's Events endpoint
 for tests: HTTPS on 127.0.0.1 with a throwaway CA made by the openssl CLI,
-recording every request's method, path, bearer token and JSON body. Used
+recording every request's method, path, bearer token, JSON body and the
+monotonic time it arrived ("at", for the spacing of events). Used
 where no real kube-apiserver runs (ctest); the e2e suite checks events
 against a real cluster."""
 import json
@@ -8,6 +9,7 @@ import os
 import ssl
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from util import stop_http
@@ -42,7 +44,8 @@ class KubeAPI:
                     doc = None
                 with api.lock:
                     api.requests.append({"method": self.command, "path": self.path,
-                                         "auth": self.headers.get("Authorization"), "body": doc})
+                                         "auth": self.headers.get("Authorization"), "body": doc,
+                                         "at": time.monotonic()})
                 ok = self.headers.get("Authorization") == f"Bearer {api.token}"
                 self.send_response(201 if ok else 401)
                 self.send_header("Content-Type", "application/json")
