@@ -15,6 +15,9 @@ valid and agree with each other and with the binaries they run:
   self-registration off and its node-driver-registrar dials the same
   socket and tells the kubelet the same path;
 - the cache is the same hostPath in the plugin and the pre-warm DaemonSet;
+- only the node plugin mounts an API token, and its ServiceAccount may
+  create and patch core/v1 events and nothing else; the pre-warm DaemonSet
+  runs as its own ServiceAccount without a token;
 - every flag a manifest passes to modelvol-csi, modelpull or modelpush is
   in that binary's --help (modelpull: global flags in `modelpull --help`,
   verb flags in `modelpull VERB --help`);
@@ -405,6 +408,38 @@ def check_prewarm(docs, node):
     if lst and lst[0] == "configMap":
         cm = find(docs, "ConfigMap", lst[1])
         check(f"ConfigMap {lst[1]} has key {lst[2]}", cm is not None and lst[2] in cm.get("data", {}))
+
+
+def check_rbac(docs):
+    def sa_of(ds_name):
+        ds = find(docs, "DaemonSet", ds_name)
+        spec = ds["spec"]["template"]["spec"] if ds else {}
+        sa = find(docs, "ServiceAccount", spec.get("serviceAccountName", "default"))
+        token = spec.get("automountServiceAccountToken")
+        if token is None and sa is not None:
+            token = sa.get("automountServiceAccountToken", True)
+        return spec.get("serviceAccountName"), sa, token
+    node_sa, sa, token = sa_of("modelvol-node")
+    check("the node plugin's ServiceAccount exists", sa is not None, str(node_sa))
+    check("the node plugin mounts its API token (pod events)", token is True, str(token))
+    warm_sa, wsa, wtoken = sa_of("modelvol-prewarm")
+    check("pre-warm runs as its own ServiceAccount", wsa is not None and warm_sa != node_sa,
+          f"{warm_sa} vs {node_sa}")
+    check("pre-warm mounts no API token", wtoken is False, str(wtoken))
+    bindings = [d for _, d in [*objects(docs, "ClusterRoleBinding"), *objects(docs, "RoleBinding")]
+                if any(s.get("kind") == "ServiceAccount" and s.get("name") == node_sa
+                       and s.get("namespace") == "modelvol" for s in d.get("subjects", []))]
+    check("one ClusterRoleBinding for the node plugin's ServiceAccount",
+          len(bindings) == 1 and bindings[0]["kind"] == "ClusterRoleBinding", str(bindings))
+    for b in bindings:
+        role = find(docs, b["roleRef"]["kind"], b["roleRef"]["name"])
+        rules = role.get("rules", []) if role else None
+        check("its role grants create and patch on core/v1 events, nothing else",
+              rules == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}],
+              str(rules))
+    others = [d for _, d in [*objects(docs, "ClusterRoleBinding"), *objects(docs, "RoleBinding")]
+              if any(s.get("name") == warm_sa for s in d.get("subjects", []))]
+    check("no role is bound to the pre-warm ServiceAccount", others == [], str(others))
 
 
 def check_driver_name(docs):
@@ -818,6 +853,7 @@ def main():
     check_driver_name(docs)
     node = check_node_daemonset(docs)
     check_prewarm(docs, node)
+    check_rbac(docs)
     check_examples(docs)
     check_kustomization(docs)
     check_registrar_overlay()
