@@ -28,6 +28,7 @@ struct csi_job {
         uint64_t done, size;
     } * blobs;
     size_t n_blobs;
+    uint64_t sum_done, sum_sizes; /* of blobs[] */
     int size_tries;
     atomic_bool pulling;
     _Atomic uint64_t bytes_total; /* the model, from its manifest */
@@ -125,17 +126,15 @@ static void track_bytes(csi_job *j, const cache_pull_event *ev)
         memset(b, 0, sizeof(*b));
         snprintf(b->digest, sizeof(b->digest), "%s", ev->digest);
     }
+    /* Running sums, so a progress event costs the lookup alone. */
+    j->sum_done += ev->done - b->done;
+    j->sum_sizes += ev->total - b->size;
     b->done = ev->done;
     b->size = ev->total;
-    uint64_t done = 0, sizes = 0;
-    for (size_t i = 0; i < j->n_blobs; i++) {
-        done += j->blobs[i].done;
-        sizes += j->blobs[i].size;
-    }
-    atomic_store(&j->bytes_done, done);
+    atomic_store(&j->bytes_done, j->sum_done);
     /* Without a size from the manifest, what is known to be fetched. */
-    if (atomic_load(&j->bytes_total) < sizes)
-        atomic_store(&j->bytes_total, sizes);
+    if (atomic_load(&j->bytes_total) < j->sum_sizes)
+        atomic_store(&j->bytes_total, j->sum_sizes);
 }
 
 /* Announces the download to the waiters once the model's size is known:
