@@ -192,6 +192,9 @@ typedef struct cache_inspection {
     char index_digest[OCI_DIGEST_MAX]; /* "" when the reference named a manifest */
     oci_manifest *manifest;            /* owned */
     oci_layout_plan *plan;             /* owned; plan->layers[i].index into manifest->layers */
+    /* The bytes of the distinct layer blobs a pull of the request places,
+     * after its include, exclude and kinds: what a cold pull downloads. */
+    uint64_t bytes_selected;
 } cache_inspection;
 int cache_inspect(cache *c, const cache_request *rq, cache_inspection *out, mv_error *err);
 void cache_inspection_clear(cache_inspection *in);

@@ -656,6 +656,23 @@ static int do_inspect(pull_ctx *p, cache_inspection *out)
     r = plan_manifest(p, m, out->manifest_digest, &out->plan, &diff_ids, &n_diff);
     if (r < 0)
         return r;
+    const oci_layout_plan *plan = out->plan;
+    _cleanup_free_ bool *keep = mv_xcalloc(plan->n_layers ? plan->n_layers : 1, sizeof(*keep));
+    r = cache_plan_select(m, plan, (const char *const *)p->rq->include,
+                          (const char *const *)p->rq->exclude, p->rq->kinds_mask, keep, p->err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < plan->n_layers; i++) {
+        const oci_descriptor *d = &m->layers[plan->layers[i].index];
+        if (!keep[i] || d->size <= 0)
+            continue;
+        /* A blob laid out twice is fetched once. */
+        bool dup = false;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = keep[k] && strcmp(m->layers[plan->layers[k].index].digest, d->digest) == 0;
+        if (!dup)
+            out->bytes_selected += (uint64_t)d->size;
+    }
     out->manifest = MV_STEAL(m);
     return 0;
 }

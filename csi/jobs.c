@@ -75,12 +75,11 @@ static void job_unref_locked(csi_job *j)
         job_free(j);
 }
 
-/* The model's size as its manifest gives it: each distinct layer the
- * layout places and the kind filter keeps (include/exclude are not
- * applied, so a filtered pull's size is an upper bound). Read from the
- * store, where the pull has put the manifest and config by the time its
- * first layer starts, so it costs no registry request. 0 when unknown
- * (logged when log). */
+/* The model's size as its manifest gives it: the distinct layers the
+ * pull places after its include, exclude and kinds (cache_inspect decides,
+ * with the selection the pull itself makes). Read from the store, where the pull has put the
+ * manifest and config by the time its first layer starts, so it costs no registry request. 0 when
+ * unknown (logged when log). */
 static uint64_t model_size(csi_job *j, bool log)
 {
     if (!j->probe)
@@ -92,21 +91,7 @@ static uint64_t model_size(csi_job *j, bool log)
             mv_log("warn", "model_size_unknown", "reference", j->reference, "error", err.msg);
         return 0;
     }
-    uint64_t total = 0;
-    unsigned mask = j->probe->kinds_mask;
-    for (size_t i = 0; i < in.plan->n_layers; i++) {
-        const oci_layer_plan *lp = &in.plan->layers[i];
-        const oci_descriptor *d = &in.manifest->layers[lp->index];
-        if (lp->place == OCI_PLACE_SKIP || d->size <= 0)
-            continue;
-        if (mask && (lp->kind == MODEL_KIND_NONE || !(mask & (1u << (unsigned)lp->kind))))
-            continue;
-        bool dup = false;
-        for (size_t k = 0; k < i && !dup; k++)
-            dup = strcmp(in.manifest->layers[in.plan->layers[k].index].digest, d->digest) == 0;
-        if (!dup)
-            total += (uint64_t)d->size;
-    }
+    uint64_t total = in.bytes_selected;
     cache_inspection_clear(&in);
     return total;
 }

@@ -9,7 +9,8 @@ bearer token; a real kube-apiserver is the e2e suite's job.
   connection) posts progress "Pulling model REF: X of N GB (P%)" on each
   waiting pod, never two within 10 s for one pod; two pods coalesced on one
   pull each get their own;
-- a publish served from the cache posts no Pulling event;
+- a publish served from the cache posts no Pulling event; one with an
+  include is sized by the layers it keeps;
 - a successful pull posts "Pulled model REF in S s (N GB fetched, M GB
   from cache)" (reason Pulled, Normal) with involvedObject the pod;
 - a failed publish posts a Warning (PullFailed) with the very message of
@@ -185,6 +186,22 @@ def main():
                     repr(of_pod(api, "llm-warm", "Pulling")))
             d.client.unpublish(warm)
 
+            # A filtered publish is sized as filtered: 150 MB of weights an
+            # include leaves out would read 0.2 GB.
+            big = os.path.join(work, "filtered.safetensors")
+            with open(big, "wb") as f:
+                f.truncate(150 * 1000 * 1000)
+            reg.push_model("models/filtered", "v1",
+                           {"model.safetensors": big, "config.json": b'{"f": 1}'})
+            fref = f"{reg.addr}/models/filtered:v1"
+            d.client.publish(os.path.join(work, "t-filtered"), fref,
+                             context={**pod("llm-filtered"), "include": "config.json"})
+            wait_for(lambda: of_pod(api, "llm-filtered", "Pulled"), 20)
+            msgs = [e["body"]["message"] for e in of_pod(api, "llm-filtered", "Pulling")]
+            t.check("a publish with include is sized by the files it keeps",
+                    msgs == [f"Pulling model {fref} (0.0 GB)"], repr(msgs))
+            d.client.unpublish(os.path.join(work, "t-filtered"))
+
             # A failure: the event carries the gRPC error's message.
             bad = f"{reg.addr}/models/absent:v1"
             code, details = code_of(d.client.publish, os.path.join(work, "t2"), bad, context=POD)
@@ -196,7 +213,7 @@ def main():
                     and fail[0]["body"]["message"] == details,
                     f"{details!r} vs {[f['body']['message'] for f in fail]}")
             t.check("modelvol_events_total counts every event", wait_for(
-                lambda: counter(d, "modelvol_events_total") == len(api.events()) == 4, 10),
+                lambda: counter(d, "modelvol_events_total") == len(api.events()) == 6, 10),
                     f"{counter(d, 'modelvol_events_total')} vs {len(api.events())}")
         finally:
             d.stop()
